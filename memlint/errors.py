@@ -1,0 +1,35 @@
+"""Errors memlint raises. Only cli.py and pytest_plugin.py format them for people."""
+
+from __future__ import annotations
+
+
+class MemlintError(Exception):
+    """Base class: the tool could not do its job (exit code 2)."""
+
+
+class ModelLoadError(MemlintError):
+    """The model file is missing, unreadable, corrupt or not a model."""
+
+
+class DimError(MemlintError):
+    """Symbolic dims are malformed, unknown or left unbound under --strict-dims."""
+
+
+class ShapeInferenceError(MemlintError):
+    """Shapes could not be inferred for the graph."""
+
+
+class HardwareError(MemlintError):
+    """An unknown hardware name or a malformed hardware file."""
+
+
+class ConfigError(MemlintError):
+    """A malformed configuration file or option."""
+
+
+class RegistrationError(MemlintError):
+    """A cost formula or rule registered twice, or a malformed registration."""
+
+
+class OutputError(MemlintError):
+    """The report could not be written."""

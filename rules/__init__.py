@@ -1,0 +1,1 @@
+"""Built-in memlint rules (installed as memlint.rules)."""

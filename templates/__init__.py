@@ -1,0 +1,1 @@
+"""Jinja2 templates for HTML and Markdown reports (installed as memlint.templates)."""
