@@ -1,1 +1,161 @@
-"""(being written)"""
+"""Data movement: metadata-only ops, copies, gathers and slices, resampling, scatter.
+
+Metadata only (no FLOPs, no bytes): Reshape, Squeeze, Unsqueeze, Flatten, Identity, Shape, Size,
+Constant, BitCast, Optional, OptionalGetElement, OptionalHasElement, SequenceEmpty,
+SequenceLength, com.microsoft ExpandDims, and Dropout, which is the identity at inference (its
+optional mask output is not counted).
+
+Counts used (FLOPs per output element unless stated; everything on the vector unit):
+
+| FLOPs      | ops                                                                                 |
+|------------|-------------------------------------------------------------------------------------|
+| 0          | Transpose, Concat, Split, Expand, Tile, Pad, CenterCropPad, DepthToSpace,           |
+|            | SpaceToDepth, ReverseSequence, Trilu, Compress, OneHot, NonZero, Unique, Range,     |
+|            | ConstantOfShape, EyeLike, TensorScatter, Gather, GatherElements, GatherND, Slice;   |
+|            | Scatter, ScatterND and ScatterElements with reduction="none"; com.microsoft Trilu,  |
+|            | Unique, Pad, Range, GatherND; com.microsoft.nchwc ReorderInput, ReorderOutput;      |
+|            | nearest-mode Resize and Upsample                                                    |
+| 1          | per update element: ScatterND, ScatterElements with a reduction (add, mul, min,     |
+|            | max)                                                                                |
+| 1          | per INPUT element: Col2Im (each column element added into the image)                |
+| 3(2^d - 1) | Resize, Upsample, mode linear over d resized axes: 2^d - 1 lerps of 3 (sub, mul,    |
+|            | add)                                                                                |
+| 2*4^d      | Resize, Upsample, mode cubic: 4^d taps, a multiply and an add each                  |
+| 2d + above | GridSample over d spatial dims: unnormalise each coordinate (mul, add), then as     |
+|            | Resize for its mode (nearest: 0); also com.microsoft GridSample                     |
+| NMS        | NonMaxSuppression, worst case (every box passes the score threshold): per batch and |
+|            | class sort N scores (N*ceil(log2 N) comparisons), then each of M =                  |
+|            | min(max_output_boxes, N) kept boxes tests IoU against the N candidates, 13 FLOPs a  |
+|            | test (4 min/max, 2 sub, 2 clamp, mul, add, sub, div, compare)                       |
+
+Bytes: each input read once and each output written once at its dtype ("as written": Scatter and
+TensorScatter read and write the whole tensor they update), except:
+- ConstantOfShape and EyeLike only write: their input gives a shape.
+- Gather, GatherElements, GatherND and Slice read only the part of `data` they return (output
+  elements at data's dtype, under data's kind, at most all of it) plus their index inputs: an
+  embedding lookup of one token reads one row, not the vocabulary; a slice of a KV cache is
+  counted as KV-cache bytes.
+"""
+
+from __future__ import annotations
+
+import math
+
+from memlint.costs.elementwise import text_attr
+from memlint.costs.model import ZERO_BYTES, ByteCounts, OpCost
+from memlint.costs.registry import CostContext, CostFn, add_formula, register, register_metadata
+from memlint.ir import Value
+
+MS = "com.microsoft"
+NCHWC = "com.microsoft.nchwc"
+IOU_TEST_FLOPS = 13
+
+METADATA: dict[str, tuple[str, ...]] = {
+    "": (
+        "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Shape", "Size", "Constant",
+        "BitCast", "Optional", "OptionalGetElement", "OptionalHasElement", "SequenceEmpty",
+        "SequenceLength", "Dropout",
+    ),
+    MS: ("ExpandDims",),
+}  # fmt: skip
+COPIES: dict[str, tuple[str, ...]] = {
+    "": (
+        "Transpose", "Concat", "Split", "Expand", "Tile", "Pad", "CenterCropPad", "DepthToSpace",
+        "SpaceToDepth", "ReverseSequence", "Trilu", "Compress", "OneHot", "NonZero", "Unique",
+        "Range", "TensorScatter",
+    ),
+    MS: ("Trilu", "Unique", "Pad", "Range"),
+    NCHWC: ("ReorderInput", "ReorderOutput"),
+}  # fmt: skip
+
+
+def read_portion(value: Value, numel: int) -> ByteCounts:
+    """`numel` elements of `value` at its dtype, under its kind, never more than all of it."""
+    nbytes = value.nbytes
+    if nbytes is None:
+        return ZERO_BYTES
+    return ByteCounts.single(value.kind, min((numel * value.dtype.bits + 7) // 8, nbytes))
+
+
+def _copy(ctx: CostContext) -> OpCost:
+    return ctx.cost(0, note="a copy")
+
+
+def _write_only(ctx: CostContext) -> OpCost:
+    return ctx.cost(0, bytes_read=ZERO_BYTES, note="writes only; the input gives a shape")
+
+
+def _partial_read(ctx: CostContext) -> OpCost:
+    """Reads the returned part of input 0 (data) and all of its other (index) inputs."""
+    data = ctx.input(0)
+    others = ByteCounts.of(ctx.input(i) for i in range(1, len(ctx.node.inputs)))
+    part = read_portion(data, ctx.out_numel()) if data is not None else ZERO_BYTES
+    return ctx.cost(0, bytes_read=part + others, note="reads only the part of data it returns")
+
+
+for _domain, _ops in METADATA.items():
+    register_metadata(*_ops, domain=_domain)
+for _domain, _ops in COPIES.items():
+    for _op in _ops:
+        add_formula(_op, _copy, domain=_domain)
+for _op in ("ConstantOfShape", "EyeLike"):
+    add_formula(_op, _write_only)
+for _op in ("Gather", "GatherElements", "GatherND", "Slice"):
+    add_formula(_op, _partial_read)
+add_formula("GatherND", _partial_read, domain=MS)
+
+
+@register("Scatter", "ScatterElements", "ScatterND")
+def _scatter(ctx: CostContext) -> OpCost:
+    reduction = text_attr(ctx, "reduction", "none")
+    if reduction == "none":
+        return ctx.cost(0, note="a copy")
+    updates = ctx.input(2)
+    return ctx.cost(updates.numel if updates else 0, note=f"reduction={reduction}")
+
+
+def interpolation_flops(mode: str, axes: int) -> int:
+    """FLOPs per output element of interpolating over `axes` dims (see the module docstring)."""
+    if mode in ("linear", "bilinear", "trilinear"):
+        return 3 * (2**axes - 1)
+    if mode in ("cubic", "bicubic"):
+        return 2 * 4**axes
+    return 0  # nearest
+
+
+def _resize(ctx: CostContext) -> OpCost:
+    mode = text_attr(ctx, "mode", "nearest")
+    axes = sum(1 for i, o in zip(ctx.shape(0), ctx.out_shape()) if i != o)
+    return ctx.cost(interpolation_flops(mode, axes) * ctx.out_numel(), note=f"mode={mode}")
+
+
+def _grid_sample(default_mode: str) -> CostFn:
+    def formula(ctx: CostContext) -> OpCost:
+        mode = text_attr(ctx, "mode", default_mode)
+        axes = len(ctx.shape(0)) - 2
+        per = 2 * axes + interpolation_flops(mode, axes)
+        return ctx.cost(per * ctx.out_numel(), note=f"mode={mode}")
+
+    return formula
+
+
+for _op in ("Resize", "Upsample"):
+    add_formula(_op, _resize)
+add_formula("Upsample", _resize, domain=NCHWC)
+add_formula("GridSample", _grid_sample("linear"))
+add_formula("GridSample", _grid_sample("bilinear"), domain=MS)
+
+
+@register("Col2Im")
+def _col2im(ctx: CostContext) -> OpCost:
+    return ctx.cost(math.prod(ctx.shape(0)))
+
+
+@register("NonMaxSuppression")
+def _non_max_suppression(ctx: CostContext) -> OpCost:
+    batches, classes, boxes = ctx.shape(1)  # scores: [batch, classes, boxes]
+    limit = ctx.const(2)
+    kept = boxes if limit is None else min(int(limit.reshape(-1)[0]), boxes)
+    sort = boxes * math.ceil(math.log2(boxes)) if boxes > 1 else 0
+    per_class = sort + kept * boxes * IOU_TEST_FLOPS
+    return ctx.cost(batches * classes * per_class, note="worst case: every box above threshold")

@@ -1,0 +1,232 @@
+"""Command line: parse -> options -> api.lint -> render -> exit code. Thin on purpose.
+
+Exit codes: 0 clean, 1 findings at or above --fail-on, 2 the tool could not do its job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from memlint import __version__
+from memlint.errors import MemlintError, OutputError
+
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+FORMATS = ("text", "json")
+
+
+class _DefaultCommandGroup(click.Group):
+    """`memlint MODEL ...` means `memlint check MODEL ...`, as ruff's bare invocation does."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["check", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_DefaultCommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="memlint")
+def cli() -> None:
+    """Find where an ML model hits the memory wall on a given accelerator.
+
+    \b
+    memlint model.onnx --hw a100
+    memlint model.onnx --hw h100 --dim batch_size=1 --dim past_sequence_length=4095
+    memlint hw list
+    """
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--hw", "hw", default="a100", show_default=True, help="Device name or alias (memlint hw list).")
+@click.option("--hw-file", "hw_files", multiple=True, type=click.Path(path_type=Path), help="Extra hardware spec file (TOML/YAML); repeatable.")
+@click.option("--dim", "dims", multiple=True, metavar="NAME=VALUE", help="Bind a symbolic dim; repeatable.")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D0,D1,...", help="Whole shape of an input whose dims have no name; repeatable.")
+@click.option("--strict-dims", is_flag=True, help="Fail instead of assuming 1 for unbound dims.")
+@click.option("--tf32", is_flag=True, help="Let fp32 matmuls run at the TF32 tensor-core peak.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the report here instead of stdout.")
+@click.option("--top", default=15, show_default=True, type=click.IntRange(min=0), help="Operators in the text table.")
+@click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"]), default="warning", show_default=True, help="Exit 1 when a finding has at least this severity.")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+def check(
+    model: Path,
+    hw: str,
+    hw_files: tuple[Path, ...],
+    dims: tuple[str, ...],
+    input_shapes: tuple[str, ...],
+    strict_dims: bool,
+    tf32: bool,
+    fmt: str,
+    output: Path | None,
+    top: int,
+    fail_on: str,
+    debug: bool,
+) -> int:
+    """Lint MODEL (an .onnx file, or an export directory holding model.onnx)."""
+    from memlint.api import lint
+    from memlint.frontends.dims import parse_dim_flags, parse_shape_flags
+
+    report = lint(
+        model,
+        hw=hw,
+        hw_files=hw_files,
+        dims=parse_dim_flags(dims),
+        input_shapes=parse_shape_flags(input_shapes),
+        strict_dims=strict_dims,
+        tf32=tf32,
+    )
+    if fmt == "json":
+        from memlint.report.json_report import render as render_json
+
+        _emit(render_json(report), output)
+    elif output is not None:
+        from memlint.report.text import render as render_text
+
+        _emit(render_text(report, top=top), output)
+    else:
+        from rich.console import Console
+
+        from memlint.report.text import render_to
+
+        render_to(Console(highlight=False), report, top=top)
+    return EXIT_FINDINGS if _fails(report.findings, fail_on) else EXIT_OK
+
+
+def _fails(findings: tuple, fail_on: str) -> bool:
+    order = {"info": 0, "warning": 1, "error": 2}
+    if fail_on == "never":
+        return False
+    return any(order.get(getattr(f, "severity", "info"), 0) >= order[fail_on] for f in findings)
+
+
+def _emit(text: str, output: Path | None) -> None:
+    """Write to stdout, or atomically to a file (never a half-written report)."""
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    directory = output.parent if str(output.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{output.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, output)
+    except OSError as exc:
+        raise OutputError(f"{output}: cannot write the report ({exc.strerror or exc})") from None
+
+
+@cli.group()
+def hw() -> None:
+    """Hardware specs: list them, or show one with its sources."""
+
+
+@hw.command("list")
+@click.option("--hw-file", "hw_files", multiple=True, type=click.Path(path_type=Path))
+def hw_list(hw_files: tuple[Path, ...]) -> int:
+    """List known devices and their aliases."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from memlint.hardware import list_specs
+    from memlint.ir import ComputeUnit, DType
+    from memlint.report import units
+
+    table = Table(box=None)
+    for column in ("name", "aliases", "memory BW", "fp16 tensor", "capacity"):
+        table.add_column(column)
+    for spec in list_specs(hw_files):
+        fp16 = spec.peak_for(DType.FLOAT16, ComputeUnit.TENSOR)
+        table.add_row(
+            spec.name,
+            ", ".join(spec.aliases),
+            units.si(spec.memory_bandwidth_bytes_per_s, "B/s"),
+            units.si(fp16.flops_per_s, "FLOP/s"),
+            units.nbytes(spec.memory_capacity_bytes),
+        )
+    Console(highlight=False).print(table)
+    return EXIT_OK
+
+
+@hw.command("show")
+@click.argument("name")
+@click.option("--hw-file", "hw_files", multiple=True, type=click.Path(path_type=Path))
+def hw_show(name: str, hw_files: tuple[Path, ...]) -> int:
+    """Show one device: every figure, its unit and its source."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from memlint.hardware import resolve
+    from memlint.report import units
+
+    spec = resolve(name, hw_files)
+    console = Console(highlight=False)
+    console.print(f"[bold]{escape(spec.display_name)}[/bold] ({escape(spec.name)}, {spec.kind})")
+    if spec.aliases:
+        console.print(f"aliases: {escape(', '.join(spec.aliases))}")
+    rows = [
+        ("memory_bandwidth", units.si(spec.memory_bandwidth_bytes_per_s, "B/s")),
+        ("memory_capacity", units.nbytes(spec.memory_capacity_bytes)),
+        ("l2_cache", spec.l2_cache_bytes and units.nbytes(spec.l2_cache_bytes)),
+        ("interconnect_bandwidth", spec.interconnect_bandwidth_bytes_per_s and units.si(spec.interconnect_bandwidth_bytes_per_s, "B/s")),
+        ("kernel_overhead", spec.kernel_overhead_s and units.seconds(spec.kernel_overhead_s)),
+    ]
+    for key, value in rows:
+        if value:
+            console.print(f"  {key:<24} {value:<14} {escape(spec.sources.get(key, ''))}")
+    console.print("dense peaks (ridge point = peak / memory bandwidth):")
+    for key, value in sorted(spec.peak_flops_per_s.items()):
+        ridge = value / spec.memory_bandwidth_bytes_per_s
+        console.print(
+            f"  {key:<24} {units.si(value, 'FLOP/s'):<14} ridge {ridge:.3g} FLOP/B  "
+            f"{escape(spec.sources.get(key, ''))}"
+        )
+    if spec.notes:
+        console.print(f"notes: {escape(spec.notes)}")
+    if spec.origin:
+        console.print(f"from: {escape(spec.origin)}")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: one clear line and exit 2 for anything that stops the tool."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in args or bool(os.environ.get("MEMLINT_DEBUG"))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(name)s: %(message)s")
+    try:
+        code = cli.main(args=args, prog_name="memlint", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = EXIT_ERROR
+    except click.exceptions.Abort:
+        click.echo("memlint: interrupted", err=True)
+        code = 130
+    except KeyboardInterrupt:
+        click.echo("memlint: interrupted", err=True)
+        code = 130
+    except MemlintError as exc:
+        if debug:
+            raise
+        click.echo(f"memlint: error: {exc}", err=True)
+        code = EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - the user gets one line, --debug shows the rest
+        if debug:
+            raise
+        click.echo(f"memlint: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", err=True)
+        code = EXIT_ERROR
+    return code if isinstance(code, int) else EXIT_OK
+
+
+def run() -> None:
+    """The `memlint` console script."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

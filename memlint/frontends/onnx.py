@@ -1,0 +1,432 @@
+"""ONNX frontend: model file -> ir.Model, reading graph metadata only.
+
+1. Load the proto without external data; embedded weight payloads are dropped right away,
+   so nothing downstream copies or serialises them (a 100 GB model lints in seconds).
+2. Bind the symbolic input dims (--dim, --input-shape; unbound ones become 1, recorded).
+3. Infer every shape on the weight-free proto (onnx_infer).
+4. Build the IR: stable node names, tensor kinds (weights / activations / KV cache),
+   subgraphs of If/Loop/Scan with their own inferred shapes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import helper, numpy_helper
+
+from memlint.errors import DimError, ModelLoadError
+from memlint.frontends.dims import DimBinder
+from memlint.frontends.onnx_infer import MAX_FOLD_ELEMENTS, TensorType, collect_types, constant_value, infer
+from memlint.ir import DimBinding, DType, Graph, Model, Node, Value, ValueKind
+
+log = logging.getLogger(__name__)
+
+KEEP_INITIALIZER_ELEMENTS = MAX_FOLD_ELEMENTS  # smaller ones keep their values for folding
+KV_NAME = re.compile(
+    r"past_key|past_value|present|kv_cache|key_cache|value_cache|^past[._]|^cache[._]", re.I
+)
+NON_KV_DTYPES = frozenset({DType.INT64, DType.INT32, DType.BOOL, DType.STRING})
+# Ops whose output is (part of) their input's data: a KV-cache input gives a KV-cache output.
+KV_PASSTHROUGH = frozenset(
+    {
+        "Concat", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Cast", "Slice",
+        "Gather", "Expand", "Tile", "Split", "Flatten", "Pad", "ScatterND", "ScatterElements",
+        "DequantizeLinear", "QuantizeLinear",
+    }
+)  # fmt: skip
+
+_DTYPES: dict[int, DType] = {}
+for _name, _dtype in {
+    "FLOAT": DType.FLOAT32, "DOUBLE": DType.FLOAT64, "FLOAT16": DType.FLOAT16,
+    "BFLOAT16": DType.BFLOAT16, "FLOAT8E4M3FN": DType.FLOAT8E4M3FN,
+    "FLOAT8E4M3FNUZ": DType.FLOAT8E4M3FNUZ, "FLOAT8E5M2": DType.FLOAT8E5M2,
+    "FLOAT8E5M2FNUZ": DType.FLOAT8E5M2FNUZ, "FLOAT8E8M0": DType.FLOAT8E8M0,
+    "FLOAT4E2M1": DType.FLOAT4E2M1, "INT64": DType.INT64, "INT32": DType.INT32,
+    "INT16": DType.INT16, "INT8": DType.INT8, "INT4": DType.INT4, "INT2": DType.INT2,
+    "UINT64": DType.UINT64, "UINT32": DType.UINT32, "UINT16": DType.UINT16, "UINT8": DType.UINT8,
+    "UINT4": DType.UINT4, "UINT2": DType.UINT2, "BOOL": DType.BOOL,
+    "COMPLEX64": DType.COMPLEX64, "COMPLEX128": DType.COMPLEX128, "STRING": DType.STRING,
+}.items():  # fmt: skip
+    if hasattr(onnx.TensorProto, _name):
+        _DTYPES[getattr(onnx.TensorProto, _name)] = _dtype
+
+
+def dtype_of(elem_type: int) -> DType:
+    return _DTYPES.get(elem_type, DType.UNKNOWN)
+
+
+def resolve_model_path(source: str | os.PathLike[str]) -> Path:
+    """The .onnx file to read: the path itself, or the single model in an export directory."""
+    path = Path(source)
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such file")
+    if path.is_dir():
+        candidates = sorted(path.glob("*.onnx"))
+        preferred = [p for p in candidates if p.name == "model.onnx"]
+        if preferred or len(candidates) == 1:
+            return (preferred or candidates)[0]
+        if not candidates:
+            raise ModelLoadError(f"{path}: a directory with no .onnx file")
+        names = ", ".join(p.name for p in candidates[:6])
+        raise ModelLoadError(f"{path}: a directory with several models ({names}); name one")
+    if not os.access(path, os.R_OK):
+        raise ModelLoadError(f"{path}: permission denied")
+    return path
+
+
+def read_proto(path: Path) -> onnx.ModelProto:
+    """Parse the model without external data; refuse what is not an ONNX model."""
+    if path.stat().st_size == 0:
+        raise ModelLoadError(f"{path}: empty file, not an ONNX model")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelLoadError(f"{path}: not a readable ONNX model ({reason})") from None
+    if not model.HasField("graph") or (not model.graph.node and not model.graph.output):
+        raise ModelLoadError(f"{path}: not an ONNX model (no graph in the file)")
+    if model.ir_version == 0 and not model.opset_import:
+        raise ModelLoadError(f"{path}: not an ONNX model (no IR version or opset)")
+    return model
+
+
+def load_onnx(
+    source: str | os.PathLike[str],
+    *,
+    dims: Mapping[str, int] | None = None,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    strict_dims: bool = False,
+) -> Model:
+    path = resolve_model_path(source)
+    proto = read_proto(path)
+    graph = proto.graph
+    weights = _strip_weights(graph)
+    constants: dict[str, np.ndarray] = {
+        init.name: numpy_helper.to_array(init) for init in graph.initializer
+    }
+    binder = DimBinder(dims or {}, strict=strict_dims)
+    _bind_inputs(graph, weights, binder, dict(input_shapes or {}))
+    order = _topological_order(graph, path)
+    original_nodes = [graph.node[i] for i in order]
+    light = _light_model(proto, original_nodes)
+    result = infer(light, dict(constants))
+    ir_graph, total, resolved = _build_graph(
+        graph.name or path.stem,
+        original_nodes,
+        result.types,
+        result.constants,
+        graph_inputs=[i.name for i in graph.input if i.name not in weights],
+        graph_outputs=[o.name for o in graph.output],
+        weights=set(weights) | {i.name for i in graph.initializer},
+        inferred_nodes={n.output[0]: n for n in result.graph.node if n.output},
+        parent=None,
+        prefix="",
+    )
+    return Model(
+        graph=ir_graph,
+        source=str(path),
+        format="onnx",
+        producer=" ".join(p for p in (proto.producer_name, proto.producer_version) if p),
+        opsets=MappingProxyType({(o.domain or "ai.onnx"): o.version for o in proto.opset_import}),
+        dims=binder.bindings,
+        tensors_total=total,
+        tensors_resolved=resolved,
+        metadata=MappingProxyType({p.key: p.value for p in proto.metadata_props}),
+    )
+
+
+def _strip_weights(graph: onnx.GraphProto) -> dict[str, TensorType]:
+    """Turn large initializers into typed graph inputs, freeing their payloads."""
+    declared = {i.name for i in graph.input}
+    kept, weights = [], {}
+    for init in graph.initializer:
+        numel = int(np.prod(init.dims)) if init.dims else 1
+        external = init.data_location == onnx.TensorProto.EXTERNAL
+        if numel <= KEEP_INITIALIZER_ELEMENTS and not external:
+            kept.append(init)
+            continue
+        weights[init.name] = (init.data_type, tuple(init.dims))
+    if weights:
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+        graph.input.extend(
+            helper.make_tensor_value_info(name, elem, list(dims))
+            for name, (elem, dims) in weights.items()
+            if name not in declared
+        )
+    return weights
+
+
+def _bind_inputs(
+    graph: onnx.GraphProto,
+    weights: Mapping[str, TensorType],
+    binder: DimBinder,
+    input_shapes: dict[str, tuple[int, ...]],
+) -> None:
+    """Give every graph-input dim a concrete value, in place."""
+    initializers = {i.name for i in graph.initializer} | set(weights)
+    inputs = [i for i in graph.input if i.name not in initializers]
+    by_name = {i.name: i for i in inputs}
+    unknown = sorted(set(input_shapes) - set(by_name))
+    if unknown:
+        raise DimError(
+            f"--input-shape {', '.join(unknown)}: no such input (inputs: {', '.join(by_name)})"
+        )
+    names: list[str] = []
+    unnamed: list[str] = []
+    for value in inputs:
+        tensor = value.type.tensor_type
+        if not value.type.HasField("tensor_type") or not tensor.HasField("shape"):
+            continue
+        given = input_shapes.get(value.name)
+        if given is not None and len(given) != len(tensor.shape.dim):
+            raise DimError(
+                f"--input-shape {value.name}: rank {len(given)} given, the input has rank "
+                f"{len(tensor.shape.dim)}"
+            )
+        for axis, dim in enumerate(tensor.shape.dim):
+            if given is not None:
+                dim.dim_value = given[axis]
+            elif dim.HasField("dim_value") and dim.dim_value > 0:
+                continue
+            elif dim.HasField("dim_param") and dim.dim_param.strip() not in ("", "?", "-1"):
+                from memlint.frontends.dims import dim_names_in
+
+                names.extend(dim_names_in(dim.dim_param))
+                dim.dim_value = binder.value_of(dim.dim_param)
+            else:
+                unnamed.append(value.name)
+                dim.dim_value = binder.assume(f"{value.name}[{axis}]")
+    binder.check(names, unnamed_inputs=sorted(set(unnamed)))
+    for output in graph.output:  # outputs are re-inferred from the bound inputs
+        if output.type.HasField("tensor_type"):
+            output.type.tensor_type.ClearField("shape")
+
+
+def _topological_order(graph: onnx.GraphProto, path: Path) -> list[int]:
+    """Node indexes in a stable topological order (file order where it is already valid)."""
+    producer: dict[str, int] = {}
+    for index, node in enumerate(graph.node):
+        for name in node.output:
+            if name:
+                producer[name] = index
+    deps = [
+        {producer[n] for n in _all_inputs(node) if n in producer and producer[n] != i}
+        for i, node in enumerate(graph.node)
+    ]
+    done: set[int] = set()
+    order: list[int] = []
+    visiting: set[int] = set()
+    for start in range(len(graph.node)):
+        stack = [(start, iter(sorted(deps[start])))]
+        if start in done:
+            continue
+        visiting.add(start)
+        while stack:
+            index, pending = stack[-1]
+            nxt = next((d for d in pending if d not in done), None)
+            if nxt is None:
+                stack.pop()
+                visiting.discard(index)
+                done.add(index)
+                order.append(index)
+            elif nxt in visiting:
+                node = graph.node[nxt]
+                raise ModelLoadError(
+                    f"{path}: the graph has a cycle through node {node.name or node.op_type!r}"
+                )
+            else:
+                visiting.add(nxt)
+                stack.append((nxt, iter(sorted(deps[nxt]))))
+    return order
+
+
+def _all_inputs(node: onnx.NodeProto) -> list[str]:
+    """A node's inputs, including outer-scope names its subgraphs capture."""
+    names = [n for n in node.input if n]
+    for attr in node.attribute:
+        for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
+            local = {i.name for i in sub.input} | {i.name for i in sub.initializer}
+            for inner in sub.node:
+                local.update(inner.output)
+            for inner in sub.node:
+                names.extend(n for n in _all_inputs(inner) if n and n not in local)
+    return names
+
+
+def _light_model(proto: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> onnx.ModelProto:
+    """A copy of the graph structure without weights or stale value_info, for inference."""
+    light = onnx.ModelProto()
+    light.ir_version = proto.ir_version
+    light.opset_import.extend(proto.opset_import)
+    light.functions.extend(proto.functions)
+    graph = light.graph
+    graph.name = proto.graph.name
+    graph.node.extend(nodes)
+    graph.input.extend(proto.graph.input)
+    graph.output.extend(proto.graph.output)
+    graph.initializer.extend(proto.graph.initializer)
+    return light
+
+
+def _build_graph(
+    name: str,
+    nodes: list[onnx.NodeProto],
+    types: Mapping[str, TensorType],
+    constants: Mapping[str, np.ndarray],
+    *,
+    graph_inputs: list[str],
+    graph_outputs: list[str],
+    weights: set[str],
+    inferred_nodes: Mapping[str, onnx.NodeProto],
+    parent: Mapping[str, Value] | None,
+    prefix: str,
+) -> tuple[Graph, int, int]:
+    values: dict[str, Value] = dict(parent or {})
+    kv_ports = {
+        n for n in graph_inputs + graph_outputs if KV_NAME.search(n)
+    } if parent is None else set()
+
+    def add(name: str, kind: ValueKind) -> Value:
+        elem, dims = types.get(name, (0, None))
+        dtype = dtype_of(elem)
+        if name in kv_ports and dtype not in NON_KV_DTYPES:
+            kind = ValueKind.KV_CACHE
+        value = Value(name, dims, dtype, kind)
+        values[name] = value
+        return value
+
+    for tensor in graph_inputs:
+        add(tensor, ValueKind.ACTIVATION)
+    for tensor in weights:
+        add(tensor, ValueKind.WEIGHT)
+    for tensor in constants:
+        if tensor not in values:
+            add(tensor, ValueKind.WEIGHT)
+
+    ir_nodes: list[Node] = []
+    seen_names: set[str] = set()
+    total = resolved = 0
+    for index, node in enumerate(nodes):
+        node_name = node.name if node.name and node.name not in seen_names else f"{node.op_type}_{index}"
+        node_name = prefix + node_name
+        seen_names.add(node_name)
+        in_values = [values.get(n) for n in node.input if n]
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            kind = ValueKind.WEIGHT
+        elif node.op_type in KV_PASSTHROUGH and any(
+            v is not None and v.kind is ValueKind.KV_CACHE for v in in_values
+        ):
+            kind = ValueKind.KV_CACHE
+        elif in_values and all(v is not None and v.kind is ValueKind.WEIGHT for v in in_values) and not _has_graph(node):
+            kind = ValueKind.WEIGHT
+        else:
+            kind = ValueKind.ACTIVATION
+        for output in node.output:
+            if output:
+                value = add(output, kind)
+                total += 1
+                resolved += value.is_resolved
+        subgraphs = _subgraphs(node, node_name, inferred_nodes, constants, values)
+        for sub_total, sub_resolved in (s[1:] for s in subgraphs.values()):
+            total += sub_total
+            resolved += sub_resolved
+        ir_nodes.append(
+            Node(
+                name=node_name,
+                op_type=node.op_type,
+                domain="" if node.domain == "ai.onnx" else node.domain,
+                inputs=tuple(node.input),
+                outputs=tuple(node.output),
+                attributes=MappingProxyType(_attributes(node)),
+                subgraphs=MappingProxyType({k: s[0] for k, s in subgraphs.items()}),
+            )
+        )
+    for tensor in graph_inputs:
+        total += 1
+        resolved += values[tensor].is_resolved
+    known = {k: v for k, v in constants.items()}
+    graph = Graph(
+        name=name,
+        nodes=tuple(ir_nodes),
+        values=MappingProxyType(values),
+        inputs=tuple(graph_inputs),
+        outputs=tuple(graph_outputs),
+        constants=MappingProxyType(known),
+    )
+    return graph, total, resolved
+
+
+def _has_graph(node: onnx.NodeProto) -> bool:
+    return any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute)
+
+
+def _subgraphs(
+    node: onnx.NodeProto,
+    node_name: str,
+    inferred_nodes: Mapping[str, onnx.NodeProto],
+    constants: Mapping[str, np.ndarray],
+    outer: Mapping[str, Value],
+) -> dict[str, tuple[Graph, int, int]]:
+    if not _has_graph(node):
+        return {}
+    inferred = inferred_nodes.get(node.output[0], node) if node.output else node
+    result = {}
+    for attr in inferred.attribute:
+        if attr.type != onnx.AttributeProto.GRAPH:
+            continue
+        sub = attr.g
+        types = collect_types(sub)
+        sub_constants = dict(constants)
+        for init in sub.initializer:
+            if int(np.prod(init.dims or [1])) <= KEEP_INITIALIZER_ELEMENTS:
+                sub_constants[init.name] = numpy_helper.to_array(init)
+        for inner in sub.node:
+            if inner.op_type == "Constant" and inner.output:
+                value = constant_value(inner)
+                if value is not None:
+                    sub_constants[inner.output[0]] = value
+        outer_types = {k: (0, v.shape) for k, v in outer.items()}
+        result[attr.name] = _build_graph(
+            sub.name or attr.name,
+            list(sub.node),
+            {**outer_types, **types},
+            sub_constants,
+            graph_inputs=[i.name for i in sub.input],
+            graph_outputs=[o.name for o in sub.output],
+            weights={i.name for i in sub.initializer},
+            inferred_nodes={n.output[0]: n for n in sub.node if n.output},
+            parent=outer,
+            prefix=f"{node_name}/{attr.name}/",
+        )
+    return result
+
+
+def _attributes(node: onnx.NodeProto) -> dict[str, object]:
+    attrs: dict[str, object] = {}
+    for attr in node.attribute:
+        if attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+            continue
+        value = helper.get_attribute_value(attr)
+        if isinstance(value, onnx.TensorProto):
+            small = value.data_location != onnx.TensorProto.EXTERNAL and (
+                int(np.prod(value.dims)) if value.dims else 1
+            ) <= KEEP_INITIALIZER_ELEMENTS
+            value = numpy_helper.to_array(value) if small else None
+        elif isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        elif isinstance(value, list):
+            value = tuple(v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in value)
+        attrs[attr.name] = value
+    return attrs
+
+
+__all__ = ["DimBinding", "load_onnx", "resolve_model_path"]

@@ -1,0 +1,88 @@
+"""JSON rendering: the documented, versioned schema (docs/json-schema.md)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from memlint import __version__
+from memlint.costs import ByteCounts
+from memlint.report.model import CONVENTIONS, SCHEMA_VERSION, NodeResult, Report
+
+
+def _kinds(counts: ByteCounts) -> dict[str, int]:
+    return {"weights": counts.weights, "activations": counts.activations, "kv_cache": counts.kv_cache}
+
+
+def _node(node: NodeResult) -> dict[str, Any]:
+    cost = node.cost
+    return {
+        "name": node.name,
+        "op_type": node.op_type,
+        "domain": node.domain,
+        "flops": cost.flops,
+        "bytes_read": cost.bytes_read.total,
+        "bytes_written": cost.bytes_written.total,
+        "bytes_read_by_kind": _kinds(cost.bytes_read),
+        "bytes_written_by_kind": _kinds(cost.bytes_written),
+        "intensity": cost.intensity,
+        "bound": node.timing.bound.value,
+        "predicted_latency_s": node.timing.predicted_latency_s,
+        "peak": node.timing.peak_key,
+        "status": cost.status.value,
+        "note": cost.note,
+        "source": None if node.source is None else f"{node.source.file}:{node.source.line}",
+    }
+
+
+def to_dict(report: Report) -> dict[str, Any]:
+    summary, coverage, spec, model = report.summary, report.coverage, report.hardware, report.model
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "memlint_version": __version__,
+        "model": {
+            "source": model.source,
+            "format": model.format,
+            "producer": model.producer,
+            "opsets": dict(model.opsets),
+        },
+        "hardware": {
+            "name": spec.name,
+            "display_name": spec.display_name,
+            "memory_bandwidth_bytes_per_s": spec.memory_bandwidth_bytes_per_s,
+            "memory_capacity_bytes": spec.memory_capacity_bytes,
+            "peak_flops_per_s": dict(spec.peak_flops_per_s),
+            "kernel_overhead_s": spec.kernel_overhead_s,
+            "ridge_point": summary.ridge_point,
+            "ridge_point_peak": summary.ridge_peak_key,
+            "tf32": report.tf32,
+        },
+        "conventions": list(CONVENTIONS),
+        "summary": {
+            "flops": summary.flops,
+            "bytes_read": summary.bytes_read.total,
+            "bytes_written": summary.bytes_written.total,
+            "bytes_by_kind": _kinds(summary.bytes_by_kind),
+            "intensity": summary.intensity,
+            "predicted_latency_s": summary.predicted_latency_s,
+            "memory_bound_fraction": summary.memory_bound_fraction,
+            "hardware": spec.name,
+            "dims": dict(report.dims),
+            "assumed_dims": list(report.assumed_dims),
+            "coverage": {
+                "nodes_total": coverage.nodes_total,
+                "nodes_modelled": coverage.nodes_modelled,
+                "unmodelled_ops": dict(coverage.unmodelled_ops),
+                "unresolved_nodes": coverage.unresolved_nodes,
+                "bytes_lower_bound": coverage.bytes_lower_bound,
+                "tensors_total": coverage.tensors_total,
+                "tensors_resolved": coverage.tensors_resolved,
+            },
+        },
+        "nodes": [_node(n) for n in report.nodes],
+        "findings": [],
+    }
+
+
+def render(report: Report) -> str:
+    return json.dumps(to_dict(report), indent=2, sort_keys=False) + "\n"

@@ -1,0 +1,155 @@
+"""The Report: one data object that every renderer formats (no formatting here)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from memlint.costs import ByteCounts, CostStatus, OpCost
+from memlint.hardware import HardwareSpec
+from memlint.ir import ComputeUnit, Model, SourceLocation
+from memlint.roofline import Bound, Timing
+
+SCHEMA_VERSION = 1
+
+CONVENTIONS = (
+    "A multiply-accumulate is 2 FLOPs; element-wise ops count per output element "
+    "(docs/cost-model.md lists the count of every composite op).",
+    "Bytes are counted per operator as written (unfused): each input read once, each output "
+    "written once, at its dtype's bit width (int4 = half a byte); weights, activations and KV "
+    "cache counted apart. Metadata-only ops (Reshape, Shape, ...) move no bytes; constant "
+    "subgraphs are folded at load and cost nothing per run.",
+    "Predicted time of an operator = max(FLOPs / dense peak for its dtype and unit, "
+    "bytes / memory bandwidth) + per-kernel overhead where the spec gives one.",
+    "Unmodelled operators are never counted as zero: their bytes are a lower bound and the "
+    "coverage says how many there are.",
+)
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """One operator's cost and roofline placement."""
+
+    name: str
+    op_type: str
+    domain: str
+    cost: OpCost
+    timing: Timing
+    source: SourceLocation | None = None
+
+    @property
+    def intensity(self) -> float | None:
+        return self.cost.intensity
+
+
+@dataclass(frozen=True)
+class Coverage:
+    nodes_total: int
+    nodes_modelled: int
+    unmodelled_ops: Mapping[str, int]  # qualified op -> count (no formula)
+    unresolved_nodes: int  # nodes whose tensor shapes stayed unknown
+    bytes_lower_bound: int  # bytes of unmodelled/unresolved nodes (a lower bound)
+    tensors_total: int
+    tensors_resolved: int
+
+    @property
+    def node_fraction(self) -> float:
+        return self.nodes_modelled / self.nodes_total if self.nodes_total else 1.0
+
+    @property
+    def tensor_fraction(self) -> float:
+        return self.tensors_resolved / self.tensors_total if self.tensors_total else 1.0
+
+
+@dataclass(frozen=True)
+class Summary:
+    flops: int
+    bytes_read: ByteCounts
+    bytes_written: ByteCounts
+    predicted_latency_s: float
+    memory_bound_latency_s: float
+    ridge_point: float  # FLOP/B of the peak that bounds most of the model's FLOPs
+    ridge_peak_key: str
+
+    @property
+    def bytes_by_kind(self) -> ByteCounts:
+        return self.bytes_read + self.bytes_written
+
+    @property
+    def bytes_moved(self) -> int:
+        return self.bytes_by_kind.total
+
+    @property
+    def intensity(self) -> float | None:
+        return self.flops / self.bytes_moved if self.bytes_moved else None
+
+    @property
+    def memory_bound_fraction(self) -> float:
+        if not self.predicted_latency_s:
+            return 0.0
+        return self.memory_bound_latency_s / self.predicted_latency_s
+
+
+@dataclass(frozen=True)
+class Report:
+    model: Model
+    hardware: HardwareSpec
+    nodes: tuple[NodeResult, ...]
+    summary: Summary
+    coverage: Coverage
+    tf32: bool = False
+    findings: tuple = ()  # rules fill this (see memlint.engine)
+
+    @property
+    def dims(self) -> Mapping[str, int]:
+        return {d.name: d.value for d in self.model.dims}
+
+    @property
+    def assumed_dims(self) -> tuple[str, ...]:
+        return self.model.assumed_dims
+
+
+def summarize(nodes: tuple[NodeResult, ...], spec: HardwareSpec, tf32: bool) -> Summary:
+    flops_by_peak: Counter[str] = Counter()
+    for node in nodes:
+        if node.cost.flops:
+            flops_by_peak[node.timing.peak_key] += node.cost.flops
+    if flops_by_peak:
+        key, _ = max(flops_by_peak.items(), key=lambda item: (item[1], item[0]))
+        ridge = spec.peak_flops_per_s[key] / spec.memory_bandwidth_bytes_per_s
+    else:
+        peak = spec.peak_for(None, ComputeUnit.VECTOR, tf32=tf32)
+        key, ridge = peak.key, peak.flops_per_s / spec.memory_bandwidth_bytes_per_s
+    return Summary(
+        flops=sum(n.cost.flops for n in nodes),
+        bytes_read=sum((n.cost.bytes_read for n in nodes), ByteCounts()),
+        bytes_written=sum((n.cost.bytes_written for n in nodes), ByteCounts()),
+        predicted_latency_s=sum(n.timing.predicted_latency_s for n in nodes),
+        memory_bound_latency_s=sum(
+            n.timing.predicted_latency_s for n in nodes if n.timing.bound is Bound.MEMORY
+        ),
+        ridge_point=ridge,
+        ridge_peak_key=key,
+    )
+
+
+def coverage_of(nodes: tuple[NodeResult, ...], model: Model) -> Coverage:
+    unmodelled = Counter(
+        _qualified(n) for n in nodes if n.cost.status is CostStatus.UNMODELLED
+    )
+    gaps = [n for n in nodes if not n.cost.is_modelled]
+    return Coverage(
+        nodes_total=len(nodes),
+        nodes_modelled=len(nodes) - len(gaps),
+        unmodelled_ops=MappingProxyType(dict(sorted(unmodelled.items()))),
+        unresolved_nodes=sum(1 for n in nodes if n.cost.status is CostStatus.UNRESOLVED),
+        bytes_lower_bound=sum(n.cost.bytes_moved for n in gaps),
+        tensors_total=model.tensors_total,
+        tensors_resolved=model.tensors_resolved,
+    )
+
+
+def _qualified(node: NodeResult) -> str:
+    return f"{node.domain}::{node.op_type}" if node.domain else node.op_type

@@ -1,0 +1,114 @@
+"""Terminal rendering with rich: readable without colour; NO_COLOR is honoured by rich."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from memlint import __version__
+from memlint.report import units
+from memlint.report.model import Report
+from memlint.roofline import Bound
+
+DEFAULT_TOP = 15
+
+
+def _kinds_line(counts) -> str:  # noqa: ANN001
+    return (
+        f"weights {units.nbytes(counts.weights)}, activations {units.nbytes(counts.activations)}, "
+        f"KV cache {units.nbytes(counts.kv_cache)}"
+    )
+
+
+def render_to(console: Console, report: Report, *, top: int = DEFAULT_TOP) -> None:
+    summary, coverage, spec = report.summary, report.coverage, report.hardware
+    console.print(
+        Text.assemble(
+            ("memlint ", "bold"), f"{__version__}  ", (report.model.source, "bold"),
+            " on ", (spec.display_name, "bold"), f" ({spec.name})",
+        )
+    )
+    bound = [f"{d.name}={d.value}" for d in report.model.dims if not d.assumed]
+    console.print(Text("dims: " + (", ".join(bound) or "none bound")))
+    if report.assumed_dims:
+        console.print(
+            Text(
+                f"assumed dims (set to 1; bind them with --dim NAME=VALUE or --input-shape): "
+                f"{', '.join(report.assumed_dims)}",
+                style="bold yellow",
+            )
+        )
+    console.print()
+
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("FLOPs", units.flops(summary.flops))
+    table.add_row("bytes read", f"{units.nbytes(summary.bytes_read.total)}  ({_kinds_line(summary.bytes_read)})")
+    table.add_row(
+        "bytes written", f"{units.nbytes(summary.bytes_written.total)}  ({_kinds_line(summary.bytes_written)})"
+    )
+    table.add_row(
+        "intensity",
+        f"{units.intensity(summary.intensity)}  (ridge point {summary.ridge_point:.3g} FLOP/B "
+        f"for {summary.ridge_peak_key})",
+    )
+    table.add_row("predicted latency", units.seconds(summary.predicted_latency_s))
+    table.add_row("memory-bound", f"{units.percent(summary.memory_bound_fraction)} of predicted time")
+    unmodelled = ", ".join(f"{op} x{n}" for op, n in coverage.unmodelled_ops.items())
+    cov = (
+        f"{coverage.nodes_modelled}/{coverage.nodes_total} nodes modelled "
+        f"({units.percent(coverage.node_fraction)}); {coverage.tensors_resolved}/"
+        f"{coverage.tensors_total} tensor shapes resolved"
+    )
+    if coverage.nodes_modelled < coverage.nodes_total:
+        cov += f"; lower-bound bytes {units.nbytes(coverage.bytes_lower_bound)}"
+    table.add_row("coverage", cov)
+    if unmodelled:
+        table.add_row("unmodelled ops", unmodelled)
+    console.print(table)
+    console.print()
+
+    ranked = sorted(
+        (n for n in report.nodes if n.timing.predicted_latency_s > 0),
+        key=lambda n: (-n.timing.predicted_latency_s, n.name),
+    )[:top]
+    if ranked:
+        total = summary.predicted_latency_s or 1.0
+        nodes = Table(title=f"top {len(ranked)} operators by predicted time", title_justify="left")
+        for name, justify in (
+            ("node", "left"), ("op", "left"), ("FLOPs", "right"), ("bytes", "right"),
+            ("intensity", "right"), ("bound", "left"), ("time", "right"), ("share", "right"),
+        ):  # fmt: skip
+            nodes.add_column(name, justify=justify, overflow="fold")
+        for n in ranked:
+            style = "red" if n.timing.bound is Bound.MEMORY else "green"
+            nodes.add_row(
+                escape(n.name),
+                escape(f"{n.domain}::{n.op_type}" if n.domain else n.op_type),
+                units.flops(n.cost.flops),
+                units.nbytes(n.cost.bytes_moved),
+                units.intensity(n.intensity),
+                Text(n.timing.bound.value, style=style),
+                units.seconds(n.timing.predicted_latency_s),
+                units.percent(n.timing.predicted_latency_s / total),
+            )
+        console.print(nodes)
+    console.print(
+        Text(
+            "Counts are unfused, per operator as written; times are roofline bounds "
+            "(docs/cost-model.md).",
+            style="dim",
+        )
+    )
+
+
+def render(report: Report, *, top: int = DEFAULT_TOP, width: int = 120) -> str:
+    """Plain text (no colour), as written to a file."""
+    buffer = io.StringIO()
+    render_to(Console(file=buffer, width=width, color_system=None, soft_wrap=False), report, top=top)
+    return buffer.getvalue()
