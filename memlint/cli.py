@@ -90,11 +90,9 @@ def check(
 
         _emit(render_text(report, top=top), output)
     else:
-        from rich.console import Console
+        from memlint.report.text import render_to, terminal_console
 
-        from memlint.report.text import render_to
-
-        render_to(Console(highlight=False), report, top=top)
+        render_to(terminal_console(), report, top=top)
     return EXIT_FINDINGS if _fails(report.findings, fail_on) else EXIT_OK
 
 

@@ -8,9 +8,8 @@ Counts used:
 - Gemm and com.microsoft QGemm: `2*M*N*K`, plus `M*N` for adding C when C is given. Scaling by
   alpha and beta is not counted (kernels fold it into the accumulate).
 - A bias input (MatMulNBits, MatMulIntegerToFloat, DynamicQuantizeMatMul, GemmFastGelu) adds 1 FLOP
-  per output element. GemmFastGelu adds `FAST_GELU_FLOPS` = 9 per output element for the tanh
-  approximation `0.5*x*(1 + tanh(c1*(x + c2*x^3)))`: x^3 (2), *c2 (1), +x (1), *c1 (1), tanh (1),
-  +1 (1), *0.5*x (2).
+  per output element. GemmFastGelu adds the tanh-approximated Gelu's count from
+  memlint.costs.elementwise (GELU_TANH_FLOPS) per output element.
 - MatMulNBits: `2*M*N*K` with M = prod(A.shape[:-1]) and K, N from its attributes. Unpacking and
   dequantizing B, `(q - zero_point) * scale`, is not counted; the compute dtype is A's.
 - Integer matmuls (MatMulInteger, QLinearMatMul, MatMulIntegerToFloat, QGemm): zero-point, scale and
@@ -33,10 +32,10 @@ from collections.abc import Sequence
 
 from memlint.costs.model import OpCost
 from memlint.costs.registry import CostContext, CostFn, add_formula, register
+from memlint.costs.elementwise import GELU_TANH_FLOPS
 from memlint.ir import ComputeUnit, DType
 
 MS = "com.microsoft"
-FAST_GELU_FLOPS = 9
 
 
 def contraction_cost(
@@ -122,7 +121,7 @@ def _dynamic_quantize_matmul(ctx: CostContext) -> OpCost:
 
 @register("GemmFastGelu", domain=MS)
 def _gemm_fast_gelu(ctx: CostContext) -> OpCost:
-    return contraction_cost(ctx, ctx.shape(0)[-1], bias=2, per_output=FAST_GELU_FLOPS)
+    return contraction_cost(ctx, ctx.shape(0)[-1], bias=2, per_output=GELU_TANH_FLOPS)
 
 
 # --- Einsum ----------------------------------------------------------------------------------

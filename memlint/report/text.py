@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -79,12 +80,17 @@ def render_to(console: Console, report: Report, *, top: int = DEFAULT_TOP) -> No
     )[:top]
     if ranked:
         total = summary.predicted_latency_s or 1.0
-        nodes = Table(title=f"top {len(ranked)} operators by predicted time", title_justify="left")
+        nodes = Table(
+            title=f"top {len(ranked)} operators by predicted time",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+        )
+        nodes.add_column("node", overflow="fold", min_width=16)
         for name, justify in (
-            ("node", "left"), ("op", "left"), ("FLOPs", "right"), ("bytes", "right"),
+            ("op", "left"), ("FLOPs", "right"), ("bytes", "right"),
             ("intensity", "right"), ("bound", "left"), ("time", "right"), ("share", "right"),
         ):  # fmt: skip
-            nodes.add_column(name, justify=justify, overflow="fold")
+            nodes.add_column(name, justify=justify, no_wrap=True)
         for n in ranked:
             style = "red" if n.timing.bound is Bound.MEMORY else "green"
             nodes.add_row(
@@ -105,6 +111,14 @@ def render_to(console: Console, report: Report, *, top: int = DEFAULT_TOP) -> No
             style="dim",
         )
     )
+
+
+def terminal_console() -> Console:
+    """stdout; at least 120 columns when stdout is not a terminal (pipes, CI logs)."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=max(console.width, 120))
+    return console
 
 
 def render(report: Report, *, top: int = DEFAULT_TOP, width: int = 120) -> str:
