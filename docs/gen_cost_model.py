@@ -39,7 +39,8 @@ device. These are the conventions every report states:
 - Tensor kinds: initializers and constants are weights; graph inputs and outputs named like KV
   caches (`past_key_values.*`, `past_key`, `present.*`, `*key_cache`, ...; not integer tensors)
   are KV cache, and so is the output of a copy or layout op (Concat, Transpose, Reshape, Slice, ...)
-  fed by a KV-cache tensor; everything else is an activation.
+  fed by a KV-cache tensor, or a KV-cache tensor scaled by a constant (Mul/Div/Add/Sub with a
+  scalar or weight, as exporters do with 1/sqrt(d)); everything else is an activation.
 
 ## Operator families
 """

@@ -43,6 +43,9 @@ KV_PASSTHROUGH = frozenset(
     }
 )  # fmt: skip
 
+# Element-wise ops that scale a KV tensor by a constant (e.g. K * 1/sqrt(sqrt(d))) keep it KV.
+KV_SCALING = frozenset({"Mul", "Div", "Add", "Sub"})
+
 _DTYPES: dict[int, DType] = {}
 for _name, _dtype in {
     "FLOAT": DType.FLOAT32, "DOUBLE": DType.FLOAT64, "FLOAT16": DType.FLOAT16,
@@ -322,9 +325,7 @@ def _build_graph(
         in_values = [values.get(n) for n in node.input if n]
         if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
             kind = ValueKind.WEIGHT
-        elif node.op_type in KV_PASSTHROUGH and any(
-            v is not None and v.kind is ValueKind.KV_CACHE for v in in_values
-        ):
+        elif _carries_kv(node, in_values, types):
             kind = ValueKind.KV_CACHE
         elif in_values and all(v is not None and v.kind is ValueKind.WEIGHT for v in in_values) and not _has_graph(node):
             kind = ValueKind.WEIGHT
@@ -363,6 +364,24 @@ def _build_graph(
         constants=MappingProxyType(known),
     )
     return graph, total, resolved
+
+
+def _carries_kv(
+    node: onnx.NodeProto, in_values: list[Value | None], types: Mapping[str, TensorType]
+) -> bool:
+    """Is this node's output (part of) a KV-cache tensor?"""
+    kv = [v for v in in_values if v is not None and v.kind is ValueKind.KV_CACHE]
+    if not kv:
+        return False
+    if node.op_type in KV_PASSTHROUGH:
+        return True
+    if node.op_type not in KV_SCALING or not node.output:
+        return False
+    out_shape = types.get(node.output[0], (0, None))[1]
+    others = [v for v in in_values if v is not None and v.kind is not ValueKind.KV_CACHE]
+    return any(v.shape == out_shape for v in kv) and all(
+        v.kind is ValueKind.WEIGHT or v.numel == 1 for v in others
+    )
 
 
 def _has_graph(node: onnx.NodeProto) -> bool:

@@ -53,6 +53,7 @@ class Coverage:
     bytes_lower_bound: int  # bytes of unmodelled/unresolved nodes (a lower bound)
     tensors_total: int
     tensors_resolved: int
+    unresolved_examples: tuple[str, ...] = ()  # "node (op): why", the first few
 
     @property
     def node_fraction(self) -> float:
@@ -148,6 +149,11 @@ def coverage_of(nodes: tuple[NodeResult, ...], model: Model) -> Coverage:
         bytes_lower_bound=sum(n.cost.bytes_moved for n in gaps),
         tensors_total=model.tensors_total,
         tensors_resolved=model.tensors_resolved,
+        unresolved_examples=tuple(
+            f"{n.name} ({_qualified(n)}): {n.cost.note}"
+            for n in nodes
+            if n.cost.status is CostStatus.UNRESOLVED
+        )[:3],
     )
 
 

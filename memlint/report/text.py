@@ -70,7 +70,15 @@ def render_to(console: Console, report: Report, *, top: int = DEFAULT_TOP) -> No
         cov += f"; lower-bound bytes {units.nbytes(coverage.bytes_lower_bound)}"
     table.add_row("coverage", cov)
     if unmodelled:
-        table.add_row("unmodelled ops", unmodelled)
+        table.add_row("unmodelled ops", Text(unmodelled))
+    if coverage.unresolved_nodes:
+        table.add_row(
+            "unresolved shapes",
+            Text(
+                f"{coverage.unresolved_nodes} node(s), e.g. " + "; ".join(coverage.unresolved_examples)
+                + " (bind the dims the model needs, or check that the values fit the model)"
+            ),
+        )
     console.print(table)
     console.print()
 
