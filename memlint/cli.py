@@ -5,10 +5,12 @@ Exit codes: 0 clean, 1 findings at or above --fail-on, 2 the tool could not do i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 import click
@@ -109,12 +111,16 @@ def _emit(text: str, output: Path | None) -> None:
         click.echo(text, nl=False)
         return
     directory = output.parent if str(output.parent) else Path(".")
+    tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{output.name}.", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, output)
     except OSError as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise OutputError(f"{output}: cannot write the report ({exc.strerror or exc})") from None
 
 
@@ -127,15 +133,16 @@ def hw() -> None:
 @click.option("--hw-file", "hw_files", multiple=True, type=click.Path(path_type=Path))
 def hw_list(hw_files: tuple[Path, ...]) -> int:
     """List known devices and their aliases."""
-    from rich.console import Console
     from rich.table import Table
 
     from memlint.hardware import list_specs
     from memlint.ir import ComputeUnit, DType
     from memlint.report import units
+    from memlint.report.text import terminal_console
 
     table = Table(box=None)
-    for column in ("name", "aliases", "memory BW", "fp16 tensor", "capacity"):
+    table.add_column("name", no_wrap=True)  # what users type after --hw: never cut
+    for column in ("aliases", "memory BW", "fp16 tensor", "capacity"):
         table.add_column(column)
     for spec in list_specs(hw_files):
         fp16 = spec.peak_for(DType.FLOAT16, ComputeUnit.TENSOR)
@@ -146,7 +153,7 @@ def hw_list(hw_files: tuple[Path, ...]) -> int:
             units.si(fp16.flops_per_s, "FLOP/s"),
             units.nbytes(spec.memory_capacity_bytes),
         )
-    Console(highlight=False).print(table)
+    terminal_console().print(table)
     return EXIT_OK
 
 
@@ -155,14 +162,15 @@ def hw_list(hw_files: tuple[Path, ...]) -> int:
 @click.option("--hw-file", "hw_files", multiple=True, type=click.Path(path_type=Path))
 def hw_show(name: str, hw_files: tuple[Path, ...]) -> int:
     """Show one device: every figure, its unit and its source."""
-    from rich.console import Console
     from rich.markup import escape
 
     from memlint.hardware import resolve
     from memlint.report import units
+    from memlint.report.text import terminal_console
 
     spec = resolve(name, hw_files)
-    console = Console(highlight=False)
+    console = terminal_console()
+    console.soft_wrap = True  # one line per figure and its source, greppable
     console.print(f"[bold]{escape(spec.display_name)}[/bold] ({escape(spec.name)}, {spec.kind})")
     if spec.aliases:
         console.print(f"aliases: {escape(', '.join(spec.aliases))}")
@@ -210,12 +218,12 @@ def main(argv: list[str] | None = None) -> int:
         code = 130
     except MemlintError as exc:
         if debug:
-            raise
+            traceback.print_exc()
         click.echo(f"memlint: error: {exc}", err=True)
         code = EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - the user gets one line, --debug shows the rest
         if debug:
-            raise
+            traceback.print_exc()
         click.echo(f"memlint: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", err=True)
         code = EXIT_ERROR
     return code if isinstance(code, int) else EXIT_OK

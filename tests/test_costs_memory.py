@@ -14,8 +14,7 @@ import pytest
 from irbuild import BF16, BOOL, F16, F32, I32, I64, KV, U8, A, W, one_node
 
 import memlint.costs
-from memlint.costs import ByteCounts, CostStatus, cost_of
-from memlint.costs import registry
+from memlint.costs import ByteCounts, CostStatus, cost_of, registry
 from memlint.costs.registry import add_formula, register_metadata
 from memlint.errors import RegistrationError
 from memlint.ir import ComputeUnit

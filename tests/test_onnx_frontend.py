@@ -193,9 +193,13 @@ def _head_split(divide: bool):
         helper.make_node("Unsqueeze", ["b", "axis0"], ["b1"]),
         helper.make_node("Unsqueeze", ["t", "axis0"], ["t1"]),
     ]
-    inits = [const("i0", np.int64(0)), const("i1", np.int64(1)), const("i2", np.int64(2)),
-             const("heads", np.int64(4)), const("axis0", np.array([0], np.int64)),
-             const("c4", np.array([4], np.int64)), const("c16", np.array([16], np.int64))]  # fmt: skip
+    inits = [
+        *(const(f"i{i}", np.int64(i)) for i in range(3)),
+        const("heads", np.int64(4)),
+        const("axis0", np.array([0], np.int64)),
+        const("c4", np.array([4], np.int64)),
+        const("c16", np.array([16], np.int64)),
+    ]
     if divide:
         nodes += [
             helper.make_node("Gather", ["s", "i2"], ["hidden"], axis=0),
@@ -255,7 +259,11 @@ def test_external_weights_with_a_missing_data_file_load_and_lint(tmp_path):
     report = lint(path, hw="a100", dims={"batch": 1})
     assert not (tmp_path / "weights.bin").exists()
     weight = report.model.graph.values["W"]
-    assert (weight.shape, weight.dtype, weight.kind) == ((1024, 1024), DType.FLOAT16, ValueKind.WEIGHT)
+    assert (weight.shape, weight.dtype, weight.kind) == (
+        (1024, 1024),
+        DType.FLOAT16,
+        ValueKind.WEIGHT,
+    )
     matmul = node_costs(report)["MatMul_0"]
     assert matmul.flops == 2 * 1 * 1024 * 1024  # 2,097,152
     assert matmul.bytes_read == ByteCounts(weights=2 * 2**20, activations=2048)  # 2 MiB + x
@@ -317,7 +325,10 @@ def test_embedded_and_external_weights_give_identical_numbers(tmp_path, size_thr
 def test_unnamed_nodes_get_op_type_and_topological_index(tmp_path):
     path = build(
         tmp_path,
-        [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Tanh", ["a"], ["y"], name="tanh")],
+        [
+            helper.make_node("Relu", ["x"], ["a"]),
+            helper.make_node("Tanh", ["a"], ["y"], name="tanh"),
+        ],
         [vi("x", [4])],
         [vi("y", None)],
     )
@@ -346,7 +357,10 @@ def test_generated_names_never_collide_with_given_names(tmp_path):
         helper.make_node("Relu", ["x"], ["a"], name="Tanh_1"),
         helper.make_node("Tanh", ["a"], ["y"]),
     ]
-    names = [n.name for n in load_onnx(build(tmp_path, nodes, [vi("x", [4])], [vi("y", None)])).graph.nodes]
+    names = [
+        n.name
+        for n in load_onnx(build(tmp_path, nodes, [vi("x", [4])], [vi("y", None)])).graph.nodes
+    ]
     assert names[0] == "Tanh_1"
     assert len(set(names)) == len(names), names
 
@@ -375,8 +389,12 @@ def test_duplicate_names_inside_subgraphs_are_made_unique(tmp_path):
 
 def test_a_subgraph_capturing_a_later_node_is_sorted_after_it(tmp_path):
     # the If's branches read `a` from the outer graph; its producer is listed after the If
-    then_branch = helper.make_graph([helper.make_node("Relu", ["a"], ["t"])], "then", [], [vi("t", [4])])
-    else_branch = helper.make_graph([helper.make_node("Neg", ["a"], ["e"])], "else", [], [vi("e", [4])])
+    then_branch = helper.make_graph(
+        [helper.make_node("Relu", ["a"], ["t"])], "then", [], [vi("t", [4])]
+    )
+    else_branch = helper.make_graph(
+        [helper.make_node("Neg", ["a"], ["e"])], "else", [], [vi("e", [4])]
+    )
     nodes = [
         helper.make_node("If", ["cond"], ["y"], then_branch=then_branch, else_branch=else_branch,
                          name="the_if"),
@@ -423,7 +441,9 @@ def kv_model(tmp_path):
         helper.make_node("MatMul", ["x", "Wk"], ["k"]),
         helper.make_node("Reshape", ["k", "heads"], ["k4"]),
         helper.make_node("Transpose", ["k4"], ["kt"], perm=perm),
-        helper.make_node("Concat", ["past_key_values.0.key", "kt"], ["k_all"], axis=2, name="concat"),
+        helper.make_node(
+            "Concat", ["past_key_values.0.key", "kt"], ["k_all"], axis=2, name="concat"
+        ),
         helper.make_node("Identity", ["k_all"], ["present.0.key"]),
         helper.make_node("Transpose", ["k_all"], ["k_allT"], perm=[0, 1, 3, 2], name="key_t"),
         helper.make_node("MatMul", ["qt", "k_allT"], ["scores"], name="qk"),
@@ -554,6 +574,22 @@ def test_loop_with_a_constant_trip_count_costs_trips_times_its_body(tmp_path):
     assert "4 iterations" in cost.note
 
 
+def test_an_external_initializer_of_a_loop_body_is_never_read(tmp_path):
+    # as above, but W [16,16] fp32 is the body's own initializer, in a data file that is absent
+    body = _loop_body()
+    body.initializer.append(_external("W", F32, [16, 16], "absent.bin"))
+    path = build(
+        tmp_path,
+        [helper.make_node("Loop", ["M", "", "x"], ["y"], body=body)],
+        [vi("x", [8, 16])],
+        [vi("y", [8, 16])],
+        [const("M", np.int64(4))],
+    )
+    cost = lint(path).nodes[0].cost
+    assert cost.flops == 4 * 4096
+    assert cost.bytes_read == ByteCounts(weights=4 * 1024, activations=4 * 512)
+
+
 def test_loop_trip_count_from_a_bound_dim(tmp_path):
     # M = Shape(n)[0] where n is [steps]: known once --dim steps=3 is bound
     path = build(
@@ -612,8 +648,8 @@ def test_contrib_ops_get_shapes_so_standard_ops_downstream_resolve(tmp_path):
         const("Bq", np.zeros((128, 2, 16), np.uint8)),  # N x blocks x (32 * 4 bits / 8)
         const("scales", np.ones(256, np.float16)),
     ]
-    path = build(tmp_path, nodes, [vi("x", ["batch", "seq", 64], F16), vi("skip", ["batch", "seq", 64], F16)],
-                 [vi("y", None, F16)], inits, opsets={"": 17, MS: 1})  # fmt: skip
+    inputs = [vi("x", ["batch", "seq", 64], F16), vi("skip", ["batch", "seq", 64], F16)]
+    path = build(tmp_path, nodes, inputs, [vi("y", None, F16)], inits, opsets={"": 17, MS: 1})
     report = lint(path, dims={"batch": 1, "seq": 8})
     values = report.model.graph.values
     assert values["ln"].shape == values["g"].shape == (1, 8, 64)

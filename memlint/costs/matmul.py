@@ -30,9 +30,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from memlint.costs.elementwise import GELU_TANH_FLOPS
 from memlint.costs.model import OpCost
 from memlint.costs.registry import CostContext, CostFn, add_formula, register
-from memlint.costs.elementwise import GELU_TANH_FLOPS
 from memlint.ir import ComputeUnit, DType
 
 MS = "com.microsoft"

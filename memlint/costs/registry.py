@@ -7,7 +7,7 @@ Three explicit outcomes for every node: a formula counts it, it is declared to m
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 

@@ -142,7 +142,7 @@ class DimBinder:
 
     @property
     def bindings(self) -> tuple[DimBinding, ...]:
-        return tuple(sorted(self._used.values(), key=lambda b: (b.assumed is False, b.name)))
+        return tuple(sorted(self._used.values(), key=lambda b: b.name))
 
 
 def shell_quote(text: str) -> str:

@@ -20,12 +20,18 @@ from types import MappingProxyType
 import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
-from onnx import helper, numpy_helper
+from onnx import external_data_helper, helper, numpy_helper
 
 from memlint.errors import DimError, ModelLoadError
-from memlint.frontends.dims import DimBinder
-from memlint.frontends.onnx_infer import MAX_FOLD_ELEMENTS, TensorType, collect_types, constant_value, infer
-from memlint.ir import DimBinding, DType, Graph, Model, Node, Value, ValueKind
+from memlint.frontends.dims import DimBinder, dim_names_in
+from memlint.frontends.onnx_infer import (
+    MAX_FOLD_ELEMENTS,
+    TensorType,
+    collect_types,
+    constant_value,
+    infer,
+)
+from memlint.ir import DType, Graph, Model, Node, Value, ValueKind
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +117,7 @@ def load_onnx(
     path = resolve_model_path(source)
     proto = read_proto(path)
     graph = proto.graph
-    weights = _strip_weights(graph)
+    weights = _strip_weights(graph, path.parent)
     constants: dict[str, np.ndarray] = {
         init.name: numpy_helper.to_array(init) for init in graph.initializer
     }
@@ -146,13 +152,15 @@ def load_onnx(
     )
 
 
-def _strip_weights(graph: onnx.GraphProto) -> dict[str, TensorType]:
+def _strip_weights(graph: onnx.GraphProto, base_dir: Path) -> dict[str, TensorType]:
     """Turn large initializers into typed graph inputs, freeing their payloads."""
     declared = {i.name for i in graph.input}
     kept, weights = [], {}
     for init in graph.initializer:
         numel = int(np.prod(init.dims)) if init.dims else 1
         external = init.data_location == onnx.TensorProto.EXTERNAL
+        if external and numel <= KEEP_INITIALIZER_ELEMENTS:
+            external = not _read_small_external(init, base_dir)
         if numel <= KEEP_INITIALIZER_ELEMENTS and not external:
             kept.append(init)
             continue
@@ -166,6 +174,16 @@ def _strip_weights(graph: onnx.GraphProto) -> dict[str, TensorType]:
             if name not in declared
         )
     return weights
+
+
+def _read_small_external(init: onnx.TensorProto, base_dir: Path) -> bool:
+    """Embed a small external tensor (a shape, axes, a trip count) in place when its data file
+    is there: a few bytes that shape arithmetic needs, never a weight matrix."""
+    try:
+        external_data_helper.load_external_data_for_tensor(init, str(base_dir))
+    except Exception:  # noqa: BLE001 - absent or unreadable file: the value stays unknown
+        return False
+    return True
 
 
 def _bind_inputs(
@@ -201,8 +219,6 @@ def _bind_inputs(
             elif dim.HasField("dim_value") and dim.dim_value > 0:
                 continue
             elif dim.HasField("dim_param") and dim.dim_param.strip() not in ("", "?", "-1"):
-                from memlint.frontends.dims import dim_names_in
-
                 names.extend(dim_names_in(dim.dim_param))
                 dim.dim_value = binder.value_of(dim.dim_param)
             else:
@@ -316,12 +332,10 @@ def _build_graph(
             add(tensor, ValueKind.WEIGHT)
 
     ir_nodes: list[Node] = []
-    seen_names: set[str] = set()
+    names = _unique_names(nodes)
     total = resolved = 0
     for index, node in enumerate(nodes):
-        node_name = node.name if node.name and node.name not in seen_names else f"{node.op_type}_{index}"
-        node_name = prefix + node_name
-        seen_names.add(node_name)
+        node_name = prefix + names[index]
         in_values = [values.get(n) for n in node.input if n]
         if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
             kind = ValueKind.WEIGHT
@@ -354,14 +368,13 @@ def _build_graph(
     for tensor in graph_inputs:
         total += 1
         resolved += values[tensor].is_resolved
-    known = {k: v for k, v in constants.items()}
     graph = Graph(
         name=name,
         nodes=tuple(ir_nodes),
         values=MappingProxyType(values),
         inputs=tuple(graph_inputs),
         outputs=tuple(graph_outputs),
-        constants=MappingProxyType(known),
+        constants=MappingProxyType(dict(constants)),
     )
     return graph, total, resolved
 
@@ -382,6 +395,22 @@ def _carries_kv(
     return any(v.shape == out_shape for v in kv) and all(
         v.kind is ValueKind.WEIGHT or v.numel == 1 for v in others
     )
+
+
+def _unique_names(nodes: list[onnx.NodeProto]) -> list[str]:
+    """One name per node, unique within its graph: its own name when no node before it took it,
+    else op_type + "_" + index; a made-up name that clashes gets a numeric suffix."""
+    given = {n.name for n in nodes if n.name}
+    used: set[str] = set()
+    names: list[str] = []
+    for index, node in enumerate(nodes):
+        name = node.name if node.name and node.name not in used else f"{node.op_type}_{index}"
+        base, suffix = name, 1
+        while name in used or (name != node.name and name in given):
+            name, suffix = f"{base}_{suffix}", suffix + 1
+        used.add(name)
+        names.append(name)
+    return names
 
 
 def _has_graph(node: onnx.NodeProto) -> bool:
@@ -406,7 +435,8 @@ def _subgraphs(
         types = collect_types(sub)
         sub_constants = dict(constants)
         for init in sub.initializer:
-            if int(np.prod(init.dims or [1])) <= KEEP_INITIALIZER_ELEMENTS:
+            external = init.data_location == onnx.TensorProto.EXTERNAL
+            if not external and int(np.prod(init.dims or [1])) <= KEEP_INITIALIZER_ELEMENTS:
                 sub_constants[init.name] = numpy_helper.to_array(init)
         for inner in sub.node:
             if inner.op_type == "Constant" and inner.output:
@@ -448,4 +478,4 @@ def _attributes(node: onnx.NodeProto) -> dict[str, object]:
     return attrs
 
 
-__all__ = ["DimBinding", "load_onnx", "resolve_model_path"]
+__all__ = ["load_onnx", "read_proto", "resolve_model_path"]

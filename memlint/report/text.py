@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 from rich import box
 from rich.console import Console
@@ -92,6 +93,8 @@ def render_to(console: Console, report: Report, *, top: int = DEFAULT_TOP) -> No
             title=f"top {len(ranked)} operators by predicted time",
             title_justify="left",
             box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
         )
         nodes.add_column("node", overflow="fold", min_width=16)
         for name, justify in (
@@ -122,10 +125,12 @@ def render_to(console: Console, report: Report, *, top: int = DEFAULT_TOP) -> No
 
 
 def terminal_console() -> Console:
-    """stdout; at least 120 columns when stdout is not a terminal (pipes, CI logs)."""
-    console = Console(highlight=False)
+    """stdout; at least 120 columns when stdout is not a terminal (pipes, CI logs). Under
+    NO_COLOR no escape sequences at all (rich alone drops colours but keeps bold and dim)."""
+    plain = {"color_system": None} if os.environ.get("NO_COLOR") else {}
+    console = Console(highlight=False, **plain)
     if not console.is_terminal:
-        console = Console(highlight=False, width=max(console.width, 120))
+        console = Console(highlight=False, width=max(console.width, 120), **plain)
     return console
 
 
