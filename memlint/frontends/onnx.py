@@ -29,7 +29,9 @@ from memlint.frontends.onnx_infer import (
     TensorType,
     collect_types,
     constant_value,
+    has_subgraph,
     infer,
+    node_attributes,
 )
 from memlint.ir import DType, Graph, Model, Node, Value, ValueKind
 
@@ -341,7 +343,7 @@ def _build_graph(
             kind = ValueKind.WEIGHT
         elif _carries_kv(node, in_values, types):
             kind = ValueKind.KV_CACHE
-        elif in_values and all(v is not None and v.kind is ValueKind.WEIGHT for v in in_values) and not _has_graph(node):
+        elif in_values and all(v is not None and v.kind is ValueKind.WEIGHT for v in in_values) and not has_subgraph(node):
             kind = ValueKind.WEIGHT
         else:
             kind = ValueKind.ACTIVATION
@@ -361,7 +363,7 @@ def _build_graph(
                 domain="" if node.domain == "ai.onnx" else node.domain,
                 inputs=tuple(node.input),
                 outputs=tuple(node.output),
-                attributes=MappingProxyType(_attributes(node)),
+                attributes=MappingProxyType(node_attributes(node)),
                 subgraphs=MappingProxyType({k: s[0] for k, s in subgraphs.items()}),
             )
         )
@@ -413,10 +415,6 @@ def _unique_names(nodes: list[onnx.NodeProto]) -> list[str]:
     return names
 
 
-def _has_graph(node: onnx.NodeProto) -> bool:
-    return any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute)
-
-
 def _subgraphs(
     node: onnx.NodeProto,
     node_name: str,
@@ -424,7 +422,7 @@ def _subgraphs(
     constants: Mapping[str, np.ndarray],
     outer: Mapping[str, Value],
 ) -> dict[str, tuple[Graph, int, int]]:
-    if not _has_graph(node):
+    if not has_subgraph(node):
         return {}
     inferred = inferred_nodes.get(node.output[0], node) if node.output else node
     result = {}
@@ -457,25 +455,6 @@ def _subgraphs(
             prefix=f"{node_name}/{attr.name}/",
         )
     return result
-
-
-def _attributes(node: onnx.NodeProto) -> dict[str, object]:
-    attrs: dict[str, object] = {}
-    for attr in node.attribute:
-        if attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
-            continue
-        value = helper.get_attribute_value(attr)
-        if isinstance(value, onnx.TensorProto):
-            small = value.data_location != onnx.TensorProto.EXTERNAL and (
-                int(np.prod(value.dims)) if value.dims else 1
-            ) <= KEEP_INITIALIZER_ELEMENTS
-            value = numpy_helper.to_array(value) if small else None
-        elif isinstance(value, bytes):
-            value = value.decode("utf-8", "replace")
-        elif isinstance(value, list):
-            value = tuple(v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in value)
-        attrs[attr.name] = value
-    return attrs
 
 
 __all__ = ["load_onnx", "read_proto", "resolve_model_path"]

@@ -71,18 +71,28 @@ def constant_value(node: onnx.NodeProto) -> np.ndarray | None:
     return None
 
 
-def _attrs(node: onnx.NodeProto) -> dict:
-    attrs = {}
+def node_attributes(node: onnx.NodeProto) -> dict[str, object]:
+    """A node's attributes as Python values (small tensors as arrays; graphs left out)."""
+    attrs: dict[str, object] = {}
     for attr in node.attribute:
-        if attr.type == onnx.AttributeProto.GRAPH or attr.type == onnx.AttributeProto.GRAPHS:
+        if attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
             continue
         value = helper.get_attribute_value(attr)
         if isinstance(value, onnx.TensorProto):
-            value = numpy_helper.to_array(value) if len(value.raw_data) < 65536 else None
+            small = value.data_location != onnx.TensorProto.EXTERNAL and (
+                int(np.prod(value.dims)) if value.dims else 1
+            ) <= MAX_FOLD_ELEMENTS
+            value = numpy_helper.to_array(value) if small else None
         elif isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
+        elif isinstance(value, list):
+            value = tuple(v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in value)
         attrs[attr.name] = value
     return attrs
+
+
+def has_subgraph(node: onnx.NodeProto) -> bool:
+    return any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute)
 
 
 def _shape_value(node: onnx.NodeProto, attrs: dict, types: dict) -> np.ndarray | None:
@@ -133,7 +143,7 @@ def _contrib_shapes(node: onnx.NodeProto, types: dict, constants: dict) -> list:
     shapes = [t[1] if _resolved(t) else None for t in in_types]
     try:
         results = CONTRIB_SHAPES[node.op_type](
-            shapes, _attrs(node), [constants.get(n) for n in node.input]
+            shapes, node_attributes(node), [constants.get(n) for n in node.input]
         )
     except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError):
         return []
@@ -151,7 +161,7 @@ def _contrib_shapes(node: onnx.NodeProto, types: dict, constants: dict) -> list:
 
 
 def _fold(node: onnx.NodeProto, types: dict, constants: dict) -> bool:
-    attrs = _attrs(node)
+    attrs = node_attributes(node)
     values: list[np.ndarray] | None
     if node.op_type == "Constant":
         value = constant_value(node)
@@ -187,17 +197,13 @@ def _propagate(graph: onnx.GraphProto, types: dict, constants: dict, opsets: dic
             if all(o in constants for o in outputs):
                 folded.add(index)
                 continue
-            if not all(_resolved(types.get(o)) for o in outputs) and not _has_subgraph(node):
+            if not all(_resolved(types.get(o)) for o in outputs) and not has_subgraph(node):
                 _infer_node(node, types, constants, opsets)
             if _fold(node, types, constants):
                 folded.add(index)
         elif node.domain == "com.microsoft" and node.op_type in CONTRIB_SHAPES:
             infos.extend(_contrib_shapes(node, types, constants))
     return folded, infos
-
-
-def _has_subgraph(node: onnx.NodeProto) -> bool:
-    return any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute)
 
 
 def infer(model: onnx.ModelProto, constants: dict[str, np.ndarray]) -> InferenceResult:
