@@ -78,7 +78,7 @@ def main() -> int:
         args.model = str(args.make_embedded)
     if not args.model:
         parser.error("name a MODEL or --make-embedded PATH")
-    size_gb = Path(args.model).stat().st_size / 1e9
+    size_mb = Path(args.model).stat().st_size / 1e6
     _warm_page_cache(Path(args.model))
     runs: dict[str, list[dict[str, float]]] = {"load": [], "lint": []}
     for _ in range(args.repeat):  # interleaved, so both see the same machine state
@@ -89,7 +89,7 @@ def main() -> int:
         for mode, rs in runs.items()
     }
     (load_s, load_rss), (lint_s, lint_rss) = results["load"], results["lint"]
-    print(f"model {args.model} ({size_gb:.3f} GB file), median of {args.repeat}")
+    print(f"model {args.model} ({size_mb:,.1f} MB file), median of {args.repeat}")
     print(f"  onnx.load(load_external_data=False): {load_s:7.3f} s  peak RSS {load_rss:8.1f} MB")
     print(f"  memlint lint (a100):                 {lint_s:7.3f} s  peak RSS {lint_rss:8.1f} MB")
     print(f"  ratio lint / load: {lint_s / load_s:.2f}x time, {lint_rss / load_rss:.2f}x RSS")
