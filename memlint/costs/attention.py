@@ -29,11 +29,11 @@ rotary embedding on the vector unit.
 from __future__ import annotations
 
 from memlint.costs.model import OpCost
+from memlint.costs.reduction import SOFTMAX_FLOPS
 from memlint.costs.registry import CostContext, CostFn, add_formula, register
 from memlint.ir import ComputeUnit
 
 MS = "com.microsoft"
-SOFTMAX_FLOPS = 5
 ROTARY_FLOPS = 3
 FUSED_NOTE = "fused attention: the S x T score matrix stays on chip and is not counted as bytes"
 SHARED_NOTE = "shared KV buffer: its length is used as an upper bound of T"

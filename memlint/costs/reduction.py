@@ -27,6 +27,8 @@ import math
 from memlint.costs.model import OpCost
 from memlint.costs.registry import CostContext, CostFn, add_formula, register
 
+SOFTMAX_FLOPS = 5  # per element: max, subtract, exp, sum, divide (also used by attention)
+
 # op -> (FLOPs per input element, FLOPs per output element)
 REDUCTIONS: dict[str, tuple[int, int]] = {
     "ReduceSum": (1, 0),
@@ -41,8 +43,8 @@ REDUCTIONS: dict[str, tuple[int, int]] = {
     "ReduceL1": (2, 0),
     "ReduceL2": (2, 1),
     "ReduceLogSumExp": (2, 1),
-    "Softmax": (5, 0),
-    "LogSoftmax": (5, 0),
+    "Softmax": (SOFTMAX_FLOPS, 0),
+    "LogSoftmax": (SOFTMAX_FLOPS, 0),
     "Hardmax": (1, 0),
     "CumSum": (1, 0),
     "CumProd": (1, 0),
