@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 
+from memlint.config import Config
 from memlint.costs import cost_of
 from memlint.errors import MemlintError
 from memlint.hardware import HardwareSpec, resolve
@@ -24,16 +26,44 @@ def lint(
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     strict_dims: bool = False,
     tf32: bool = False,
+    config: Config | None = None,
 ) -> Report:
     """Lint a model file (or an already loaded ir.Model) for the device `hw`.
 
     dims binds symbolic dims by name ({"batch_size": 1}); input_shapes gives whole input shapes
     for inputs whose dims have no name. tf32=True lets fp32 matmuls use the TF32 tensor peak.
-    Raises MemlintError (with one clear line) when the tool cannot do its job.
+    config selects rules, options, suppressions and noise thresholds (memlint.config; the
+    defaults when None: no configuration file is read by the library). Raises MemlintError (with
+    one clear line) when the tool cannot do its job.
     """
     spec = hw if isinstance(hw, HardwareSpec) else resolve(hw, hw_files)
-    model = source if isinstance(source, Model) else load(source, dims, input_shapes, strict_dims)
-    return analyse(model, spec, tf32=tf32)
+    config = config or Config()
+    merged_dims = {**config.dims, **(dims or {})}
+    model = (
+        source if isinstance(source, Model)
+        else load(source, merged_dims, input_shapes, strict_dims)
+    )
+    return check(analyse(model, spec, tf32=tf32), config)
+
+
+def check(report: Report, config: Config | None = None) -> Report:
+    """Run the selected rules over an analysed report; the report with its findings."""
+    from memlint import engine
+    from memlint.rulebase import RuleContext
+
+    ctx = RuleContext(
+        report.model, report.hardware, report.nodes, report.summary.predicted_latency_s,
+        tf32=report.tf32,
+    )
+    outcome = engine.run(ctx, config or Config())
+    return dataclasses.replace(
+        report,
+        findings=outcome.findings,
+        suppressed=outcome.suppressed,
+        unused_suppressions=outcome.unused_suppressions,
+        hidden_as_noise=outcome.hidden_as_noise,
+        rules_run=outcome.rules_run,
+    )
 
 
 def load(

@@ -137,7 +137,7 @@ def hw_list(hw_files: tuple[Path, ...]) -> int:
 
     from memlint.hardware import list_specs
     from memlint.ir import ComputeUnit, DType
-    from memlint.report import units
+    from memlint import units
     from memlint.report.text import terminal_console
 
     table = Table(box=None)
@@ -165,7 +165,7 @@ def hw_show(name: str, hw_files: tuple[Path, ...]) -> int:
     from rich.markup import escape
 
     from memlint.hardware import resolve
-    from memlint.report import units
+    from memlint import units
     from memlint.report.text import terminal_console
 
     spec = resolve(name, hw_files)

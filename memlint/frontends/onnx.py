@@ -117,7 +117,21 @@ def load_onnx(
     strict_dims: bool = False,
 ) -> Model:
     path = resolve_model_path(source)
-    proto = read_proto(path)
+    return load_onnx_proto(
+        read_proto(path), path, dims=dims, input_shapes=input_shapes, strict_dims=strict_dims
+    )
+
+
+def load_onnx_proto(
+    proto: onnx.ModelProto,
+    path: Path,
+    *,
+    dims: Mapping[str, int] | None = None,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    strict_dims: bool = False,
+) -> Model:
+    """Load a parsed model (modified in place: weight payloads are dropped). `path` names it in
+    messages, and its folder is where small external tensors are looked for."""
     graph = proto.graph
     weights = _strip_weights(graph, path.parent)
     constants: dict[str, np.ndarray] = {

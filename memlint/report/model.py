@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from memlint.config import Suppression
 from memlint.costs import ByteCounts, CostStatus, OpCost
+from memlint.findings import Finding, Suppressed
 from memlint.hardware import HardwareSpec
 from memlint.ir import ComputeUnit, Model, SourceLocation
 from memlint.roofline import Bound, Timing
@@ -101,7 +103,11 @@ class Report:
     summary: Summary
     coverage: Coverage
     tf32: bool = False
-    findings: tuple = ()  # rules fill this (see memlint.engine)
+    findings: tuple[Finding, ...] = ()  # sorted by saving (memlint.engine)
+    suppressed: tuple[Suppressed, ...] = ()
+    unused_suppressions: tuple[Suppression, ...] = ()
+    hidden_as_noise: int = 0  # findings below the noise thresholds
+    rules_run: tuple[str, ...] = ()
 
     @property
     def dims(self) -> Mapping[str, int]:

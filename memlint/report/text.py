@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from memlint import __version__
-from memlint.report import units
+from memlint import units
 from memlint.report.model import Report
 from memlint.roofline import Bound
 

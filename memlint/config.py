@@ -1,0 +1,253 @@
+"""Configuration: `[tool.memlint]` in pyproject.toml or a memlint.toml, plus command-line flags.
+
+The file is found by walking up from the model's folder; the first folder holding a memlint.toml
+or a pyproject.toml with a [tool.memlint] table wins (memlint.toml first, as ruff does with
+ruff.toml). Keys (kebab-case):
+
+    hw = "a100"                      # default device
+    fail-on = "warning"              # error | warning | info | never
+    tf32 = false
+    dims = { batch_size = 1 }        # symbolic dims bound by default (flags override)
+    select = ["ML"]                  # codes or prefixes ("ALL" = every rule)
+    ignore = ["ML107"]
+    min-share = 0.01                 # noise control: hide a finding whose nodes take less than
+    min-saving-s = 0.001             #   this share of predicted time AND whose fix saves less
+    [tool.memlint.severity]          # severity overrides, by code
+    ML106 = "error"
+    [tool.memlint.rules.ML101]       # rule options, by code or rule name
+    max-intensity-ratio = 0.5
+    [[tool.memlint.suppress]]        # hide findings on matching nodes; the reason is required
+    code = "ML102"                   # a code or prefix
+    nodes = "/h.*/mlp/*"             # fnmatch glob on node names
+    reason = "fused by TensorRT at deploy time"
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from memlint.errors import ConfigError
+from memlint.findings import Severity
+from memlint.ir import EMPTY
+
+FAIL_ON = ("error", "warning", "info", "never")
+DEFAULT_MIN_SHARE = 0.01
+DEFAULT_MIN_SAVING_S = 1e-3
+
+
+@dataclass(frozen=True)
+class Suppression:
+    code: str  # a code or a prefix
+    nodes: str  # fnmatch glob over node names
+    reason: str
+
+
+@dataclass(frozen=True)
+class Config:
+    select: tuple[str, ...] = ("ALL",)
+    ignore: tuple[str, ...] = ()
+    severity: Mapping[str, Severity] = field(default_factory=lambda: EMPTY)
+    rule_options: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: EMPTY)
+    suppress: tuple[Suppression, ...] = ()
+    min_share: float = DEFAULT_MIN_SHARE
+    min_saving_s: float = DEFAULT_MIN_SAVING_S
+    hw: str | None = None
+    fail_on: str | None = None
+    tf32: bool | None = None
+    dims: Mapping[str, int] = field(default_factory=lambda: EMPTY)
+    path: str | None = None  # the file it came from
+
+    def with_flags(
+        self,
+        *,
+        select: tuple[str, ...] = (),
+        ignore: tuple[str, ...] = (),
+        severity: Mapping[str, str] | None = None,
+        rule_options: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Config:
+        """Command-line flags over the file: --select replaces, --ignore adds, the rest merge."""
+        merged_options = {k: dict(v) for k, v in self.rule_options.items()}
+        for rule, values in (rule_options or {}).items():
+            merged_options.setdefault(rule, {}).update(values)
+        severities = dict(self.severity)
+        for code, text in (severity or {}).items():
+            severities[code] = _severity(text, f"severity of {code}")
+        return replace(
+            self,
+            select=tuple(select) or self.select,
+            ignore=self.ignore + tuple(ignore),
+            severity=MappingProxyType(severities),
+            rule_options=MappingProxyType(merged_options),
+        )
+
+
+_KEYS = (
+    "hw", "fail-on", "tf32", "dims", "select", "ignore", "min-share", "min-saving-s",
+    "severity", "rules", "suppress",
+)
+
+
+def find_config(start: Path) -> tuple[Path, Mapping[str, Any]] | None:
+    """The nearest memlint.toml, or pyproject.toml with [tool.memlint], at or above `start`."""
+    folder = start if start.is_dir() else start.parent
+    for candidate in (folder.resolve(), *folder.resolve().parents):
+        own = candidate / "memlint.toml"
+        if own.is_file():
+            return own, _read(own)
+        pyproject = candidate / "pyproject.toml"
+        if pyproject.is_file():
+            table = _read(pyproject).get("tool", {}).get("memlint")
+            if table is not None:
+                if not isinstance(table, dict):
+                    raise ConfigError(f"{pyproject}: [tool.memlint] must be a table")
+                return pyproject, table
+    return None
+
+
+def load_config(path: Path | None = None, *, start: Path | None = None) -> Config:
+    """Config from an explicit file, else found from `start`, else the defaults."""
+    if path is not None:
+        table = _read(path)
+        if path.name == "pyproject.toml":
+            table = table.get("tool", {}).get("memlint", {})
+        return parse_config(table, str(path))
+    found = find_config(start) if start is not None else None
+    if found is None:
+        return Config()
+    return parse_config(found[1], str(found[0]))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
+def parse_config(table: Mapping[str, Any], origin: str) -> Config:
+    """Validate a [tool.memlint] table; every problem is a ConfigError naming file and key."""
+
+    def fail(key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{origin}: [tool.memlint] {key}: {problem}")
+
+    for key in table:
+        if key not in _KEYS:
+            close = difflib.get_close_matches(key, _KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise fail(key, f"unknown key{hint}")
+    values: dict[str, Any] = {"path": origin}
+    if "hw" in table:
+        values["hw"] = _typed(table["hw"], str, "hw", fail)
+    if "fail-on" in table:
+        fail_on = _typed(table["fail-on"], str, "fail-on", fail)
+        if fail_on not in FAIL_ON:
+            raise fail("fail-on", f"{fail_on!r} is not one of {', '.join(FAIL_ON)}")
+        values["fail_on"] = fail_on
+    if "tf32" in table:
+        values["tf32"] = _typed(table["tf32"], bool, "tf32", fail)
+    if "dims" in table:
+        dims = _typed(table["dims"], dict, "dims", fail)
+        for name, value in dims.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise fail("dims", f"{name} must be a positive integer, got {value!r}")
+        values["dims"] = MappingProxyType(dict(dims))
+    for key in ("select", "ignore"):
+        if key in table:
+            items = _typed(table[key], list, key, fail)
+            if not all(isinstance(i, str) and i for i in items):
+                raise fail(key, "must be a list of rule codes or prefixes")
+            values[key] = tuple(items)
+    for key, attr in (("min-share", "min_share"), ("min-saving-s", "min_saving_s")):
+        if key in table:
+            number = table[key]
+            if not isinstance(number, (int, float)) or isinstance(number, bool) or number < 0:
+                raise fail(key, f"must be a non-negative number, got {number!r}")
+            values[attr] = float(number)
+    if "severity" in table:
+        severities = _typed(table["severity"], dict, "severity", fail)
+        try:
+            values["severity"] = MappingProxyType(
+                {code: _severity(text, code) for code, text in severities.items()}
+            )
+        except ConfigError as exc:
+            raise fail("severity", str(exc)) from None
+    if "rules" in table:
+        rules = _typed(table["rules"], dict, "rules", fail)
+        for rule, options in rules.items():
+            if not isinstance(options, dict):
+                raise fail(f"rules.{rule}", "must be a table of option = value")
+        values["rule_options"] = MappingProxyType({k: dict(v) for k, v in rules.items()})
+    if "suppress" in table:
+        values["suppress"] = tuple(
+            _suppression(entry, i, fail)
+            for i, entry in enumerate(_typed(table["suppress"], list, "suppress", fail))
+        )
+    return Config(**values)
+
+
+def _typed(value: Any, kind: type, key: str, fail) -> Any:
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        names = {str: "a string", bool: "true or false", dict: "a table", list: "a list"}
+        raise fail(key, f"must be {names[kind]}, got {value!r}")
+    return value
+
+
+def _severity(text: Any, what: str) -> Severity:
+    try:
+        return Severity.parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+
+
+def _suppression(entry: Any, index: int, fail) -> Suppression:
+    key = f"suppress[{index}]"
+    if not isinstance(entry, dict):
+        raise fail(key, "must be a table with code, nodes and reason")
+    unknown = set(entry) - {"code", "nodes", "reason"}
+    if unknown:
+        raise fail(key, f"unknown key(s) {', '.join(sorted(unknown))}")
+    for part in ("nodes", "reason"):
+        if not isinstance(entry.get(part), str) or not entry[part].strip():
+            raise fail(key, f"needs a non-empty `{part}` string")
+    code = entry.get("code", "ALL")
+    if not isinstance(code, str) or not code:
+        raise fail(key, "`code` must be a rule code or prefix")
+    return Suppression(code=code, nodes=entry["nodes"], reason=entry["reason"].strip())
+
+
+def parse_rule_option_flags(flags: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """`--rule-option ML101.max-intensity-ratio=0.5` -> {"ML101": {"max-intensity-ratio": 0.5}}.
+
+    Values are read as TOML scalars (numbers, true/false, quoted or bare strings)."""
+    parsed: dict[str, dict[str, Any]] = {}
+    for flag in flags:
+        target, sep, raw = flag.partition("=")
+        rule, dot, option = target.partition(".")
+        if not sep or not dot or not rule or not option:
+            raise ConfigError(f"--rule-option {flag!r}: expected RULE.OPTION=VALUE")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        parsed.setdefault(rule, {})[option] = value
+    return parsed
+
+
+def parse_severity_flags(flags: tuple[str, ...]) -> dict[str, str]:
+    """`--severity ML106=error` -> {"ML106": "error"}."""
+    parsed = {}
+    for flag in flags:
+        code, sep, level = flag.partition("=")
+        if not sep or not code:
+            raise ConfigError(f"--severity {flag!r}: expected CODE=info|warning|error")
+        parsed[code] = level
+    return parsed

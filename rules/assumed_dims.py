@@ -1,0 +1,55 @@
+"""ML902 assumed-dims: symbolic dims that nobody bound, so memlint assumed a value."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from memlint.findings import Finding, Fix, Metric, Severity
+from memlint.rulebase import Example, Rule, RuleContext
+
+
+class AssumedDims(Rule):
+    """Symbolic dims were not bound, so the numbers hold for an assumed size only.
+
+    ## What it does
+    Lists the symbolic dims (batch size, sequence length, past length, ...) of the model's inputs
+    that were neither given with `--dim` / `--input-shape` nor in the config, and the value
+    memlint assumed for each (1).
+
+    ## Why is this bad?
+    Whether an operator is memory-bound depends on these sizes: a projection is a GEMV at batch 1
+    and a compute-bound GEMM at batch 256. Findings computed for a size nobody chose may not
+    describe the deployment at all.
+
+    ## How to fix
+    Bind each dim to the size you deploy with, e.g. `--dim batch_size=8 --dim
+    sequence_length=1 --dim past_sequence_length=2047`, or set `dims` in `[tool.memlint]`.
+
+    ## Known limits
+    Dims of intermediate tensors that inference could not express in the inputs' dims are not
+    listed here; see ML901 for tensors that stayed unresolved.
+    """
+
+    code = "ML902"
+    name = "assumed-dims"
+    severity = Severity.INFO
+    op_types = None
+    fix = "Bind each symbolic dim with --dim NAME=VALUE (or `dims` in [tool.memlint])."
+    bad = Example('g (float["batch",1024] x) => (float["batch",1024] y) { y = Relu(x) }')
+    good = Example(
+        'g (float["batch",1024] x) => (float["batch",1024] y) { y = Relu(x) }',
+        dims={"batch": 8},
+    )
+
+    def check(self, ctx: RuleContext) -> Iterator[Finding]:
+        assumed = [d for d in ctx.model.dims if d.assumed]
+        if not assumed:
+            return
+        listing = ", ".join(f"{d.name}={d.value}" for d in assumed)
+        flags = " ".join(f"--dim {d.name}=N" for d in assumed)
+        yield self.finding(
+            ctx,
+            f"{len(assumed)} symbolic dim(s) not bound, assumed {listing}",
+            evidence=[Metric("assumed_dims", len(assumed))],
+            fixes=[Fix(f"Bind them: {flags}")],
+        )
