@@ -173,6 +173,9 @@ class Model:
     tensors_total: int = 0
     tensors_resolved: int = 0
     metadata: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    # The symbolic dim name each graph input declared per axis before binding (None for a fixed
+    # or unnamed dim): {"past_key_values.0.key": ("batch_size", None, "past_sequence_length", None)}
+    input_dim_names: Mapping[str, tuple[str | None, ...]] = field(default_factory=lambda: EMPTY)
 
     @property
     def assumed_dims(self) -> tuple[str, ...]:

@@ -138,7 +138,7 @@ def load_onnx_proto(
         init.name: numpy_helper.to_array(init) for init in graph.initializer
     }
     binder = DimBinder(dims or {}, strict=strict_dims)
-    _bind_inputs(graph, weights, binder, dict(input_shapes or {}))
+    declared_dims = _bind_inputs(graph, weights, binder, dict(input_shapes or {}))
     order = _topological_order(graph, path)
     original_nodes = [graph.node[i] for i in order]
     light = _light_model(proto, original_nodes)
@@ -165,6 +165,7 @@ def load_onnx_proto(
         tensors_total=total,
         tensors_resolved=resolved,
         metadata=MappingProxyType({p.key: p.value for p in proto.metadata_props}),
+        input_dim_names=MappingProxyType(declared_dims),
     )
 
 
@@ -207,8 +208,9 @@ def _bind_inputs(
     weights: Mapping[str, TensorType],
     binder: DimBinder,
     input_shapes: dict[str, tuple[int, ...]],
-) -> None:
-    """Give every graph-input dim a concrete value, in place."""
+) -> dict[str, tuple[str | None, ...]]:
+    """Give every graph-input dim a concrete value, in place; returns the symbolic name each
+    input declared per axis (None for a fixed or unnamed dim)."""
     initializers = {i.name for i in graph.initializer} | set(weights)
     inputs = [i for i in graph.input if i.name not in initializers]
     by_name = {i.name: i for i in inputs}
@@ -219,6 +221,7 @@ def _bind_inputs(
         )
     names: list[str] = []
     unnamed: list[str] = []
+    declared: dict[str, tuple[str | None, ...]] = {}
     for value in inputs:
         tensor = value.type.tensor_type
         if not value.type.HasField("tensor_type") or not tensor.HasField("shape"):
@@ -229,6 +232,11 @@ def _bind_inputs(
                 f"--input-shape {value.name}: rank {len(given)} given, the input has rank "
                 f"{len(tensor.shape.dim)}"
             )
+        declared[value.name] = tuple(
+            d.dim_param.strip() if d.HasField("dim_param") and d.dim_param.strip() not in
+            ("", "?", "-1") else None
+            for d in tensor.shape.dim
+        )
         for axis, dim in enumerate(tensor.shape.dim):
             if given is not None:
                 dim.dim_value = given[axis]
@@ -244,6 +252,7 @@ def _bind_inputs(
     for output in graph.output:  # outputs are re-inferred from the bound inputs
         if output.type.HasField("tensor_type"):
             output.type.tensor_type.ClearField("shape")
+    return declared
 
 
 def _topological_order(graph: onnx.GraphProto, path: Path) -> list[int]:
