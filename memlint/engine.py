@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import logging
+import pkgutil
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -65,11 +66,13 @@ class Outcome:
 
 
 def builtin_rule_classes() -> list[type[Rule]]:
-    from memlint.rules import BUILTIN_MODULES
+    """The Rule classes of every public module of the memlint.rules package."""
+    import memlint.rules as package
 
     classes: list[type[Rule]] = []
-    for module_name in BUILTIN_MODULES:
-        classes.extend(_rules_in(importlib.import_module(f"memlint.rules.{module_name}")))
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        if not info.name.startswith("_"):
+            classes.extend(_rules_in(importlib.import_module(f"memlint.rules.{info.name}")))
     return classes
 
 

@@ -1,9 +1,5 @@
 """Built-in rules (installed as memlint.rules): one rule per module, named after the rule.
 
-BUILTIN_MODULES lists them; memlint.engine imports each and collects its Rule classes.
+memlint.engine imports every module of this package whose name does not start with "_" and
+collects the Rule classes it defines.
 """
-
-BUILTIN_MODULES = (
-    "unmodelled_ops",
-    "assumed_dims",
-)
