@@ -6,6 +6,7 @@ Exit codes: 0 clean, 1 findings at or above --fail-on, 2 the tool could not do i
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -20,6 +21,9 @@ from memlint.errors import MemlintError, OutputError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 FORMATS = ("text", "json")
+FAIL_ON = ("error", "warning", "info", "never")
+DEFAULT_HARDWARE = "a100"
+DEFAULT_FAIL_ON = "warning"
 
 
 class _DefaultCommandGroup(click.Group):
@@ -43,45 +47,91 @@ def cli() -> None:
     """
 
 
+def _split(values: tuple[str, ...]) -> tuple[str, ...]:
+    """--select ML101,ML2 --select ML3 -> ("ML101", "ML2", "ML3")."""
+    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+
+
 @cli.command()
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--hw", "hw", default="a100", show_default=True, help="Device name or alias (memlint hw list).")
+@click.option("--hw", "hw", default=None, help="Device name or alias (memlint hw list).  [default: a100, or `hw` in the config]")
 @click.option("--hw-file", "hw_files", multiple=True, type=click.Path(path_type=Path), help="Extra hardware spec file (TOML/YAML); repeatable.")
 @click.option("--dim", "dims", multiple=True, metavar="NAME=VALUE", help="Bind a symbolic dim; repeatable.")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D0,D1,...", help="Whole shape of an input whose dims have no name; repeatable.")
 @click.option("--strict-dims", is_flag=True, help="Fail instead of assuming 1 for unbound dims.")
-@click.option("--tf32", is_flag=True, help="Let fp32 matmuls run at the TF32 tensor-core peak.")
+@click.option("--tf32", is_flag=True, default=None, help="Let fp32 matmuls run at the TF32 tensor-core peak.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the report here instead of stdout.")
 @click.option("--top", default=15, show_default=True, type=click.IntRange(min=0), help="Operators in the text table.")
-@click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"]), default="warning", show_default=True, help="Exit 1 when a finding has at least this severity.")
+@click.option("--select", multiple=True, metavar="CODES", help="Only these rule codes or prefixes (comma-separated; replaces the config's).")
+@click.option("--ignore", multiple=True, metavar="CODES", help="Skip these rule codes or prefixes (comma-separated; adds to the config's).")
+@click.option("--severity", "severities", multiple=True, metavar="CODE=LEVEL", help="Override a rule's severity (info, warning, error); repeatable.")
+@click.option("--rule-option", "rule_options", multiple=True, metavar="CODE.OPTION=VALUE", help="Set a rule option; repeatable (memlint rule CODE lists them).")
+@click.option("--min-share", type=click.FloatRange(min=0), default=None, help="Hide findings under this share of predicted time whose fix also saves under --min-saving-s.  [default: 0.01]")
+@click.option("--min-saving-s", type=click.FloatRange(min=0), default=None, help="See --min-share (seconds).  [default: 0.001]")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Config file (memlint.toml or pyproject.toml) instead of the one found from the model's folder.")
+@click.option("--isolated", is_flag=True, help="Ignore configuration files.")
+@click.option("--fail-on", type=click.Choice(FAIL_ON), default=None, help="Exit 1 when a finding has at least this severity.  [default: warning]")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 def check(
     model: Path,
-    hw: str,
+    hw: str | None,
     hw_files: tuple[Path, ...],
     dims: tuple[str, ...],
     input_shapes: tuple[str, ...],
     strict_dims: bool,
-    tf32: bool,
+    tf32: bool | None,
     fmt: str,
     output: Path | None,
     top: int,
-    fail_on: str,
+    select: tuple[str, ...],
+    ignore: tuple[str, ...],
+    severities: tuple[str, ...],
+    rule_options: tuple[str, ...],
+    min_share: float | None,
+    min_saving_s: float | None,
+    config_file: Path | None,
+    isolated: bool,
+    fail_on: str | None,
     debug: bool,
 ) -> int:
-    """Lint MODEL (an .onnx file, or an export directory holding model.onnx)."""
+    """Lint MODEL (an .onnx file, or an export directory holding model.onnx).
+
+    Settings come from the nearest memlint.toml or [tool.memlint] in pyproject.toml above the
+    model (see --config, --isolated); flags override them.
+    """
     from memlint.api import lint
+    from memlint.config import (
+        Config,
+        load_config,
+        parse_rule_option_flags,
+        parse_severity_flags,
+    )
     from memlint.frontends.dims import parse_dim_flags, parse_shape_flags
 
+    if isolated:
+        config = Config()
+    else:
+        config = load_config(config_file, start=model if config_file is None else None)
+    config = config.with_flags(
+        select=_split(select),
+        ignore=_split(ignore),
+        severity=parse_severity_flags(severities),
+        rule_options=parse_rule_option_flags(rule_options),
+    )
+    if min_share is not None:
+        config = dataclasses.replace(config, min_share=min_share)
+    if min_saving_s is not None:
+        config = dataclasses.replace(config, min_saving_s=min_saving_s)
     report = lint(
         model,
-        hw=hw,
+        hw=hw or config.hw or DEFAULT_HARDWARE,
         hw_files=hw_files,
         dims=parse_dim_flags(dims),
         input_shapes=parse_shape_flags(input_shapes),
         strict_dims=strict_dims,
-        tf32=tf32,
+        tf32=bool(config.tf32) if tf32 is None else tf32,
+        config=config,
     )
     if fmt == "json":
         from memlint.report.json_report import render as render_json
@@ -95,14 +145,60 @@ def check(
         from memlint.report.text import render_to, terminal_console
 
         render_to(terminal_console(), report, top=top)
-    return EXIT_FINDINGS if _fails(report.findings, fail_on) else EXIT_OK
+    threshold = fail_on or config.fail_on or DEFAULT_FAIL_ON
+    return EXIT_FINDINGS if _fails(report.findings, threshold) else EXIT_OK
 
 
 def _fails(findings: tuple, fail_on: str) -> bool:
-    order = {"info": 0, "warning": 1, "error": 2}
+    """True when a finding is at least as severe as `fail_on` ("never" never fails)."""
     if fail_on == "never":
         return False
-    return any(order.get(getattr(f, "severity", "info"), 0) >= order[fail_on] for f in findings)
+    from memlint.findings import Severity
+
+    floor = Severity.parse(fail_on).rank
+    return any(f.severity.rank >= floor for f in findings)
+
+
+@cli.command("rules")
+def rules_list() -> int:
+    """List every rule: code, name, severity, what it checks, and where it comes from."""
+    from rich.table import Table
+
+    from memlint.engine import load_rules
+    from memlint.report.text import terminal_console
+
+    ruleset = load_rules()
+    table = Table(box=None)
+    table.add_column("code", no_wrap=True)
+    table.add_column("name", no_wrap=True)
+    table.add_column("severity", no_wrap=True)
+    table.add_column("summary")
+    table.add_column("from", no_wrap=True)
+    for code, rule in ruleset.rules.items():
+        table.add_row(code, rule.name, rule.severity.value, rule.summary, ruleset.origin[code])
+    terminal_console().print(table)
+    return EXIT_OK
+
+
+@cli.command("rule")
+@click.argument("code")
+def rule_show(code: str) -> int:
+    """Print the documentation of one rule (by code or name), e.g. `memlint rule ML101`."""
+    import difflib
+
+    from memlint.engine import load_rules
+    from memlint.errors import ConfigError
+    from memlint.ruledoc import rule_doc
+
+    ruleset = load_rules()
+    rule = ruleset.get(code)
+    if rule is None:
+        known = [*ruleset.rules, *(r.name for r in ruleset.rules.values())]
+        close = difflib.get_close_matches(code, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else "; `memlint rules` lists them"
+        raise ConfigError(f"no rule {code!r}{hint}")
+    click.echo(rule_doc(rule, ruleset.origin[rule.code]), nl=False)
+    return EXIT_OK
 
 
 def _emit(text: str, output: Path | None) -> None:
@@ -135,9 +231,9 @@ def hw_list(hw_files: tuple[Path, ...]) -> int:
     """List known devices and their aliases."""
     from rich.table import Table
 
+    from memlint import units
     from memlint.hardware import list_specs
     from memlint.ir import ComputeUnit, DType
-    from memlint import units
     from memlint.report.text import terminal_console
 
     table = Table(box=None)
@@ -164,8 +260,8 @@ def hw_show(name: str, hw_files: tuple[Path, ...]) -> int:
     """Show one device: every figure, its unit and its source."""
     from rich.markup import escape
 
-    from memlint.hardware import resolve
     from memlint import units
+    from memlint.hardware import resolve
     from memlint.report.text import terminal_console
 
     spec = resolve(name, hw_files)

@@ -260,13 +260,13 @@ _DIGITS = re.compile(r"\d+")
 
 
 def _group(findings: list[Finding], ctx: RuleContext) -> list[Finding]:
-    """Merge findings of one rule with the same signature on nodes whose names differ only in
-    their numbers (/h.0/mlp/... and /h.1/mlp/...): one finding with the totals."""
+    """Merge findings of one rule with the same signature whose (first) nodes' names differ only
+    in their numbers (/h.0/mlp/... and /h.1/mlp/...): one finding with the totals."""
     buckets: dict[tuple[str, str, str], list[Finding]] = {}
     order: list[tuple[str, str, str]] = []
     singles: list[Finding] = []
     for finding in findings:
-        if not finding.signature or len(finding.nodes) != 1 or finding.time_s is None:
+        if not finding.signature or not finding.nodes or finding.time_s is None:
             singles.append(finding)
             continue
         key = (finding.code, finding.signature, _DIGITS.sub("#", finding.nodes[0]))
@@ -288,7 +288,7 @@ def _merge(members: list[Finding], ctx: RuleContext) -> Finding:
             else sum((f.fixes[i].saving_s or 0.0) for f in members if i < len(f.fixes)))
         for i, fix in enumerate(first.fixes)
     )
-    group = f"{len(members)} nodes: {nodes[0]} ... {nodes[-1]}"
+    group = f"{len(members)} nodes: {first.nodes[0]} ... {members[-1].nodes[0]}"
     from memlint import units
 
     total = f"together {units.seconds(time_s)} ({units.percent(ctx.share(time_s))} of predicted time)"

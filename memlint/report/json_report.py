@@ -7,6 +7,7 @@ from typing import Any
 
 from memlint import __version__
 from memlint.costs import ByteCounts
+from memlint.findings import Finding
 from memlint.report.model import CONVENTIONS, SCHEMA_VERSION, NodeResult, Report
 
 
@@ -80,7 +81,35 @@ def to_dict(report: Report) -> dict[str, Any]:
             },
         },
         "nodes": [_node(n) for n in report.nodes],
-        "findings": [],
+        "findings": [_finding(f) for f in report.findings],
+        "rules_run": list(report.rules_run),
+        "hidden_as_noise": report.hidden_as_noise,
+        "suppressed": [
+            {**_finding(s.finding), "suppressed_by": s.pattern, "reason": s.reason}
+            for s in report.suppressed
+        ],
+        "unused_suppressions": [
+            {"code": s.code, "nodes": s.nodes, "reason": s.reason}
+            for s in report.unused_suppressions
+        ],
+    }
+
+
+def _finding(finding: Finding) -> dict[str, Any]:
+    return {
+        "code": finding.code,
+        "name": finding.name,
+        "severity": finding.severity.value,
+        "message": finding.message,
+        "nodes": list(finding.nodes),
+        "count": finding.count,
+        "group": finding.group,
+        "time_s": finding.time_s,
+        "share": finding.share,
+        "saving_s": finding.saving_s,
+        "evidence": [{"name": m.name, "value": m.value, "unit": m.unit} for m in finding.evidence],
+        "fixes": [{"text": f.text, "saving_s": f.saving_s} for f in finding.fixes],
+        "source": None if finding.source is None else f"{finding.source.file}:{finding.source.line}",
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections import Counter
 
 from rich import box
 from rich.console import Console
@@ -11,8 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from memlint import __version__
-from memlint import units
+from memlint import __version__, units
 from memlint.report.model import Report
 from memlint.roofline import Bound
 
@@ -82,6 +82,7 @@ def render_to(console: Console, report: Report, *, top: int = DEFAULT_TOP) -> No
         )
     console.print(table)
     console.print()
+    _findings(console, report)
 
     ranked = sorted(
         (n for n in report.nodes if n.timing.predicted_latency_s > 0),
@@ -122,6 +123,52 @@ def render_to(console: Console, report: Report, *, top: int = DEFAULT_TOP) -> No
             style="dim",
         )
     )
+
+
+_SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def _findings(console: Console, report: Report) -> None:
+    """Findings, most costly first: code, severity, nodes, the measured message, the fixes."""
+    for finding in report.findings:
+        where = finding.group or ", ".join(finding.nodes[:3]) + (
+            f" and {len(finding.nodes) - 3} more" if len(finding.nodes) > 3 else ""
+        )
+        line = Text.assemble(
+            (finding.code, "bold"), " ",
+            (finding.severity.value, _SEVERITY_STYLE[finding.severity.value]), " ",
+            (finding.name, "bold"),
+        )
+        if where:
+            line.append(f"  {where}")
+        if finding.source is not None:
+            line.append(f"  ({finding.source.file}:{finding.source.line})", style="dim")
+        console.print(line)
+        console.print(Text(f"  {finding.message}"))
+        for fix in finding.fixes:
+            saving = f" (saves {units.seconds(fix.saving_s)})" if fix.saving_s else ""
+            console.print(Text(f"  fix: {fix.text}{saving}", style="green"))
+        console.print()
+    counts = Counter(f.severity.value for f in report.findings)
+    parts = [f"{counts[s]} {s}" for s in ("error", "warning", "info") if counts[s]]
+    tally = f"{len(report.findings)} finding(s)" + (f" ({', '.join(parts)})" if parts else "")
+    if report.hidden_as_noise:
+        tally += (
+            f"; {report.hidden_as_noise} below the noise threshold hidden "
+            "(--min-share / --min-saving-s to see them)"
+        )
+    if report.suppressed:
+        tally += f"; {len(report.suppressed)} suppressed by configuration"
+    console.print(Text(tally, style="bold"))
+    for unused in report.unused_suppressions:
+        console.print(
+            Text(
+                f"unused suppression: code {unused.code} nodes {unused.nodes!r} "
+                f"({unused.reason}) matched no finding",
+                style="yellow",
+            )
+        )
+    console.print()
 
 
 def terminal_console() -> Console:
