@@ -288,7 +288,8 @@ def _merge(members: list[Finding], ctx: RuleContext) -> Finding:
             else sum((f.fixes[i].saving_s or 0.0) for f in members if i < len(f.fixes)))
         for i, fix in enumerate(first.fixes)
     )
-    group = f"{len(members)} nodes: {first.nodes[0]} ... {members[-1].nodes[0]}"
+    what = "nodes" if len(first.nodes) == 1 else "blocks"  # a block: several nodes per finding
+    group = f"{len(members)} {what}: {first.nodes[0]} ... {members[-1].nodes[0]}"
     from memlint import units
 
     total = f"together {units.seconds(time_s)} ({units.percent(ctx.share(time_s))} of predicted time)"

@@ -16,6 +16,15 @@ def test_cost_model_doc_is_current():
     )
 
 
+def test_rules_doc_is_current():
+    spec = importlib.util.spec_from_file_location("gen_rules", ROOT / "docs" / "gen_rules.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (ROOT / "docs" / "rules.md").read_text(encoding="utf-8") == module.render(), (
+        "docs/rules.md is stale: run python docs/gen_rules.py"
+    )
+
+
 def test_readme_sample_model_exists():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     models = re.findall(r"memlint (sample_models/\S+\.onnx)", readme)
