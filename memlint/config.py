@@ -25,12 +25,13 @@ ruff.toml). Keys (kebab-case):
 from __future__ import annotations
 
 import difflib
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+import tomllib
 
 from memlint.errors import ConfigError
 from memlint.findings import Severity

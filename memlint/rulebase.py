@@ -28,6 +28,7 @@ from memlint.costs import ByteCounts, OpCost
 from memlint.findings import Finding, Fix, Metric, Severity
 from memlint.hardware import HardwareSpec
 from memlint.ir import EMPTY, Graph, Model, Node, SourceLocation, Value, ValueKind
+from memlint.liveness import MemoryFootprint, footprint
 from memlint.roofline import Timing, time_op
 
 CODE_RE = re.compile(r"^[A-Z]{1,6}[0-9]{3,4}$")
@@ -266,6 +267,11 @@ class RuleContext:
         return timing.peak_flops_per_s / self.spec.memory_bandwidth_bytes_per_s
 
     @cached_property
+    def memory(self) -> MemoryFootprint:
+        """Peak live memory of one run (weights, KV cache, activations): memlint.liveness."""
+        return self._index.memory
+
+    @cached_property
     def weight_bytes(self) -> int:
         """Bytes of every weight tensor of the graph, each counted once."""
         return sum(
@@ -306,3 +312,8 @@ class _GraphIndex:
                     consumers.setdefault(name, []).append(node)
         self.producers = producers
         self.consumers = {k: tuple(v) for k, v in consumers.items()}
+        self._graph = graph
+
+    @cached_property
+    def memory(self) -> MemoryFootprint:
+        return footprint(self._graph)

@@ -130,7 +130,7 @@ def test_check_is_the_default_command(capsys):
 def test_dims_from_the_command_line_reach_the_report(capsys):
     code = main([str(DECODER), "--dim", "batch_size=1", "--dim", "sequence_length=1",
                  "--dim", "past_sequence_length=255", "--format", "json"])  # fmt: skip
-    assert code == 0
+    assert code == 1  # a batch-1 decode step is memory-bound: warnings
     summary = json.loads(capsys.readouterr().out)["summary"]
     assert summary["dims"] == {"batch_size": 1, "past_sequence_length": 255, "sequence_length": 1}
     assert summary["assumed_dims"] == []
@@ -145,7 +145,7 @@ def test_json_report_written_to_a_file(tmp_path, capsys):
     out = tmp_path / "r.json"
     code = main([str(model), "--hw", "a100", "--dim", "batch=1", "--format", "json",
                  "--output", str(out)])  # fmt: skip
-    assert code == 0
+    assert code == 1  # the GEMV is a low-intensity matmul (ML101, a warning)
     assert capsys.readouterr().out == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "tiny.onnx"]  # no temp files
     report = json.loads(out.read_text(encoding="utf-8"))
@@ -153,7 +153,7 @@ def test_json_report_written_to_a_file(tmp_path, capsys):
     assert report["schema_version"] == 1
     assert {"schema_version", "memlint_version", "model", "hardware", "conventions", "summary",
             "nodes", "findings"} <= set(report)  # fmt: skip
-    assert report["findings"] == []
+    assert "ML101" in [f["code"] for f in report["findings"]]
     summary = report["summary"]
     assert {"flops", "bytes_read", "bytes_written", "bytes_by_kind", "intensity",
             "predicted_latency_s", "memory_bound_fraction", "hardware", "dims", "assumed_dims",
@@ -192,7 +192,8 @@ def test_json_report_of_gpt2_small_decode_step():
     # 163M fp32 parameters, data file absent; one token with 1023 cached: pure bandwidth
     result = memlint(GRAPH_ONLY, "--hw", "a100", "--dim", "past_sequence_length=1023",
                      "--format", "json")  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # memory-bound decode: warnings
+    assert {"ML101", "ML106"} <= {f["code"] for f in json.loads(result.stdout)["findings"]}
     report = json.loads(result.stdout)
     summary = report["summary"]
     matmuls = [n for n in report["nodes"] if n["op_type"] == "MatMul"]
@@ -357,7 +358,7 @@ def test_no_color_on_a_terminal_writes_no_escape_sequences():
 
 def test_a_pipe_gets_at_least_120_columns():
     # COLUMNS=80 as many CI runners set it; a pipe still gets 120 columns
-    result = memlint("gpt2_decoder_step.onnx", cwd=SAMPLES, COLUMNS="80")
+    result = memlint("gpt2_decoder_step.onnx", "--fail-on", "never", cwd=SAMPLES, COLUMNS="80")
     assert result.returncode == 0
     lines = result.stdout.splitlines()
     # the header (87 characters) and the coverage line stay on one line each

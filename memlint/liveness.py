@@ -1,0 +1,191 @@
+"""Peak live memory of one run of a graph: weights resident, every other tensor live from the step
+that produces it to the step of its last consumer.
+
+The model (one pass over the nodes in their topological order, linear in nodes + tensors):
+
+- Step i is the run of node i; while it runs, its inputs and its outputs are all live.
+- Weights are resident for the whole run and counted apart (`weight_bytes`): initializers,
+  `Constant` outputs and the outputs of folded nodes (every input a weight, as
+  memlint.costs.registry folds them at load), each counted once and only when something that
+  runs at inference time reads it (an initializer read only by a folded Transpose is replaced by
+  the folded result, as runtimes do). A weight-kind tensor made by a node that is never folded
+  (DequantizeLinear of an int8 weight) is a run-time buffer and counts as an activation.
+- Every other tensor (graph inputs, KV-cache inputs, activations, KV outputs) is live from its
+  producer (graph inputs: from step 0) to its last consumer (graph outputs: to the last step; a
+  tensor nobody reads: its producer's step only). A node with subgraphs (If, Loop, Scan) counts
+  as a consumer of every outer tensor its subgraphs read; subgraph internals are not counted.
+- Aliasing: Reshape, Squeeze, Unsqueeze, Flatten, Identity, BitCast, Dropout (output 0),
+  Optional, OptionalGetElement and com.microsoft ExpandDims are metadata-only ops (the cost
+  registry's METADATA status): their output 0 is a view of input 0 and allocates nothing; the
+  buffer stays live until the last use of any of its views. The other metadata ops (Shape, Size,
+  Constant, ...) make new, tiny tensors and are counted like any tensor.
+- A tensor whose shape is unresolved counts 0 bytes and is counted in `unresolved_tensors`.
+
+This is the memory of an unfused runtime without in-place reuse, so a lower bound neither for
+every runtime (in-place kernels share buffers) nor an upper bound (workspace, allocator slack).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from memlint.costs.registry import NEVER_FOLDED
+from memlint.ir import Graph, Node, Value, ValueKind
+
+# (domain, op_type) of the metadata-only ops whose output 0 is a view of input 0.
+ALIAS_OPS = frozenset(
+    {
+        ("", "Reshape"), ("", "Squeeze"), ("", "Unsqueeze"), ("", "Flatten"), ("", "Identity"),
+        ("", "BitCast"), ("", "Dropout"), ("", "Optional"), ("", "OptionalGetElement"),
+        ("com.microsoft", "ExpandDims"),
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MemoryFootprint:
+    """Peak memory of one run. peak_total_bytes = weight_bytes + kv_cache_bytes +
+    peak_activation_bytes, the last two being what is live at the peak step (`peak_node`)."""
+
+    weight_bytes: int  # resident weights, each counted once
+    kv_cache_bytes: int  # KV-cache tensors live at the peak step
+    peak_activation_bytes: int  # other non-weight tensors live at the peak step
+    peak_total_bytes: int
+    peak_node: str  # the node running at the peak ("" for a graph without nodes)
+    max_kv_cache_bytes: int  # the most KV-cache bytes live at any step
+    unresolved_tensors: int  # tensors of unknown size, counted as 0 bytes
+
+
+def is_alias(node: Node) -> bool:
+    """Does this node's output 0 share input 0's buffer (a metadata-only view)?"""
+    return (node.domain, node.op_type) in ALIAS_OPS and bool(node.inputs) and bool(node.inputs[0])
+
+
+def is_folded(node: Node, graph: Graph) -> bool:
+    """Every input is a weight: computed once at load (memlint.costs.registry's rule)."""
+    if not node.inputs or node.subgraphs or (node.domain, node.op_type) in NEVER_FOLDED:
+        return False
+    values = [graph.value(name) for name in node.inputs if name]
+    return bool(values) and all(v is not None and v.kind is ValueKind.WEIGHT for v in values)
+
+
+def resident_weights(graph: Graph) -> tuple[Value, ...]:
+    """The weight tensors that stay in device memory during a run, each once."""
+    return _Plan(graph).resident
+
+
+def footprint(graph: Graph) -> MemoryFootprint:
+    """Peak live memory of one run of `graph` (see the module docstring)."""
+    plan = _Plan(graph)
+    n = len(graph.nodes)
+    steps = max(n, 1)
+    delta = {ValueKind.KV_CACHE: [0] * (steps + 1), ValueKind.ACTIVATION: [0] * (steps + 1)}
+    for root, start in plan.start.items():
+        value = graph.value(root)
+        nbytes = value.nbytes if value is not None else None
+        if not nbytes:
+            continue
+        kind = ValueKind.KV_CACHE if value.kind is ValueKind.KV_CACHE else ValueKind.ACTIVATION
+        delta[kind][start] += nbytes
+        delta[kind][max(plan.end.get(root, start), start) + 1] -= nbytes
+    kv = act = 0
+    best = (-1, 0, 0, 0)  # (total, step, kv, activations)
+    max_kv = 0
+    for step in range(steps):
+        kv += delta[ValueKind.KV_CACHE][step]
+        act += delta[ValueKind.ACTIVATION][step]
+        max_kv = max(max_kv, kv)
+        if kv + act > best[0]:
+            best = (kv + act, step, kv, act)
+    weights = sum(v.nbytes or 0 for v in plan.resident)
+    return MemoryFootprint(
+        weight_bytes=weights,
+        kv_cache_bytes=best[2],
+        peak_activation_bytes=best[3],
+        peak_total_bytes=weights + best[0],
+        peak_node=graph.nodes[best[1]].name if n else "",
+        max_kv_cache_bytes=max_kv,
+        unresolved_tensors=plan.unresolved,
+    )
+
+
+class _Plan:
+    """Buffers (alias roots) of one graph: when each starts and ends, and the resident weights."""
+
+    def __init__(self, graph: Graph) -> None:
+        root: dict[str, str] = {}
+        resident_roots: set[str] = set()
+        needed: set[str] = set()  # resident roots read by something that runs
+        self.start: dict[str, int] = {}
+        self.end: dict[str, int] = {}
+        last = max(len(graph.nodes) - 1, 0)
+
+        def is_weight(name: str) -> bool:
+            value = graph.value(name)
+            return value is not None and value.kind is ValueKind.WEIGHT
+
+        for name in graph.inputs:
+            root[name] = name
+            if is_weight(name):
+                resident_roots.add(name)
+            else:
+                self.start[name] = 0
+        produced = {name for node in graph.nodes for name in node.outputs}
+        for name, value in graph.values.items():  # initializers: weights without a producer
+            if value.kind is ValueKind.WEIGHT and name not in root and name not in produced:
+                root[name] = name
+                resident_roots.add(name)
+        for step, node in enumerate(graph.nodes):
+            folded = is_folded(node, graph)
+            for name in _reads(node):
+                buffer = root.get(name)
+                if buffer is None:
+                    continue
+                if buffer in resident_roots:
+                    if not folded:
+                        needed.add(buffer)
+                else:
+                    self.end[buffer] = step
+            made_here = folded or (node.op_type == "Constant" and node.domain == "")
+            for index, name in enumerate(node.outputs):
+                if not name:
+                    continue
+                if index == 0 and is_alias(node) and node.inputs[0] in root:
+                    root[name] = root[node.inputs[0]]
+                    continue
+                root[name] = name
+                if made_here and is_weight(name):
+                    resident_roots.add(name)
+                else:
+                    self.start[name] = step
+        for name in graph.outputs:
+            buffer = root.get(name)
+            if buffer in resident_roots:
+                needed.add(buffer)
+            elif buffer is not None:
+                self.end[buffer] = last
+        self.resident = tuple(
+            v for name in sorted(needed) if (v := graph.value(name)) is not None
+        )
+        self.unresolved = sum(
+            1 for name in (*self.start, *needed)
+            if (v := graph.value(name)) is None or v.nbytes is None
+        )
+
+
+def _reads(node: Node) -> Iterator[str]:
+    """The tensors a node reads: its inputs, and the outer tensors its subgraphs read."""
+    yield from (name for name in node.inputs if name)
+    for sub in node.subgraphs.values():
+        yield from _outer_reads(sub)
+
+
+def _outer_reads(graph: Graph) -> Iterator[str]:
+    defined = set(graph.inputs)
+    for node in graph.nodes:
+        for name in _reads(node):
+            if name not in defined:
+                yield name
+        defined.update(node.outputs)
+    yield from (name for name in graph.outputs if name not in defined)

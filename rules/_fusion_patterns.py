@@ -1,0 +1,106 @@
+"""Names of the fusible chains ML102 recognises, and the fused kernel that replaces each."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from memlint.ir import Node, ValueKind
+from memlint.rulebase import RuleContext
+
+from ._fusion import TINY_ELEMENTS, Chain, source
+
+ORT = (
+    "`python -m onnxruntime.transformers.optimizer --input model.onnx --output opt.onnx "
+    "--model_type {}`"
+)
+ANY = "torch.compile (Inductor) and TensorRT fuse it into one kernel too"
+MATMULS = frozenset({"MatMul", "Gemm", "FusedMatMul", "MatMulNBits"})
+NORM_OPS = frozenset({
+    "LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
+    "SkipSimplifiedLayerNormalization", "RMSNormalization",
+})
+
+
+@dataclass(frozen=True)
+class Pattern:
+    name: str  # "bias Add + decomposed GELU (erf)"
+    fix: str  # the fused kernel and the tool that produces it
+
+
+def recognise(ctx: RuleContext, chain: Chain) -> Pattern:
+    """Norms first (a residual or bias Add joins them), then GELU, SiLU, else a plain chain."""
+    ops = Counter(n.op_type for n in chain.nodes)
+    adds = [n for n in chain.nodes if n.op_type == "Add" and len(n.inputs) == 2]
+    bias = any(_is_bias(ctx, n) for n in adds)
+    residual = [n for n in adds if _is_residual(ctx, n)]
+    lead = "bias Add + " if bias else ""
+    model_type = _model_type(ctx)
+    if ops.keys() & {"LayerNormalization", "SkipLayerNormalization"} or (
+        ops["ReduceMean"] >= 2 and "Sub" in ops
+    ):
+        norm, op = "LayerNorm", "LayerNormalization"
+    elif ops.keys() & NORM_OPS or ("ReduceMean" in ops and ops.keys() & {"Sqrt", "Reciprocal"}):
+        norm, op = "RMSNorm", "SimplifiedLayerNormalization"
+    else:
+        norm = op = ""
+    if norm:
+        decomposed = "" if ops.keys() & NORM_OPS else "decomposed "
+        kernel, skip = (f"Skip{op}", "residual Add + ") if residual else (op, "")
+        if residual and norm == "LayerNorm" and any(_from_gather(ctx, n) for n in residual):
+            skip = "embedding Add + "
+            kernel = "EmbedLayerNormalization" if model_type == "bert" else kernel
+        extra = " with its bias input" if bias and residual else ""
+        return Pattern(f"{lead}{skip}{decomposed}{norm}",
+                       f"{ORT.format(model_type)} rewrites it to {kernel}{extra}; {ANY}")
+    if "Erf" in ops:
+        return Pattern(f"{lead}decomposed GELU (erf)", f"{ORT.format('bert')} rewrites it to "
+                       f"com.microsoft {'BiasGelu' if bias else 'Gelu'}; {ANY}")
+    if "Tanh" in ops and ("Pow" in ops or ops["Mul"] >= 3):
+        extra = " with its bias input" if bias else ""
+        return Pattern(f"{lead}decomposed GELU (tanh)", f"{ORT.format('gpt2')} rewrites it to "
+                       f"com.microsoft FastGelu{extra}; {ANY}")
+    if ops.keys() & {"Gelu", "FastGelu", "BiasGelu"} and bias:
+        return Pattern("bias Add + GELU", f"{ORT.format(model_type)} folds the bias into "
+                       f"BiasGelu / FastGelu's bias input; {ANY}")
+    if "Sigmoid" in ops and "Mul" in ops:
+        return Pattern("SiLU/SwiGLU" if ops["Mul"] >= 2 else "SiLU",
+                       "torch.compile (Inductor) or TensorRT fuse SiLU and the gating Mul into "
+                       "one kernel; in ONNX Runtime com.microsoft QuickGelu with alpha=1 is "
+                       "x*sigmoid(x) in one kernel")
+    return Pattern(f"{lead}element-wise chain",
+                   "torch.compile (Inductor) or TensorRT fuse point-wise chains into one "
+                   "kernel; ONNX Runtime fuses only the named patterns, so export a fused op")
+
+
+def _model_type(ctx: RuleContext) -> str:
+    """The optimizer's --model_type: gpt2 for a decoder with a KV cache, else bert."""
+    values = (ctx.value(name) for name in ctx.graph.inputs)
+    return "gpt2" if any(v is not None and v.kind is ValueKind.KV_CACHE for v in values) else "bert"
+
+
+def _is_bias(ctx: RuleContext, node: Node) -> bool:
+    """x + b where b is a weight and x comes from a matrix product."""
+    weights = [v for v in node.inputs if (w := ctx.value(v)) and w.kind is ValueKind.WEIGHT]
+    other = [v for v in node.inputs if v not in weights]
+    producer = ctx.producer(source(ctx, other[0])) if len(other) == 1 else None
+    return bool(weights) and producer is not None and producer.op_type in MATMULS
+
+
+def _is_residual(ctx: RuleContext, node: Node) -> bool:
+    """x + y of two activations, one of the output's full size (a skip connection; the other
+    may broadcast, as position embeddings do)."""
+    out = ctx.value(node.outputs[0])
+    values = [ctx.value(v) for v in node.inputs]
+    return out is not None and all(
+        v is not None and v.kind is not ValueKind.WEIGHT and (v.numel or 0) > TINY_ELEMENTS
+        for v in values
+    ) and any(v.numel == out.numel for v in values)
+
+
+def _from_gather(ctx: RuleContext, node: Node) -> bool:
+    """An input comes straight from an embedding lookup."""
+    return any(
+        (p := ctx.producer(source(ctx, v))) is not None and p.op_type == "Gather"
+        for v in node.inputs
+    )

@@ -1,0 +1,208 @@
+"""ML103 materialized-attention: eager attention that writes the score matrix to memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from memlint import units
+from memlint.costs import ByteCounts, CostStatus, OpCost
+from memlint.findings import Finding, Fix, Metric, Severity
+from memlint.ir import ComputeUnit, Node, ValueKind
+from memlint.rulebase import Example, Rule, RuleContext
+
+MATMULS = frozenset({"MatMul", "com.microsoft::FusedMatMul"})
+# Score-sized ops between Q @ K^T and the softmax (scale, mask, softcap, casts, views) ...
+BEFORE = frozenset({"Mul", "Div", "Add", "Sub", "Where", "Tanh", "Cast", "Reshape", "Identity",
+                    "Squeeze", "Unsqueeze"})
+# ... and between the softmax and P @ V (casts, dropout, views, NaN guards, head masks).
+AFTER = frozenset({"Cast", "Dropout", "Reshape", "Identity", "Squeeze", "Unsqueeze", "Where",
+                   "IsNaN", "Mul"})
+FIXES = (
+    "Export with torch.nn.functional.scaled_dot_product_attention (FlashAttention / "
+    "memory-efficient backend) so the scores stay on chip.",
+    "Fuse with onnxruntime.transformers.optimizer (optimize_model) into com.microsoft "
+    "MultiHeadAttention / GroupQueryAttention.",
+    "Build with TensorRT, whose fused multi-head attention (MHA) kernels keep the scores on chip.",
+)
+
+
+class MaterializedAttention(Rule):
+    """Attention written as MatMul, Softmax, MatMul writes the score matrix to memory.
+
+    ## What it does
+    Finds eager attention blocks: a Softmax fed by `Q @ K^T` of two activations (through scale,
+    mask, cast and reshape ops, in any order) whose output feeds `P @ V` (through cast, dropout,
+    reshape or a NaN guard). The block also takes in a transpose of K and scalar scalings of Q
+    and K that only feed the product. It reports the score tensor's size, how many times
+    score-sized tensors are written and read, the block's predicted time, and the time of one
+    fused kernel.
+
+    ## Why is this bad?
+    The score tensor is [batch, heads, q, kv]: quadratic in the sequence length. Each op of the
+    block writes it to memory and the next reads it back: BERT-base at batch 8 and 512 tokens
+    moves 6 x 101 MB of scores per layer for 38 MB of Q, K and V. A fused (FlashAttention-style)
+    kernel does the same FLOPs with the scores kept on chip and reads Q, K, V and the mask once.
+
+    ## How to fix
+    Export with `torch.nn.functional.scaled_dot_product_attention` (the FlashAttention or
+    memory-efficient backend at run time), fuse the ONNX graph with
+    `onnxruntime.transformers.optimizer` into com.microsoft MultiHeadAttention /
+    GroupQueryAttention, or build with TensorRT, whose fused multi-head attention keeps the scores
+    on chip.
+
+    ## Known limits
+    The fused estimate keeps the block's FLOPs and times all of them at the matmuls' peak on the
+    tensor unit, although the softmax's exponentials run on the vector unit: it is a lower bound
+    where they limit (small head sizes). Weights (scale constants, a constant mask) are assumed
+    folded into the kernel; mask activations are read once. Q, K and V are read at the size
+    they have before the QK matmul, so a repeat of K/V heads (grouped-query attention) is
+    counted as already expanded. Probabilities that leave the block (returned attention
+    weights) make the block unfusable and are not flagged.
+    """
+
+    code = "ML103"
+    name = "materialized-attention"
+    severity = Severity.WARNING
+    op_types = frozenset({"Softmax"})
+    fix = ("Export with torch.nn.functional.scaled_dot_product_attention, or fuse with "
+           "onnxruntime.transformers.optimizer (com.microsoft MultiHeadAttention).")
+    bad = Example(
+        "g (float[1,4,64,32] q, float[1,4,32,64] kt, float[1,4,64,32] v) => (float[1,4,64,32] y) "
+        "{ s = MatMul(q, kt)\n p = Softmax <axis = -1> (s)\n y = MatMul(p, v) }"
+    )
+    good = Example(
+        'g (float[1,64,128] q, float[1,64,128] k, float[1,64,128] v) => (float[1,64,128] y) '
+        '{ y = com.microsoft.MultiHeadAttention <num_heads = 4> (q, k, v) }'
+    )
+
+    def check(self, ctx: RuleContext, node: Node) -> Iterator[Finding]:
+        scores = ctx.value(node.outputs[0])
+        path = _before(ctx, node.inputs[0], scores.numel) if scores and scores.nbytes else None
+        found = _after(ctx, node) if path else None
+        if found is None:
+            return
+        (qk, *_), (after, pv) = path, found
+        qk_ops = [*_operand_ops(ctx, qk.inputs[0], False), *_operand_ops(ctx, qk.inputs[1], True)]
+        block = list({n.name: n for n in (node, *qk_ops, *path, *after, pv)}.values())
+        results = [ctx.result(n.name) for n in block]
+        inside = {o for n in [*path, node, *after] for o in n.outputs if o}  # score-sized
+        produced = {o for n in block for o in n.outputs}
+        moving = [n for n, r in zip(block, results) if r.cost.status is not CostStatus.METADATA]
+        passes = [v for n in moving for v in dict.fromkeys((*n.inputs, *n.outputs)) if v in inside]
+        reads = [ctx.value(v) for v in sorted({v for n in moving for v in n.inputs}) if v]
+        fused = OpCost(  # one kernel: the same FLOPs; reads Q, K, V and masks, writes the output
+            flops=sum(r.cost.flops for r in results),
+            bytes_read=ByteCounts.of(
+                v for v in reads if v.name not in produced and v.kind is not ValueKind.WEIGHT
+            ),
+            bytes_written=ByteCounts.of([ctx.value(pv.outputs[0])]),
+            status=CostStatus.MODELLED,
+            unit=ComputeUnit.TENSOR,
+            compute_dtype=ctx.result(qk.name).cost.compute_dtype,
+        )
+        block_s = sum(r.timing.predicted_latency_s for r in results)
+        fused_s = ctx.retime(fused).predicted_latency_s
+        saving_s = max(block_s - fused_s, 0.0)
+        traffic = sum(ctx.value(v).nbytes or 0 for v in passes)
+        message = (
+            f"{'x'.join(map(str, scores.shape))} {scores.dtype.label} attention scores "
+            f"({units.nbytes(scores.nbytes)}) go to memory {len(passes)} times "
+            f"({units.nbytes(traffic)}); the block takes {units.seconds(block_s)} "
+            f"({units.percent(ctx.share(block_s))} of predicted time); fused attention would "
+            f"move {units.nbytes(fused.bytes_moved)} in {units.seconds(fused_s)}, saving "
+            f"{units.seconds(saving_s)}"
+        )
+        operands = (ctx.value(v) for v in (*qk.inputs[:2], *pv.inputs[:2]))
+        yield self.finding(
+            ctx, message, nodes=[n.name for n in block], time_s=block_s,
+            evidence=[
+                Metric("score_bytes", scores.nbytes, "B"),
+                Metric("score_passes", len(passes)),
+                Metric("score_bytes_moved", traffic, "B"),
+                Metric("block_time_s", block_s, "s"),
+                Metric("block_share", ctx.share(block_s), "fraction"),
+                Metric("fused_bytes", fused.bytes_moved, "B"),
+                Metric("fused_flops", fused.flops, "FLOP"),
+                Metric("fused_time_s", fused_s, "s"),
+            ],
+            fixes=[Fix(text, saving_s) for text in FIXES],
+            signature=" ".join([*(n.op_type for n in block), *(
+                f"{v.dtype.label}{list(v.shape)}" for v in operands if v and v.shape
+            )]),
+        )
+
+
+def _is_weight(ctx: RuleContext, name: str) -> bool:
+    value = ctx.value(name)
+    return value is None or value.kind is ValueKind.WEIGHT
+
+
+def _numel(ctx: RuleContext, name: str) -> int | None:
+    value = ctx.value(name)
+    return value.numel if value is not None else None
+
+
+def _before(ctx: RuleContext, name: str, numel: int, depth: int = 0) -> list[Node] | None:
+    """The nodes from the Q @ K^T MatMul to the value `name`, walking up score-sized tensors."""
+    node = ctx.producer(name)
+    if node is None or depth > 16:
+        return None
+    if node.qualified_op in MATMULS:
+        both = not _is_weight(ctx, node.inputs[0]) and not _is_weight(ctx, node.inputs[1])
+        return [node] if both else None
+    if node.qualified_op not in BEFORE:
+        return None
+    for source in node.inputs[:1] if node.op_type == "Reshape" else node.inputs:
+        if not _is_weight(ctx, source) and _numel(ctx, source) == numel:
+            path = _before(ctx, source, numel, depth + 1)
+            if path is not None:
+                return [*path, node]
+    return None
+
+
+def _after(ctx: RuleContext, softmax: Node) -> tuple[list[Node], Node] | None:
+    """The ops between the softmax and P @ V, and that MatMul; None if the probabilities are
+    used elsewhere too (returned, reduced, ...)."""
+    numel = _numel(ctx, softmax.outputs[0])
+    chain: list[Node] = []
+    matmuls: list[Node] = []
+    frontier, seen = [softmax.outputs[0]], {softmax.name}
+    while frontier:
+        name = frontier.pop(0)
+        if ctx.is_graph_output(name):
+            return None
+        for user in ctx.consumers(name):
+            if user.name in seen:
+                continue
+            seen.add(user.name)
+            if user.qualified_op in MATMULS and user.inputs[0] == name:
+                if _is_weight(ctx, user.inputs[1]):
+                    return None
+                matmuls.append(user)
+            elif user.qualified_op in AFTER and _numel(ctx, user.outputs[0]) == numel:
+                chain.append(user)
+                frontier.append(user.outputs[0])
+            elif ctx.result(user.name).cost.status is not CostStatus.METADATA:
+                return None
+    return (chain, matmuls[0]) if len(matmuls) == 1 else None
+
+
+def _operand_ops(ctx: RuleContext, name: str, transpose: bool) -> list[Node]:
+    """Ops that only prepare a QK operand (scalar scale; for K also the transpose), which a fused
+    kernel absorbs: walked up while each result has this one use."""
+    ops: list[Node] = []
+    while len(ops) < 3 and len(ctx.consumers(name)) == 1 and not ctx.is_graph_output(name):
+        node = ctx.producer(name)
+        if node is None:
+            break
+        sizes = [_numel(ctx, v) for v in node.inputs]
+        if (node.op_type == "Transpose" and transpose) or (
+            node.op_type in ("Mul", "Div") and sizes[1:] == [1]
+        ):
+            name = node.inputs[0]
+        elif node.op_type == "Mul" and len(sizes) == 2 and sizes[0] == 1:  # scale * x
+            name = node.inputs[1]
+        else:
+            break
+        ops.insert(0, node)
+    return ops

@@ -1,0 +1,180 @@
+"""memlint.liveness: peak live memory of one run, on hand-built graphs with hand-computed bytes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+
+from memlint.api import load
+from memlint.costs.data_movement import METADATA
+from memlint.ir import DType, Graph, Node, Value, ValueKind
+from memlint.liveness import ALIAS_OPS, footprint, resident_weights
+
+F32, F16, I8, I64 = DType.FLOAT32, DType.FLOAT16, DType.INT8, DType.INT64
+W, A, KV = ValueKind.WEIGHT, ValueKind.ACTIVATION, ValueKind.KV_CACHE
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
+
+
+def _graph(values, nodes, inputs, outputs, subgraph=False) -> Graph:
+    """values: {name: (numel or None, dtype, kind)}; nodes: (name, op, inputs, outputs)."""
+    vals = {
+        name: Value(name, None if numel is None else (numel,), dtype, kind)
+        for name, (numel, dtype, kind) in values.items()
+    }
+    return Graph(
+        name="g",
+        nodes=tuple(
+            node if isinstance(node, Node) else Node(node[0], node[1], "", node[2], node[3])
+            for node in nodes
+        ),
+        values=MappingProxyType(vals),
+        inputs=tuple(inputs),
+        outputs=tuple(outputs),
+    )
+
+
+def test_hand_computed_peak():
+    # Bytes: x 1000, kv_in 400, W 4000, s 8 (int64 shape), a 1000 (a_view aliases it),
+    # kv_out 1400, b 1000, y 2000.
+    # Live per step (inputs and outputs of the running node included):
+    #   0 n0 Add(x, W) -> a            x 1000 + kv_in 400 + a 1000                 = 2400
+    #   1 n1 Reshape(a, s) -> a_view   kv_in 400 + a 1000 (the view allocates 0)   = 1400
+    #   2 n2 Concat(kv_in, a_view)     kv_in 400 + a 1000 + kv_out 1400            = 2800
+    #   3 n3 Relu(a_view) -> b         a 1000 + kv_out 1400 + b 1000               = 3400
+    #   4 n4 Mul(b, b) -> y            kv_out 1400 + b 1000 + y 2000               = 4400
+    # Peak at n4: KV 1400, activations 3000; the most KV live is 1800 at n2.
+    # Weights: W 4000 + s 8 (read by the Reshape, which runs: a is an activation) = 4008.
+    graph = _graph(
+        {
+            "x": (250, F32, A), "kv_in": (100, F32, KV), "W": (1000, F32, W), "s": (1, I64, W),
+            "a": (250, F32, A), "a_view": (250, F32, A), "kv_out": (350, F32, KV),
+            "b": (250, F32, A), "y": (500, F32, A),
+        },
+        [
+            ("n0", "Add", ("x", "W"), ("a",)),
+            ("n1", "Reshape", ("a", "s"), ("a_view",)),
+            ("n2", "Concat", ("kv_in", "a_view"), ("kv_out",)),
+            ("n3", "Relu", ("a_view",), ("b",)),
+            ("n4", "Mul", ("b", "b"), ("y",)),
+        ],
+        inputs=("x", "kv_in"),
+        outputs=("kv_out", "y"),
+    )
+    mem = footprint(graph)
+    assert mem.weight_bytes == 4008
+    assert mem.kv_cache_bytes == 1400
+    assert mem.peak_activation_bytes == 3000
+    assert mem.peak_total_bytes == 4008 + 1400 + 3000
+    assert mem.peak_node == "n4"
+    assert mem.max_kv_cache_bytes == 1800
+    assert mem.unresolved_tensors == 0
+
+
+def test_weights_counted_once_as_runtimes_keep_them():
+    # W1 (1000 B) is read only by a folded Transpose: the runtime keeps its result W1t (1000 B)
+    # instead. W2 (2000 B) is read through an Identity (a view: counted once). Wq (int8, 250 B)
+    # and its scale (4 B) feed a DequantizeLinear, never folded: both resident, and its fp32
+    # output (1000 B) is a run-time buffer, live during steps 2 and 3 only.
+    graph = _graph(
+        {
+            "x": (250, F32, A), "W1": (250, F32, W), "W1t": (250, F32, W), "W2": (500, F32, W),
+            "W2i": (500, F32, W), "Wq": (250, I8, W), "scale": (1, F32, W), "Wdq": (250, F32, W),
+            "a": (250, F32, A), "b": (500, F32, A), "y": (250, F32, A),
+        },
+        [
+            ("t", "Transpose", ("W1",), ("W1t",)),
+            ("i", "Identity", ("W2",), ("W2i",)),
+            ("dq", "DequantizeLinear", ("Wq", "scale"), ("Wdq",)),
+            ("m0", "Mul", ("x", "Wdq"), ("a",)),
+            ("m1", "Add", ("a", "W1t"), ("b",)),
+            ("m2", "Mul", ("b", "W2i"), ("y",)),
+        ],
+        inputs=("x",),
+        outputs=("y",),
+    )
+    mem = footprint(graph)
+    assert sorted(v.name for v in resident_weights(graph)) == ["W1t", "W2", "Wq", "scale"]
+    assert mem.weight_bytes == 1000 + 2000 + 250 + 4
+    # Steps: t, i (nothing live but x 1000), dq: x + Wdq = 2000, m0: x + Wdq + a = 3000,
+    # m1: a + b = 1000 + 2000, m2: b + y = 2000 + 1000. First maximum: m0.
+    assert (mem.peak_node, mem.peak_activation_bytes) == ("m0", 3000)
+
+
+def test_unresolved_tensors_count_zero():
+    graph = _graph(
+        {"x": (250, F32, A), "a": (None, F32, A), "y": (250, F32, A)},
+        [("n0", "Relu", ("x",), ("a",)), ("n1", "Relu", ("a",), ("y",))],
+        inputs=("x",),
+        outputs=("y",),
+    )
+    mem = footprint(graph)
+    assert mem.unresolved_tensors == 1
+    assert mem.peak_activation_bytes == 1000  # x at n0, y at n1: the unknown `a` counts 0
+
+
+def test_subgraph_reads_keep_outer_tensors_alive():
+    # `big` (4000 B) is read only inside the If's branch: it must live until the If (step 2).
+    branch = _graph(
+        {"big": (1000, F32, A), "o": (250, F32, A)},
+        [("inner", "ReduceMax", ("big",), ("o",))],
+        inputs=(),
+        outputs=("o",),
+    )
+    if_node = Node("if", "If", "", ("cond",), ("r",), subgraphs=MappingProxyType(
+        {"then_branch": branch, "else_branch": branch}))
+    graph = _graph(
+        {"x": (1000, F32, A), "big": (1000, F32, A), "cond": (1, DType.BOOL, A),
+         "r": (250, F32, A), "c": (1, F32, A)},
+        [("n0", "Relu", ("x",), ("big",)), ("n1", "ReduceSum", ("x",), ("c",)), if_node],
+        inputs=("x", "cond"),
+        outputs=("r",),
+    )
+    mem = footprint(graph)
+    # n0: x 4000 + cond 1 + big 4000 = 8001; n1: 8001 + c 4 = 8005 (c is never read: freed
+    # after n1); if: cond 1 + big 4000 + r 1000 = 5001.
+    assert (mem.peak_node, mem.peak_activation_bytes) == ("n1", 8005)
+    assert footprint(Graph("g", (), MappingProxyType({}), (), ())).peak_total_bytes == 0
+
+
+def test_alias_ops_are_metadata_ops_of_the_cost_registry():
+    metadata = {(domain, op) for domain, ops in METADATA.items() for op in ops}
+    assert ALIAS_OPS <= metadata
+    assert ("", "Shape") not in ALIAS_OPS  # a new (tiny) tensor, not a view
+
+
+def test_long_chain_stays_two_tensors():
+    # 14,000 Relus in a chain: at every step exactly the input and the output are live.
+    n = 14_000
+    values = {f"t{i}": (1024, F16, A) for i in range(n + 1)}
+    nodes = [(f"r{i}", "Relu", (f"t{i}",), (f"t{i + 1}",)) for i in range(n)]
+    mem = footprint(_graph(values, nodes, inputs=("t0",), outputs=(f"t{n}",)))
+    assert (mem.peak_activation_bytes, mem.peak_node) == (2 * 2048, "r0")
+
+
+def test_sample_decoder_step():
+    # gpt2_decoder_step at batch 1, past 16, one new token. Parameters (fp32): wte 1000x128
+    # 512000, wpe 256x128 131072, causal_bias bool 256x256 65536, ln_f 1024, lm_head 128x1000
+    # 512000, and per layer ln 2x1024, c_attn 196608 + 1536, c_proj 65536 + 512, fc 262144 +
+    # 2048, proj 262144 + 512 = 793088 (x2). Total 2807808, plus the int64 Constant scalars and
+    # shape pieces (under 1 kB).
+    model = load(SAMPLES / "gpt2_decoder_step.onnx",
+                 dims={"batch_size": 1, "sequence_length": 1, "past_sequence_length": 16})
+    mem = footprint(model.graph)
+    assert 2_807_808 <= mem.weight_bytes < 2_807_808 + 1024
+    # Peak at layer 1's Q @ K^T: the four presents [1,4,17,32] fp32 (8704 B each) and the
+    # transposed key of layer 1 (8704 B, a KV copy) = 43520 B of KV; both pasts of layer 1 were
+    # freed by their Concat. Activations: q 512 + scores [1,4,1,17] 272 + the hidden state 512
+    # + the additive mask 68 and the sliced causal mask 17 (bool) = 1381.
+    assert mem.peak_node == "/transformer/h.1/attn/MatMul"
+    assert mem.kv_cache_bytes == 5 * 8704
+    assert mem.peak_activation_bytes == 512 + 272 + 512 + 68 + 17
+    assert mem.unresolved_tensors == 0
+
+
+@pytest.mark.parametrize("name", ["bert_encoder.onnx", "small_cnn.onnx"])
+def test_sample_models_without_kv(name):
+    mem = footprint(load(SAMPLES / name, dims={"batch_size": 1}).graph)
+    assert mem.kv_cache_bytes == mem.max_kv_cache_bytes == 0
+    assert mem.peak_total_bytes == mem.weight_bytes + mem.peak_activation_bytes > 0
