@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from memlint.costs import ByteCounts, OpCost
 from memlint.findings import Finding, Fix, Metric, Severity
@@ -31,6 +31,7 @@ from memlint.ir import EMPTY, Graph, Model, Node, SourceLocation, Value, ValueKi
 from memlint.liveness import MemoryFootprint, footprint
 from memlint.roofline import Timing, time_op
 
+T = TypeVar("T")
 CODE_RE = re.compile(r"^[A-Z]{1,6}[0-9]{3,4}$")
 NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 SECTIONS = ("What it does", "Why is this bad?", "How to fix", "Known limits")
@@ -278,6 +279,14 @@ class RuleContext:
             v.nbytes or 0 for v in self.graph.values.values() if v.kind is ValueKind.WEIGHT
         )
 
+    def shared(self, key: str, compute: Callable[[], T]) -> T:
+        """A graph-wide result computed once for every rule that asks for `key` (analyses that
+        several rules need, e.g. the attention blocks), never across models."""
+        memo = self._index.memo
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
+
     def iter_nodes(self, op_types: Iterable[str]) -> Iterator[Node]:
         wanted = set(op_types)
         return (n for n in self.graph.nodes if n.qualified_op in wanted)
@@ -313,6 +322,7 @@ class _GraphIndex:
         self.producers = producers
         self.consumers = {k: tuple(v) for k, v in consumers.items()}
         self._graph = graph
+        self.memo: dict[str, Any] = {}
 
     @cached_property
     def memory(self) -> MemoryFootprint:

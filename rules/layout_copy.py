@@ -10,6 +10,7 @@ from memlint.findings import Finding, Fix, Metric, Severity
 from memlint.ir import Node
 from memlint.rulebase import Example, Option, Rule, RuleContext
 
+from ._attention import attention_node_names
 from ._copies import classify, perm
 
 
@@ -60,6 +61,8 @@ class LayoutCopy(Rule):
         own = ctx.result(node.name)
         if own is None or own.cost.status is not CostStatus.MODELLED:
             return  # folded at load (a weight's copy), metadata, or not sized
+        if node.name in attention_node_names(ctx):
+            return  # part of an eager attention block: ML103's fused kernel removes it
         copy = classify(ctx, node)
         if copy is None:
             return  # the second node of a pair, reported with the first

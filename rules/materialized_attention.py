@@ -10,13 +10,8 @@ from memlint.findings import Finding, Fix, Metric, Severity
 from memlint.ir import ComputeUnit, Node, ValueKind
 from memlint.rulebase import Example, Rule, RuleContext
 
-MATMULS = frozenset({"MatMul", "com.microsoft::FusedMatMul"})
-# Score-sized ops between Q @ K^T and the softmax (scale, mask, softcap, casts, views) ...
-BEFORE = frozenset({"Mul", "Div", "Add", "Sub", "Where", "Tanh", "Cast", "Reshape", "Identity",
-                    "Squeeze", "Unsqueeze"})
-# ... and between the softmax and P @ V (casts, dropout, views, NaN guards, head masks).
-AFTER = frozenset({"Cast", "Dropout", "Reshape", "Identity", "Squeeze", "Unsqueeze", "Where",
-                   "IsNaN", "Mul"})
+from ._attention import attention_block
+
 FIXES = (
     "Export with torch.nn.functional.scaled_dot_product_attention (FlashAttention / "
     "memory-efficient backend) so the scores stay on chip.",
@@ -76,14 +71,12 @@ class MaterializedAttention(Rule):
     )
 
     def check(self, ctx: RuleContext, node: Node) -> Iterator[Finding]:
-        scores = ctx.value(node.outputs[0])
-        path = _before(ctx, node.inputs[0], scores.numel) if scores and scores.nbytes else None
-        found = _after(ctx, node) if path else None
-        if found is None:
+        block = attention_block(ctx, node)
+        if block is None:
             return
-        (qk, *_), (after, pv) = path, found
-        qk_ops = [*_operand_ops(ctx, qk.inputs[0], False), *_operand_ops(ctx, qk.inputs[1], True)]
-        block = list({n.name: n for n in (node, *qk_ops, *path, *after, pv)}.values())
+        scores = ctx.value(node.outputs[0])
+        qk, path, after, pv = block.qk, block.path, block.after, block.pv
+        block = block.nodes
         results = [ctx.result(n.name) for n in block]
         inside = {o for n in [*path, node, *after] for o in n.outputs if o}  # score-sized
         produced = {o for n in block for o in n.outputs}
@@ -132,77 +125,3 @@ class MaterializedAttention(Rule):
         )
 
 
-def _is_weight(ctx: RuleContext, name: str) -> bool:
-    value = ctx.value(name)
-    return value is None or value.kind is ValueKind.WEIGHT
-
-
-def _numel(ctx: RuleContext, name: str) -> int | None:
-    value = ctx.value(name)
-    return value.numel if value is not None else None
-
-
-def _before(ctx: RuleContext, name: str, numel: int, depth: int = 0) -> list[Node] | None:
-    """The nodes from the Q @ K^T MatMul to the value `name`, walking up score-sized tensors."""
-    node = ctx.producer(name)
-    if node is None or depth > 16:
-        return None
-    if node.qualified_op in MATMULS:
-        both = not _is_weight(ctx, node.inputs[0]) and not _is_weight(ctx, node.inputs[1])
-        return [node] if both else None
-    if node.qualified_op not in BEFORE:
-        return None
-    for source in node.inputs[:1] if node.op_type == "Reshape" else node.inputs:
-        if not _is_weight(ctx, source) and _numel(ctx, source) == numel:
-            path = _before(ctx, source, numel, depth + 1)
-            if path is not None:
-                return [*path, node]
-    return None
-
-
-def _after(ctx: RuleContext, softmax: Node) -> tuple[list[Node], Node] | None:
-    """The ops between the softmax and P @ V, and that MatMul; None if the probabilities are
-    used elsewhere too (returned, reduced, ...)."""
-    numel = _numel(ctx, softmax.outputs[0])
-    chain: list[Node] = []
-    matmuls: list[Node] = []
-    frontier, seen = [softmax.outputs[0]], {softmax.name}
-    while frontier:
-        name = frontier.pop(0)
-        if ctx.is_graph_output(name):
-            return None
-        for user in ctx.consumers(name):
-            if user.name in seen:
-                continue
-            seen.add(user.name)
-            if user.qualified_op in MATMULS and user.inputs[0] == name:
-                if _is_weight(ctx, user.inputs[1]):
-                    return None
-                matmuls.append(user)
-            elif user.qualified_op in AFTER and _numel(ctx, user.outputs[0]) == numel:
-                chain.append(user)
-                frontier.append(user.outputs[0])
-            elif ctx.result(user.name).cost.status is not CostStatus.METADATA:
-                return None
-    return (chain, matmuls[0]) if len(matmuls) == 1 else None
-
-
-def _operand_ops(ctx: RuleContext, name: str, transpose: bool) -> list[Node]:
-    """Ops that only prepare a QK operand (scalar scale; for K also the transpose), which a fused
-    kernel absorbs: walked up while each result has this one use."""
-    ops: list[Node] = []
-    while len(ops) < 3 and len(ctx.consumers(name)) == 1 and not ctx.is_graph_output(name):
-        node = ctx.producer(name)
-        if node is None:
-            break
-        sizes = [_numel(ctx, v) for v in node.inputs]
-        if (node.op_type == "Transpose" and transpose) or (
-            node.op_type in ("Mul", "Div") and sizes[1:] == [1]
-        ):
-            name = node.inputs[0]
-        elif node.op_type == "Mul" and len(sizes) == 2 and sizes[0] == 1:  # scale * x
-            name = node.inputs[1]
-        else:
-            break
-        ops.insert(0, node)
-    return ops

@@ -156,18 +156,16 @@ def test_transpose_of_a_weight_is_folded_at_load_and_not_reported():
     assert _findings(text) == []
 
 
-def test_gpt2_sample_decode_step_reports_the_key_transpose():
-    # Per layer K^T of present.key [16, 4, 251, 32] fp32 = 2,056,192 B each way.
-    report = memlint.lint(
-        SAMPLES / "gpt2_decoder_step.onnx", hw="a100",
-        dims={"batch_size": 16, "sequence_length": 1, "past_sequence_length": 250},
-        config=Config(select=("ML107",)),
-    )
-    (finding,) = report.findings
-    assert finding.nodes == ("/transformer/h.0/attn/Transpose_3", "/transformer/h.1/attn/Transpose_3")
-    assert finding.count == 2
-    assert "Transpose into MatMul operand B" in finding.message
-    assert finding.saving_s == pytest.approx(2 * 2 * 2_056_192 / BW)
+def test_gpt2_sample_key_transpose_is_left_to_the_attention_rule():
+    # Per layer K^T of present.key [16, 4, 251, 32] fp32 = 2,056,192 B each way: a large copy,
+    # but it belongs to an eager attention block, which ML103 reports (its fused kernel removes
+    # the copy): ML107 stays quiet so that the saving is not counted twice.
+    dims = {"batch_size": 16, "sequence_length": 1, "past_sequence_length": 250}
+    path = SAMPLES / "gpt2_decoder_step.onnx"
+    assert memlint.lint(path, hw="a100", dims=dims, config=Config(select=("ML107",))).findings == ()
+    (attention,) = memlint.lint(path, hw="a100", dims=dims, config=Config(select=("ML103",))).findings
+    assert {"/transformer/h.0/attn/Transpose_3", "/transformer/h.1/attn/Transpose_3"} <= set(
+        attention.nodes)
 
 
 def test_bert_sample_copies_are_below_the_noise_thresholds():
