@@ -158,8 +158,8 @@ def parse_config(table: Mapping[str, Any], origin: str) -> Config:
     if "dims" in table:
         dims = _typed(table["dims"], dict, "dims", fail)
         for name, value in dims.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise fail("dims", f"{name} must be a positive integer, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise fail("dims", f"{name} must be a whole number >= 0, got {value!r}")
         values["dims"] = MappingProxyType(dict(dims))
     for key in ("select", "ignore"):
         if key in table:

@@ -79,7 +79,7 @@ def test_no_file_gives_defaults(tmp_path: Path):
         ({"fail_on": "error"}, r"fail_on: unknown key \(did you mean 'fail-on'\?\)"),
         ({"fail-on": "sometimes"}, "'sometimes' is not one of"),
         ({"select": "ML101"}, "select: must be a list"),
-        ({"dims": {"batch": 0}}, "batch must be a positive integer"),
+        ({"dims": {"batch": -1}}, "batch must be a whole number >= 0"),
         ({"min-share": -1}, "must be a non-negative number"),
         ({"severity": {"ML101": "fatal"}}, "unknown severity 'fatal'"),
         ({"suppress": [{"code": "ML101", "nodes": "*"}]}, "needs a non-empty `reason`"),

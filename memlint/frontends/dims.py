@@ -32,7 +32,8 @@ def parse_dim_flags(flags: Sequence[str]) -> dict[str, int]:
         name = name.strip()
         if not sep or not name:
             raise DimError(f"--dim {flag!r}: expected NAME=VALUE, e.g. --dim batch_size=1")
-        dims[name] = _positive_int(text, f"--dim {flag!r}")
+        # 0 is a real size for a dim: an empty KV cache (past_sequence_length=0) in a prefill
+        dims[name] = _whole(text, f"--dim {flag!r}", minimum=0)
     return dims
 
 
@@ -46,17 +47,17 @@ def parse_shape_flags(flags: Sequence[str]) -> dict[str, tuple[int, ...]]:
                 f"--input-shape {flag!r}: expected NAME=D0,D1,..., e.g. --input-shape images=1,3,640,640"
             )
         where = f"--input-shape {flag!r}"
-        shapes[name] = tuple(_positive_int(part, where) for part in text.split(","))
+        shapes[name] = tuple(_whole(part, where, minimum=0) for part in text.split(","))
     return shapes
 
 
-def _positive_int(text: str, where: str) -> int:
+def _whole(text: str, where: str, *, minimum: int) -> int:
     try:
         value = int(text.strip())
     except ValueError:
         raise DimError(f"{where}: {text.strip()!r} is not a whole number") from None
-    if value < 1:
-        raise DimError(f"{where}: dims must be at least 1, got {value}")
+    if value < minimum:
+        raise DimError(f"{where}: dims must be at least {minimum}, got {value}")
     return value
 
 
