@@ -298,7 +298,7 @@ def _merge(members: list[Finding], ctx: RuleContext) -> Finding:
         total += f", fix saves up to {units.seconds(saving)}"
     return replace(
         first,
-        message=f"{group}; each: {first.message}; {total}",
+        message=f"each of {len(members)} {what}: {first.message}; {total}",
         nodes=nodes,
         evidence=(*first.evidence, Metric("nodes", len(members))),
         fixes=fixes,

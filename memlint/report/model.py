@@ -27,6 +27,9 @@ CONVENTIONS = (
     "bytes / memory bandwidth) + per-kernel overhead where the spec gives one.",
     "Unmodelled operators are never counted as zero: their bytes are a lower bound and the "
     "coverage says how many there are.",
+    "A finding's saving is the predicted time its fix removes from the nodes it concerns; "
+    "savings of different findings can overlap (e.g. quantizing the same weights), so they do "
+    "not add up.",
 )
 
 
