@@ -103,8 +103,10 @@ class WideWeights(Rule):
         savings = [(step, text, sum(_saving(ctx, r.name, bits) for r in readers))
                    for step, bits, text in _STEPS if bits < widest]
         weight_time = sum(time_by_dtype.values())
-        concerned = [r for r in readers  # the nodes that read the wide weights
-                     if any(d in wide and n for d, n in _bytes_by_input(ctx, r.name))]
+        concerned = sorted(  # the nodes that read the wide weights, the heaviest readers first
+            (r for r in readers if any(d in wide and n for d, n in _bytes_by_input(ctx, r.name))),
+            key=lambda r: (-r.cost.bytes_read.weights, r.name),
+        )
         time_s = sum(r.timing.predicted_latency_s for r in concerned)
         by_dtype = sorted(read_by_dtype.items(), key=lambda item: -item[1])
         message = (

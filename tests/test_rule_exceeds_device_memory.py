@@ -11,22 +11,14 @@ from memlint.config import Config
 from memlint.frontends.onnx_text import load_example
 from memlint.hardware import resolve
 from memlint.rulebase import Example
+from memlint.rules.exceeds_device_memory import ExceedsDeviceMemory
 
 CODE = "ML108"
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 CAPACITY = 80e9
 
 # The rule's example: an attention step plus a 128x128 fp16 weight (32768 B).
-STEP = """
-g (float16["batch",8,1,128] q, float16["batch",8,128,"past"] past_key,
-   float16["batch",8,"past",128] past_value) => (float16["batch",8,1,128] y)
-  <float16[128,128] wo> {
-    s = MatMul(q, past_key)
-    p = Softmax(s)
-    a = MatMul(p, past_value)
-    y = MatMul(a, wo)
-}
-"""
+STEP = ExceedsDeviceMemory.bad.onnx_text
 
 WIDE = """
 g (float16[1,65536] x) => (float16[1,655360] y) <float16[65536,655360] w> {
