@@ -20,7 +20,7 @@ from memlint import __version__
 from memlint.errors import MemlintError, OutputError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
-FORMATS = ("text", "json")
+FORMATS = ("text", "json", "markdown", "html", "sarif", "github")
 FAIL_ON = ("error", "warning", "info", "never")
 DEFAULT_HARDWARE = "a100"
 DEFAULT_FAIL_ON = "warning"
@@ -62,6 +62,7 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--tf32", is_flag=True, default=None, help="Let fp32 matmuls run at the TF32 tensor-core peak.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the report here instead of stdout.")
+@click.option("--timestamp", is_flag=True, help="Stamp the report with the time it was made (reports are otherwise byte-identical run to run).")
 @click.option("--top", default=15, show_default=True, type=click.IntRange(min=0), help="Operators in the text table.")
 @click.option("--select", multiple=True, metavar="CODES", help="Only these rule codes or prefixes (comma-separated; replaces the config's).")
 @click.option("--ignore", multiple=True, metavar="CODES", help="Skip these rule codes or prefixes (comma-separated; adds to the config's).")
@@ -83,6 +84,7 @@ def check(
     tf32: bool | None,
     fmt: str,
     output: Path | None,
+    timestamp: bool,
     top: int,
     select: tuple[str, ...],
     ignore: tuple[str, ...],
@@ -133,20 +135,22 @@ def check(
         tf32=bool(config.tf32) if tf32 is None else tf32,
         config=config,
     )
-    if fmt == "json":
-        from memlint.report.json_report import render as render_json
-
-        _emit(render_json(report), output)
-    elif output is not None:
-        from memlint.report.text import render as render_text
-
-        _emit(render_text(report, top=top), output)
-    else:
+    if fmt == "text" and output is None:
         from memlint.report.text import render_to, terminal_console
 
         render_to(terminal_console(), report, top=top)
+    else:
+        from memlint.report import render
+
+        _emit(render(report, fmt, top=top, timestamp=_now() if timestamp else None), output)
     threshold = fail_on or config.fail_on or DEFAULT_FAIL_ON
     return EXIT_FINDINGS if _fails(report.findings, threshold) else EXIT_OK
+
+
+def _now() -> str:
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _fails(findings: tuple, fail_on: str) -> bool:
