@@ -6,12 +6,13 @@ import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 
+from memlint.baseline import load_baseline, model_identity
 from memlint.config import Config
 from memlint.costs import cost_of
 from memlint.errors import MemlintError
 from memlint.hardware import HardwareSpec, resolve
 from memlint.ir import Model
-from memlint.report.model import NodeResult, Report, coverage_of, summarize
+from memlint.report.model import BaselineResult, NodeResult, Report, coverage_of, summarize
 from memlint.roofline import time_op
 
 DEFAULT_HARDWARE = "a100"
@@ -27,21 +28,23 @@ def lint(
     strict_dims: bool = False,
     tf32: bool = False,
     config: Config | None = None,
+    default_dims: Mapping[str, int] | None = None,
 ) -> Report:
     """Lint a model file (or an already loaded ir.Model) for the device `hw`.
 
-    dims binds symbolic dims by name ({"batch_size": 1}); input_shapes gives whole input shapes
-    for inputs whose dims have no name. tf32=True lets fp32 matmuls use the TF32 tensor peak.
+    dims binds symbolic dims by name ({"batch_size": 1}), and naming a dim the model does not
+    have is an error; default_dims (and the config's dims) bind dims where the model has them.
+    input_shapes gives whole input shapes for inputs whose dims have no name. tf32=True lets fp32 matmuls use the TF32 tensor peak.
     config selects rules, options, suppressions and noise thresholds (memlint.config; the
     defaults when None: no configuration file is read by the library). Raises MemlintError (with
     one clear line) when the tool cannot do its job.
     """
     spec = hw if isinstance(hw, HardwareSpec) else resolve(hw, hw_files)
     config = config or Config()
-    merged_dims = {**config.dims, **(dims or {})}
+    defaults = {**config.dims, **(default_dims or {})}
     model = (
         source if isinstance(source, Model)
-        else load(source, merged_dims, input_shapes, strict_dims)
+        else load(source, dims, input_shapes, strict_dims, default_dims=defaults)
     )
     return check(analyse(model, spec, tf32=tf32), config)
 
@@ -55,14 +58,21 @@ def check(report: Report, config: Config | None = None) -> Report:
         report.model, report.hardware, report.nodes, report.summary.predicted_latency_s,
         tf32=report.tf32,
     )
-    outcome = engine.run(ctx, config or Config())
+    config = config or Config()
+    outcome = engine.run(ctx, config)
+    findings, baseline = outcome.findings, None
+    if config.baseline:
+        split = load_baseline(config.baseline).split(findings, model_identity(report.model.source))
+        findings = split.new
+        baseline = BaselineResult(config.baseline, split.known, split.fixed)
     return dataclasses.replace(
         report,
-        findings=outcome.findings,
+        findings=findings,
         suppressed=outcome.suppressed,
         unused_suppressions=outcome.unused_suppressions,
         hidden_as_noise=outcome.hidden_as_noise,
         rules_run=outcome.rules_run,
+        baseline=baseline,
     )
 
 
@@ -71,11 +81,14 @@ def load(
     dims: Mapping[str, int] | None = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     strict_dims: bool = False,
+    *,
+    default_dims: Mapping[str, int] | None = None,
 ) -> Model:
     """Load a model file into the IR (the frontend is chosen by the file)."""
     from memlint.frontends.onnx import load_onnx
 
-    return load_onnx(source, dims=dims, input_shapes=input_shapes, strict_dims=strict_dims)
+    return load_onnx(source, dims=dims, input_shapes=input_shapes, strict_dims=strict_dims,
+                     default_dims=default_dims)
 
 
 def analyse(model: Model, spec: HardwareSpec, *, tf32: bool = False) -> Report:

@@ -18,12 +18,12 @@ import click
 
 from memlint import __version__
 from memlint.errors import MemlintError, OutputError
+from memlint.runner import DEFAULT_FAIL_ON, DEFAULT_HARDWARE, LintRequest
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 FORMATS = ("text", "json", "markdown", "html", "sarif", "github")
 FAIL_ON = ("error", "warning", "info", "never")
-DEFAULT_HARDWARE = "a100"
-DEFAULT_FAIL_ON = "warning"
+__all__ = ["DEFAULT_FAIL_ON", "DEFAULT_HARDWARE", "cli", "main", "run"]
 
 
 class _DefaultCommandGroup(click.Group):
@@ -52,89 +52,106 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
 
 
+_LINT_OPTIONS = (
+    click.option("--hw", "hw", default=None, help="Device name or alias (memlint hw list).  [default: a100, or `hw` in the config]"),
+    click.option("--hw-file", "hw_files", multiple=True, type=click.Path(path_type=Path), help="Extra hardware spec file (TOML/YAML); repeatable."),
+    click.option("--dim", "dims", multiple=True, metavar="NAME=VALUE", help="Bind a symbolic dim; repeatable."),
+    click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D0,D1,...", help="Whole shape of an input whose dims have no name; repeatable."),
+    click.option("--strict-dims", is_flag=True, help="Fail instead of assuming 1 for unbound dims."),
+    click.option("--tf32", is_flag=True, default=None, help="Let fp32 matmuls run at the TF32 tensor-core peak."),
+    click.option("--select", multiple=True, metavar="CODES", help="Only these rule codes or prefixes (comma-separated; replaces the config's)."),
+    click.option("--ignore", multiple=True, metavar="CODES", help="Skip these rule codes or prefixes (comma-separated; adds to the config's)."),
+    click.option("--severity", "severities", multiple=True, metavar="CODE=LEVEL", help="Override a rule's severity (info, warning, error); repeatable."),
+    click.option("--rule-option", "rule_options", multiple=True, metavar="CODE.OPTION=VALUE", help="Set a rule option; repeatable (memlint rule CODE lists them)."),
+    click.option("--min-share", type=click.FloatRange(min=0), default=None, help="Hide findings under this share of predicted time whose fix also saves under --min-saving-s.  [default: 0.01]"),
+    click.option("--min-saving-s", type=click.FloatRange(min=0), default=None, help="See --min-share (seconds).  [default: 0.001]"),
+    click.option("--config", "config_file", type=click.Path(path_type=Path), help="Config file (memlint.toml or pyproject.toml) instead of the one found from the model's folder."),
+    click.option("--isolated", is_flag=True, help="Ignore configuration files."),
+    click.option("--debug", is_flag=True, help="Show tracebacks and debug logs."),
+)
+
+
+def lint_options(command):  # noqa: ANN001, ANN201 - a click decorator
+    """The options every linting command takes (check, diff)."""
+    for option in reversed(_LINT_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _request(options: dict, **extra) -> LintRequest:  # noqa: ANN003
+    """The LintRequest for the common options (popped from `options`) plus `extra`."""
+    from memlint.runner import LintRequest
+
+    options.pop("debug", None)
+    return LintRequest(
+        hw=options.pop("hw"),
+        hw_files=tuple(str(p) for p in options.pop("hw_files")),
+        dims=options.pop("dims"),
+        input_shapes=options.pop("input_shapes"),
+        strict_dims=options.pop("strict_dims"),
+        tf32=options.pop("tf32"),
+        select=_split(options.pop("select")),
+        ignore=_split(options.pop("ignore")),
+        severities=options.pop("severities"),
+        rule_options=options.pop("rule_options"),
+        min_share=options.pop("min_share"),
+        min_saving_s=options.pop("min_saving_s"),
+        config_file=None if options["config_file"] is None else str(options.pop("config_file")),
+        isolated=options.pop("isolated"),
+        **extra,
+    )
+
+
 @cli.command()
-@click.argument("model", type=click.Path(path_type=Path))
-@click.option("--hw", "hw", default=None, help="Device name or alias (memlint hw list).  [default: a100, or `hw` in the config]")
-@click.option("--hw-file", "hw_files", multiple=True, type=click.Path(path_type=Path), help="Extra hardware spec file (TOML/YAML); repeatable.")
-@click.option("--dim", "dims", multiple=True, metavar="NAME=VALUE", help="Bind a symbolic dim; repeatable.")
-@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D0,D1,...", help="Whole shape of an input whose dims have no name; repeatable.")
-@click.option("--strict-dims", is_flag=True, help="Fail instead of assuming 1 for unbound dims.")
-@click.option("--tf32", is_flag=True, default=None, help="Let fp32 matmuls run at the TF32 tensor-core peak.")
+@click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
+@lint_options
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the report here instead of stdout.")
 @click.option("--timestamp", is_flag=True, help="Stamp the report with the time it was made (reports are otherwise byte-identical run to run).")
 @click.option("--top", default=15, show_default=True, type=click.IntRange(min=0), help="Operators in the text table.")
-@click.option("--select", multiple=True, metavar="CODES", help="Only these rule codes or prefixes (comma-separated; replaces the config's).")
-@click.option("--ignore", multiple=True, metavar="CODES", help="Skip these rule codes or prefixes (comma-separated; adds to the config's).")
-@click.option("--severity", "severities", multiple=True, metavar="CODE=LEVEL", help="Override a rule's severity (info, warning, error); repeatable.")
-@click.option("--rule-option", "rule_options", multiple=True, metavar="CODE.OPTION=VALUE", help="Set a rule option; repeatable (memlint rule CODE lists them).")
-@click.option("--min-share", type=click.FloatRange(min=0), default=None, help="Hide findings under this share of predicted time whose fix also saves under --min-saving-s.  [default: 0.01]")
-@click.option("--min-saving-s", type=click.FloatRange(min=0), default=None, help="See --min-share (seconds).  [default: 0.001]")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Config file (memlint.toml or pyproject.toml) instead of the one found from the model's folder.")
-@click.option("--isolated", is_flag=True, help="Ignore configuration files.")
+@click.option("--baseline", "baseline_file", type=click.Path(path_type=Path), help="Fail only on findings that are not in this baseline file; report the fixed ones.")
+@click.option("--write-baseline", type=click.Path(path_type=Path), help="Record the current findings in this baseline file (then exit 0).")
 @click.option("--fail-on", type=click.Choice(FAIL_ON), default=None, help="Exit 1 when a finding has at least this severity.  [default: warning]")
-@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1), help="Lint this many models at once (worker processes).")
 def check(
-    model: Path,
-    hw: str | None,
-    hw_files: tuple[Path, ...],
-    dims: tuple[str, ...],
-    input_shapes: tuple[str, ...],
-    strict_dims: bool,
-    tf32: bool | None,
+    models: tuple[Path, ...],
     fmt: str,
     output: Path | None,
     timestamp: bool,
     top: int,
-    select: tuple[str, ...],
-    ignore: tuple[str, ...],
-    severities: tuple[str, ...],
-    rule_options: tuple[str, ...],
-    min_share: float | None,
-    min_saving_s: float | None,
-    config_file: Path | None,
-    isolated: bool,
+    baseline_file: Path | None,
+    write_baseline: Path | None,
     fail_on: str | None,
-    debug: bool,
+    jobs: int,
+    **options,  # noqa: ANN003 - the lint options
 ) -> int:
-    """Lint MODEL (an .onnx file, or an export directory holding model.onnx).
+    """Lint MODELS: .onnx files, export folders holding model.onnx, or folders of models.
 
-    Settings come from the nearest memlint.toml or [tool.memlint] in pyproject.toml above the
-    model (see --config, --isolated); flags override them.
+    Settings come from the nearest memlint.toml or [tool.memlint] in pyproject.toml above each
+    model (see --config, --isolated); flags override them. Many models give one combined report
+    and one exit code: 2 if a model could not be linted, else 1 if any fails --fail-on.
     """
-    from memlint.api import lint
-    from memlint.config import (
-        Config,
-        load_config,
-        parse_rule_option_flags,
-        parse_severity_flags,
-    )
-    from memlint.frontends.dims import parse_dim_flags, parse_shape_flags
+    from memlint.runner import expand_models
 
-    if isolated:
-        config = Config()
-    else:
-        config = load_config(config_file, start=model if config_file is None else None)
-    config = config.with_flags(
-        select=_split(select),
-        ignore=_split(ignore),
-        severity=parse_severity_flags(severities),
-        rule_options=parse_rule_option_flags(rule_options),
+    request = _request(
+        options,
+        baseline=None if baseline_file is None else str(baseline_file),
+        ignore_baseline=write_baseline is not None,
+        fail_on=fail_on,
     )
-    if min_share is not None:
-        config = dataclasses.replace(config, min_share=min_share)
-    if min_saving_s is not None:
-        config = dataclasses.replace(config, min_saving_s=min_saving_s)
-    report = lint(
-        model,
-        hw=hw or config.hw or DEFAULT_HARDWARE,
-        hw_files=hw_files,
-        dims=parse_dim_flags(dims),
-        input_shapes=parse_shape_flags(input_shapes),
-        strict_dims=strict_dims,
-        tf32=bool(config.tf32) if tf32 is None else tf32,
-        config=config,
-    )
+    stamp = _now() if timestamp else None
+    paths = expand_models(models)
+    if len(paths) == 1:
+        return _check_one(paths[0], request, fmt, output, stamp, top, write_baseline)
+    request = dataclasses.replace(request, shared_dims=True)
+    return _check_many(paths, request, fmt, output, stamp, top, write_baseline, jobs)
+
+
+def _check_one(model: Path, request, fmt: str, output: Path | None, stamp: str | None,  # noqa: ANN001
+               top: int, write_baseline: Path | None) -> int:
+    from memlint.runner import fail_on_for, fails, lint_model
+
+    report, config = lint_model(model, request)
     if fmt == "text" and output is None:
         from memlint.report.text import render_to, terminal_console
 
@@ -142,25 +159,77 @@ def check(
     else:
         from memlint.report import render
 
-        _emit(render(report, fmt, top=top, timestamp=_now() if timestamp else None), output)
-    threshold = fail_on or config.fail_on or DEFAULT_FAIL_ON
-    return EXIT_FINDINGS if _fails(report.findings, threshold) else EXIT_OK
+        _emit(render(report, fmt, top=top, timestamp=stamp), output)
+    if write_baseline is not None:
+        from memlint.baseline import model_identity, render_baseline
+
+        _emit(render_baseline([(model_identity(report.model.source), report.findings)]),
+              write_baseline)
+        click.echo(f"memlint: wrote {len(report.findings)} finding(s) to {write_baseline}", err=True)
+        return EXIT_OK
+    return EXIT_FINDINGS if fails(report.findings, fail_on_for(config, request)) else EXIT_OK
+
+
+def _check_many(models: list[Path], request, fmt: str, output: Path | None,  # noqa: ANN001
+                stamp: str | None, top: int, write_baseline: Path | None, jobs: int) -> int:
+    from memlint.runner import combine, lint_many
+
+    if fmt == "html":
+        raise OutputError("--format html takes one model per report; lint the models one by one")
+
+    def progress(outcome) -> None:  # noqa: ANN001
+        if outcome.error:
+            click.echo(f"memlint: error: {outcome.error}", err=True)
+
+    outcomes = lint_many(models, request, fmt, top=top, jobs=jobs, timestamp=stamp,
+                         progress=progress)
+    _emit(combine(outcomes, fmt), output)
+    if write_baseline is not None:
+        from memlint.baseline import Entry, render_rows
+
+        rows = [Entry(*row) for o in outcomes for row in o.baseline_rows]
+        _emit(render_rows(rows), write_baseline)
+        click.echo(f"memlint: wrote {len(rows)} baseline entries to {write_baseline}", err=True)
+    if any(o.error for o in outcomes):
+        return EXIT_ERROR
+    if write_baseline is not None:
+        return EXIT_OK
+    return EXIT_FINDINGS if any(o.fails for o in outcomes) else EXIT_OK
+
+
+@cli.command("diff")
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@lint_options
+@click.option("--format", "fmt", type=click.Choice(("text", "json", "markdown")), default="text", show_default=True)
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the diff here instead of stdout.")
+@click.option("--max-regression", "limits", multiple=True, metavar="METRIC=LIMIT", help="Fail (exit 1) when METRIC grows by more than LIMIT, e.g. latency=5% or bytes=0.1; repeatable. Metrics: latency, flops, bytes, weights, activations, kv_cache, memory_bound, findings.")
+def diff_command(old: Path, new: Path, fmt: str, output: Path | None, limits: tuple[str, ...],
+                 **options) -> int:  # noqa: ANN003
+    """Compare two versions of a model: metric deltas, findings new and fixed, regression gates.
+
+    Both are linted with the same device, dims and configuration (found from NEW's folder).
+    """
+    from memlint.diff import diff, parse_limits
+    from memlint.report import diff_render
+    from memlint.runner import lint_model
+
+    request = _request(options)
+    gates = parse_limits(limits)
+    new_report, config = lint_model(new, request)
+    old_report, _ = lint_model(old, dataclasses.replace(request, config_file=config.path,
+                                                        isolated=request.isolated or config.path is None))
+    result = diff(old_report, new_report, gates)
+    render = {"text": diff_render.render_text, "json": diff_render.render_json,
+              "markdown": diff_render.render_markdown}[fmt]
+    _emit(render(result), output)
+    return EXIT_FINDINGS if result.regressions else EXIT_OK
 
 
 def _now() -> str:
     import datetime
 
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _fails(findings: tuple, fail_on: str) -> bool:
-    """True when a finding is at least as severe as `fail_on` ("never" never fails)."""
-    if fail_on == "never":
-        return False
-    from memlint.findings import Severity
-
-    floor = Severity.parse(fail_on).rank
-    return any(f.severity.rank >= floor for f in findings)
 
 
 @cli.command("rules")

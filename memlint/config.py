@@ -20,6 +20,7 @@ ruff.toml). Keys (kebab-case):
     code = "ML102"                   # a code or prefix
     nodes = "/h.*/mlp/*"             # fnmatch glob on node names
     reason = "fused by TensorRT at deploy time"
+    baseline = "memlint-baseline.json"   # only findings not in this file fail (relative to here)
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class Config:
     fail_on: str | None = None
     tf32: bool | None = None
     dims: Mapping[str, int] = field(default_factory=lambda: EMPTY)
+    baseline: str | None = None  # a baseline file: only findings not in it count (memlint.baseline)
     path: str | None = None  # the file it came from
 
     def with_flags(
@@ -90,7 +92,7 @@ class Config:
 
 _KEYS = (
     "hw", "fail-on", "tf32", "dims", "select", "ignore", "min-share", "min-saving-s",
-    "severity", "rules", "suppress",
+    "severity", "rules", "suppress", "baseline",
 )
 
 
@@ -148,6 +150,9 @@ def parse_config(table: Mapping[str, Any], origin: str) -> Config:
     values: dict[str, Any] = {"path": origin}
     if "hw" in table:
         values["hw"] = _typed(table["hw"], str, "hw", fail)
+    if "baseline" in table:  # relative to the config file's folder
+        relative = _typed(table["baseline"], str, "baseline", fail)
+        values["baseline"] = str(Path(origin).parent / relative)
     if "fail-on" in table:
         fail_on = _typed(table["fail-on"], str, "fail-on", fail)
         if fail_on not in FAIL_ON:

@@ -79,8 +79,17 @@ class DimBinder:
     'past_sequence_length + sequence_length' is evaluated from the names it mentions.
     """
 
-    def __init__(self, bound: Mapping[str, int], *, strict: bool = False) -> None:
+    def __init__(
+        self,
+        bound: Mapping[str, int],
+        *,
+        strict: bool = False,
+        defaults: Mapping[str, int] | None = None,
+    ) -> None:
         self._bound = dict(bound)
+        # Defaults (a config's dims, or flags shared by many models) bind a dim where the model
+        # has it and are not an error where it has not.
+        self._defaults = {k: v for k, v in (defaults or {}).items() if k not in self._bound}
         self._strict = strict
         self._used: dict[str, DimBinding] = {}
         self._missing: list[str] = []
@@ -114,6 +123,10 @@ class DimBinder:
             if name not in self._used:
                 self._used[name] = DimBinding(name, self._bound[name], assumed=False)
             return self._bound[name]
+        if name in self._defaults:
+            if name not in self._used:
+                self._used[name] = DimBinding(name, self._defaults[name], assumed=False)
+            return self._defaults[name]
         if name not in self._used:
             self._used[name] = DimBinding(name, 1, assumed=True)
             self._missing.append(name)

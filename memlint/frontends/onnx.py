@@ -115,10 +115,12 @@ def load_onnx(
     dims: Mapping[str, int] | None = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     strict_dims: bool = False,
+    default_dims: Mapping[str, int] | None = None,
 ) -> Model:
     path = resolve_model_path(source)
     return load_onnx_proto(
-        read_proto(path), path, dims=dims, input_shapes=input_shapes, strict_dims=strict_dims
+        read_proto(path), path, dims=dims, input_shapes=input_shapes, strict_dims=strict_dims,
+        default_dims=default_dims,
     )
 
 
@@ -129,6 +131,7 @@ def load_onnx_proto(
     dims: Mapping[str, int] | None = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     strict_dims: bool = False,
+    default_dims: Mapping[str, int] | None = None,
 ) -> Model:
     """Load a parsed model (modified in place: weight payloads are dropped). `path` names it in
     messages, and its folder is where small external tensors are looked for."""
@@ -137,7 +140,7 @@ def load_onnx_proto(
     constants: dict[str, np.ndarray] = {
         init.name: numpy_helper.to_array(init) for init in graph.initializer
     }
-    binder = DimBinder(dims or {}, strict=strict_dims)
+    binder = DimBinder(dims or {}, strict=strict_dims, defaults=default_dims)
     declared_dims = _bind_inputs(graph, weights, binder, dict(input_shapes or {}))
     order = _topological_order(graph, path)
     original_nodes = [graph.node[i] for i in order]

@@ -88,6 +88,12 @@ def to_dict(report: Report) -> dict[str, Any]:
             {**_finding(s.finding), "suppressed_by": s.pattern, "reason": s.reason}
             for s in report.suppressed
         ],
+        "baseline": None if report.baseline is None else {
+            "path": report.baseline.path,
+            "known": [_finding(f) for f in report.baseline.known],
+            "fixed": [{"code": e.code, "model": e.model, "node": e.node}
+                      for e in report.baseline.fixed],
+        },
         "unused_suppressions": [
             {"code": s.code, "nodes": s.nodes, "reason": s.reason}
             for s in report.unused_suppressions

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from memlint.baseline import Entry
 from memlint.config import Suppression
 from memlint.costs import ByteCounts, CostStatus, OpCost
 from memlint.findings import Finding, Suppressed
@@ -99,6 +100,15 @@ class Summary:
 
 
 @dataclass(frozen=True)
+class BaselineResult:
+    """What a baseline did: `findings` holds the new ones only; these are the rest."""
+
+    path: str
+    known: tuple[Finding, ...]  # findings already in the baseline (not failing the gate)
+    fixed: tuple[Entry, ...]  # baseline entries no finding has any more
+
+
+@dataclass(frozen=True)
 class Report:
     model: Model
     hardware: HardwareSpec
@@ -111,6 +121,7 @@ class Report:
     unused_suppressions: tuple[Suppression, ...] = ()
     hidden_as_noise: int = 0  # findings below the noise thresholds
     rules_run: tuple[str, ...] = ()
+    baseline: BaselineResult | None = None  # set when a baseline was given
 
     @property
     def dims(self) -> Mapping[str, int]:

@@ -151,7 +151,8 @@ def _findings(console: Console, report: Report) -> None:
         console.print()
     counts = Counter(f.severity.value for f in report.findings)
     parts = [f"{counts[s]} {s}" for s in ("error", "warning", "info") if counts[s]]
-    tally = f"{len(report.findings)} finding(s)" + (f" ({', '.join(parts)})" if parts else "")
+    label = "new finding(s)" if report.baseline is not None else "finding(s)"
+    tally = f"{len(report.findings)} {label}" + (f" ({', '.join(parts)})" if parts else "")
     if report.hidden_as_noise:
         tally += (
             f"; {report.hidden_as_noise} below the noise threshold hidden "
@@ -159,7 +160,17 @@ def _findings(console: Console, report: Report) -> None:
         )
     if report.suppressed:
         tally += f"; {len(report.suppressed)} suppressed by configuration"
+    if report.baseline is not None:
+        tally += (
+            f"; {len(report.baseline.known)} already in the baseline, "
+            f"{len(report.baseline.fixed)} baseline entr{'y' if len(report.baseline.fixed) == 1 else 'ies'} fixed"
+        )
     console.print(Text(tally, style="bold"))
+    if report.baseline is not None and report.baseline.fixed:
+        fixed = ", ".join(f"{e.code} {e.node}" for e in report.baseline.fixed[:5])
+        more = len(report.baseline.fixed) - 5
+        console.print(Text(f"fixed since the baseline: {fixed}" + (f" and {more} more" if more > 0 else ""),
+                           style="green"))
     for unused in report.unused_suppressions:
         console.print(
             Text(

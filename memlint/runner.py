@@ -1,0 +1,226 @@
+"""Linting from the command line: one model or many (in worker processes), each with the config
+found from its own folder, combined into one report and one exit code.
+
+A model that cannot be linted (corrupt file, bad dims) fails alone with its reason; the others
+are still linted, and the run exits 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from memlint.config import Config, load_config, parse_rule_option_flags, parse_severity_flags
+from memlint.errors import MemlintError, ModelLoadError
+from memlint.findings import Severity
+
+DEFAULT_HARDWARE = "a100"
+DEFAULT_FAIL_ON = "warning"
+
+
+@dataclass(frozen=True)
+class LintRequest:
+    """Every lint flag of the command line, as plain data (it crosses process boundaries)."""
+
+    hw: str | None = None
+    hw_files: tuple[str, ...] = ()
+    dims: tuple[str, ...] = ()
+    input_shapes: tuple[str, ...] = ()
+    strict_dims: bool = False
+    tf32: bool | None = None
+    select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    severities: tuple[str, ...] = ()
+    rule_options: tuple[str, ...] = ()
+    min_share: float | None = None
+    min_saving_s: float | None = None
+    config_file: str | None = None
+    isolated: bool = False
+    baseline: str | None = None
+    ignore_baseline: bool = False  # --write-baseline: record everything found now
+    fail_on: str | None = None
+    shared_dims: bool = False  # many models: a --dim binds the models that have that dim
+
+
+def config_for(model: Path, request: LintRequest) -> Config:
+    """The model's configuration: its file (found from the model's folder) under the flags."""
+    if request.isolated:
+        config = Config()
+    elif request.config_file is not None:
+        config = load_config(Path(request.config_file))
+    else:
+        config = load_config(start=model)
+    config = config.with_flags(
+        select=request.select,
+        ignore=request.ignore,
+        severity=parse_severity_flags(request.severities),
+        rule_options=parse_rule_option_flags(request.rule_options),
+    )
+    changes = {
+        "min_share": request.min_share,
+        "min_saving_s": request.min_saving_s,
+        "baseline": request.baseline,
+    }
+    config = dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
+    if request.ignore_baseline:
+        config = dataclasses.replace(config, baseline=None)
+    return config
+
+
+def lint_model(model: Path, request: LintRequest):  # -> tuple[Report, Config]
+    from memlint.api import lint
+    from memlint.frontends.dims import parse_dim_flags, parse_shape_flags
+
+    config = config_for(model, request)
+    dims = parse_dim_flags(request.dims)
+    report = lint(
+        model,
+        hw=request.hw or config.hw or DEFAULT_HARDWARE,
+        hw_files=request.hw_files,
+        dims=None if request.shared_dims else dims,
+        default_dims=dims if request.shared_dims else None,
+        input_shapes=parse_shape_flags(request.input_shapes),
+        strict_dims=request.strict_dims,
+        tf32=bool(config.tf32) if request.tf32 is None else request.tf32,
+        config=config,
+    )
+    return report, config
+
+
+def fail_on_for(config: Config, request: LintRequest) -> str:
+    return request.fail_on or config.fail_on or DEFAULT_FAIL_ON
+
+
+def fails(findings: Sequence, fail_on: str) -> bool:
+    """True when a finding is at least as severe as `fail_on` ("never" never fails)."""
+    if fail_on == "never":
+        return False
+    floor = Severity.parse(fail_on).rank
+    return any(f.severity.rank >= floor for f in findings)
+
+
+def expand_models(paths: Sequence[Path]) -> list[Path]:
+    """Files as given; a folder holding model.onnx is that model (an export folder); any other
+    folder stands for every .onnx file below it, sorted."""
+    models: list[Path] = []
+    for path in paths:
+        if path.is_dir() and not (path / "model.onnx").is_file():
+            found = sorted(path.rglob("*.onnx"))
+            if not found:
+                raise ModelLoadError(f"{path}: a folder with no .onnx file in it")
+            models.extend(found)
+        else:
+            models.append(path)
+    return models
+
+
+@dataclass(frozen=True)
+class ModelOutcome:
+    """One model's result in a many-model run (plain data, picklable)."""
+
+    model: str
+    rendered: str = ""  # the report in the requested format
+    error: str = ""  # why the model could not be linted
+    fails: bool = False
+    findings: int = 0
+    latency_s: float = 0.0
+    baseline_rows: tuple[tuple[str, str, str], ...] = ()  # (model identity, code, node)
+
+
+def lint_to_outcome(model: str, request: LintRequest, fmt: str, top: int,
+                    timestamp: str | None) -> ModelOutcome:
+    from memlint.baseline import entries_of, model_identity
+    from memlint.report import render
+
+    try:
+        report, config = lint_model(Path(model), request)
+        rendered = render(report, fmt, top=top, timestamp=timestamp)
+    except MemlintError as exc:
+        return ModelOutcome(model, error=str(exc))
+    identity = model_identity(report.model.source)
+    return ModelOutcome(
+        model,
+        rendered=rendered,
+        fails=fails(report.findings, fail_on_for(config, request)),
+        findings=len(report.findings),
+        latency_s=report.summary.predicted_latency_s,
+        baseline_rows=tuple((e.model, e.code, e.node) for f in report.findings
+                            for e in entries_of(f, identity)),
+    )
+
+
+def lint_many(models: Sequence[Path], request: LintRequest, fmt: str, *, top: int, jobs: int,
+              timestamp: str | None, progress: Callable[[ModelOutcome], None] | None = None,
+              ) -> list[ModelOutcome]:
+    """Lint every model, `jobs` at a time in worker processes (1: in this process)."""
+    args = [(str(m), request, fmt, top, timestamp) for m in models]
+    outcomes: list[ModelOutcome] = []
+    if jobs <= 1 or len(models) == 1:
+        for arg in args:
+            outcomes.append(lint_to_outcome(*arg))
+            if progress:
+                progress(outcomes[-1])
+        return outcomes
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        for outcome in pool.map(lint_to_outcome, *zip(*args)):
+            outcomes.append(outcome)
+            if progress:
+                progress(outcome)
+    return outcomes
+
+
+def combine(outcomes: Sequence[ModelOutcome], fmt: str) -> str:
+    """One document for many models, in the format's own way of holding several."""
+    linted = [o for o in outcomes if not o.error]
+    errors = [{"model": o.model, "error": o.error} for o in outcomes if o.error]
+    if fmt == "json":
+        from memlint.report.model import SCHEMA_VERSION
+
+        return json.dumps({
+            "schema_version": SCHEMA_VERSION,
+            "reports": [json.loads(o.rendered) for o in linted],
+            "errors": errors,
+        }, indent=2) + "\n"
+    if fmt == "sarif":
+        documents = [json.loads(o.rendered) for o in linted]
+        if not documents:
+            return json.dumps({"version": "2.1.0", "runs": []}, indent=2) + "\n"
+        merged = dict(documents[0])
+        merged["runs"] = [run for doc in documents for run in doc.get("runs", [])]
+        return json.dumps(merged, indent=2, sort_keys=True) + "\n"
+    parts = [o.rendered.rstrip("\n") for o in linted]
+    if fmt == "text":
+        parts.append(summary_table(outcomes))
+    elif fmt == "markdown":
+        parts.append(summary_markdown(outcomes))
+    return "\n\n".join(parts) + "\n"
+
+
+def summary_table(outcomes: Sequence[ModelOutcome]) -> str:
+    from memlint import units
+
+    lines = [f"{len(outcomes)} models:"]
+    for o in outcomes:
+        status = f"error: {o.error}" if o.error else (
+            f"{o.findings} finding(s), predicted {units.seconds(o.latency_s)}"
+            + (" - FAIL" if o.fails else ""))
+        lines.append(f"  {o.model}: {status}")
+    return "\n".join(lines)
+
+
+def summary_markdown(outcomes: Sequence[ModelOutcome]) -> str:
+    from memlint import units
+
+    def cell(text: str) -> str:
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace("|", "\\|")
+
+    lines = ["| model | result |", "|---|---|"]
+    for o in outcomes:
+        result = f"error: {o.error}" if o.error else (
+            f"{o.findings} finding(s), {units.seconds(o.latency_s)}" + (" **fails**" if o.fails else ""))
+        lines.append(f"| `{cell(o.model)}` | {cell(result)} |")
+    return "\n".join(lines)
