@@ -21,22 +21,27 @@ ruff.toml). Keys (kebab-case):
     nodes = "/h.*/mlp/*"             # fnmatch glob on node names
     reason = "fused by TensorRT at deploy time"
     baseline = "memlint-baseline.json"   # only findings not in this file fail (relative to here)
+    models = ["models/**/*.onnx"]        # what `pytest --memlint` lints (relative to here)
 """
 
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import tomllib
-
 from memlint.errors import ConfigError
 from memlint.findings import Severity
 from memlint.ir import EMPTY
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 FAIL_ON = ("error", "warning", "info", "never")
 DEFAULT_MIN_SHARE = 0.01
@@ -64,6 +69,7 @@ class Config:
     tf32: bool | None = None
     dims: Mapping[str, int] = field(default_factory=lambda: EMPTY)
     baseline: str | None = None  # a baseline file: only findings not in it count (memlint.baseline)
+    models: tuple[str, ...] = ()  # globs of the model files `pytest --memlint` lints
     path: str | None = None  # the file it came from
 
     def with_flags(
@@ -92,7 +98,7 @@ class Config:
 
 _KEYS = (
     "hw", "fail-on", "tf32", "dims", "select", "ignore", "min-share", "min-saving-s",
-    "severity", "rules", "suppress", "baseline",
+    "severity", "rules", "suppress", "baseline", "models",
 )
 
 
@@ -166,11 +172,12 @@ def parse_config(table: Mapping[str, Any], origin: str) -> Config:
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise fail("dims", f"{name} must be a whole number >= 0, got {value!r}")
         values["dims"] = MappingProxyType(dict(dims))
-    for key in ("select", "ignore"):
+    for key in ("select", "ignore", "models"):
         if key in table:
             items = _typed(table[key], list, key, fail)
             if not all(isinstance(i, str) and i for i in items):
-                raise fail(key, "must be a list of rule codes or prefixes")
+                what = "file globs" if key == "models" else "rule codes or prefixes"
+                raise fail(key, f"must be a list of {what}")
             values[key] = tuple(items)
     for key, attr in (("min-share", "min_share"), ("min-saving-s", "min_saving_s")):
         if key in table:
