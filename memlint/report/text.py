@@ -196,4 +196,5 @@ def render(report: Report, *, top: int = DEFAULT_TOP, width: int = 120) -> str:
     """Plain text (no colour), as written to a file."""
     buffer = io.StringIO()
     render_to(Console(file=buffer, width=width, color_system=None, soft_wrap=False), report, top=top)
-    return buffer.getvalue()
+    # rich pads table cells; a file keeps no trailing blanks (editors and hooks strip them)
+    return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
