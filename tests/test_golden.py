@@ -42,6 +42,8 @@ FORMATS = [
     ("json", "json"),
     ("sarif", "sarif"),
     ("github", "github.txt"),
+    ("markdown", "md"),
+    ("html", "html"),
 ]
 CASES = [(model, fmt, suffix) for model in MODELS for fmt, suffix in FORMATS]
 
