@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from memlint.baseline import load_baseline, model_identity
 from memlint.config import Config
 from memlint.costs import cost_of
-from memlint.errors import MemlintError
+from memlint.errors import DimError, MemlintError, ModelLoadError
 from memlint.hardware import HardwareSpec, resolve
 from memlint.ir import Model
 from memlint.report.model import BaselineResult, NodeResult, Report, coverage_of, summarize
@@ -19,7 +21,7 @@ DEFAULT_HARDWARE = "a100"
 
 
 def lint(
-    source: str | os.PathLike[str] | Model,
+    source: str | os.PathLike[str] | Model | Any,
     *,
     hw: str | HardwareSpec = DEFAULT_HARDWARE,
     hw_files: Sequence[str | os.PathLike[str]] = (),
@@ -29,12 +31,19 @@ def lint(
     tf32: bool = False,
     config: Config | None = None,
     default_dims: Mapping[str, int] | None = None,
+    example_inputs: Any = None,
+    example_kwargs: Mapping[str, Any] | None = None,
 ) -> Report:
-    """Lint a model file (or an already loaded ir.Model) for the device `hw`.
+    """Lint a model for the device `hw`: an ONNX file, a `.pt2` file (torch.export.save), an
+    already loaded ir.Model, or a torch object: an nn.Module captured with `example_inputs` (a
+    tuple of args, or one tensor) and `example_kwargs`, a torch.fx.GraphModule, a
+    torch.export.ExportedProgram, or what memlint.frontends.fx.load_factory returns.
 
     dims binds symbolic dims by name ({"batch_size": 1}), and naming a dim the model does not
     have is an error; default_dims (and the config's dims) bind dims where the model has them.
-    input_shapes gives whole input shapes for inputs whose dims have no name. tf32=True lets fp32 matmuls use the TF32 tensor peak.
+    input_shapes gives whole input shapes for ONNX inputs whose dims have no name (a torch model
+    is linted at the shapes of its example inputs). tf32=True lets fp32 matmuls use the TF32
+    tensor peak.
     config selects rules, options, suppressions and noise thresholds (memlint.config; the
     defaults when None: no configuration file is read by the library). Raises MemlintError (with
     one clear line) when the tool cannot do its job.
@@ -44,8 +53,11 @@ def lint(
     defaults = {**config.dims, **(default_dims or {})}
     model = (
         source if isinstance(source, Model)
-        else load(source, dims, input_shapes, strict_dims, default_dims=defaults)
-    )
+        else load(
+            source, dims, input_shapes, strict_dims, default_dims=defaults,
+            example_inputs=example_inputs, example_kwargs=example_kwargs,
+        )
+    )  # fmt: skip
     return check(analyse(model, spec, tf32=tf32), config)
 
 
@@ -77,18 +89,44 @@ def check(report: Report, config: Config | None = None) -> Report:
 
 
 def load(
-    source: str | os.PathLike[str],
+    source: str | os.PathLike[str] | Any,
     dims: Mapping[str, int] | None = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     strict_dims: bool = False,
     *,
     default_dims: Mapping[str, int] | None = None,
+    example_inputs: Any = None,
+    example_kwargs: Mapping[str, Any] | None = None,
 ) -> Model:
-    """Load a model file into the IR (the frontend is chosen by the file)."""
-    from memlint.frontends.onnx import load_onnx
+    """Load a model into the IR. The frontend is chosen by the source: a `.pt2` file or a torch
+    object goes to the torch frontend (which imports torch), any other path to ONNX."""
+    if isinstance(source, Model):
+        return source
+    if isinstance(source, (str, os.PathLike)) and Path(source).suffix != ".pt2":
+        from memlint.frontends.onnx import load_onnx
 
-    return load_onnx(source, dims=dims, input_shapes=input_shapes, strict_dims=strict_dims,
-                     default_dims=default_dims)
+        return load_onnx(source, dims=dims, input_shapes=input_shapes, strict_dims=strict_dims,
+                         default_dims=default_dims)
+    if input_shapes:
+        raise DimError(
+            "input shapes apply to ONNX models; capture a torch model with example inputs of "
+            "the shapes to lint instead"
+        )
+    fx = _torch_frontend()
+    bind = {"dims": dims, "default_dims": default_dims, "strict_dims": strict_dims}
+    if isinstance(source, (str, os.PathLike)):
+        return fx.load_pt2(source, **bind)
+    return fx.load_torch(source, example_inputs, example_kwargs, **bind)
+
+
+def _torch_frontend():  # noqa: ANN202 - the module memlint.frontends.fx
+    try:
+        from memlint.frontends import fx
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"linting a torch model needs torch ({exc}); install it: pip install 'memlint[torch]'"
+        ) from None
+    return fx
 
 
 def analyse(model: Model, spec: HardwareSpec, *, tf32: bool = False) -> Report:

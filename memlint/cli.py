@@ -67,6 +67,15 @@ _LINT_OPTIONS = (
     click.option("--min-saving-s", type=click.FloatRange(min=0), default=None, help="See --min-share (seconds).  [default: 0.001]"),
     click.option("--config", "config_file", type=click.Path(path_type=Path), help="Config file (memlint.toml or pyproject.toml) instead of the one found from the model's folder."),
     click.option("--isolated", is_flag=True, help="Ignore configuration files."),
+    click.option("--phase", type=click.Choice(("prefill", "decode")), default=None, help="LLM scenario: a prefill of the prompt or one decode step (decoders with a KV cache; default decode)."),
+    click.option("--batch", type=click.IntRange(min=1), default=None, help="LLM scenario: sequences per step."),
+    click.option("--context", type=click.IntRange(min=0), default=None, help="LLM scenario: tokens already in the KV cache."),
+    click.option("--prompt", type=click.IntRange(min=1), default=None, help="LLM scenario: prompt length (prefill) or the context after it (decode)."),
+    click.option("--sweep", "sweeps", multiple=True, metavar="AXIS=V1,V2,...", help="LLM sweep table over batch or context, e.g. batch=1,8,64,256; repeatable."),
+    click.option("--generate", type=click.IntRange(min=1), default=None, help="LLM: total cost of generating N tokens one by one from the prompt."),
+    click.option("--weights-dtype", type=click.Choice(("fp16", "bf16", "fp8", "int8", "int4")), default=None, help="LLM what-if: weights stored in this dtype."),
+    click.option("--kv-dtype", type=click.Choice(("fp16", "fp8", "int8")), default=None, help="LLM what-if: KV cache stored in this dtype."),
+    click.option("--tp", type=click.IntRange(min=1), default=None, help="LLM what-if: tensor parallelism over N devices (all-reduce over the interconnect)."),
     click.option("--debug", is_flag=True, help="Show tracebacks and debug logs."),
 )
 
@@ -98,6 +107,15 @@ def _request(options: dict, **extra) -> LintRequest:  # noqa: ANN003
         min_saving_s=options.pop("min_saving_s"),
         config_file=None if options["config_file"] is None else str(options.pop("config_file")),
         isolated=options.pop("isolated"),
+        phase=options.pop("phase"),
+        batch=options.pop("batch"),
+        context=options.pop("context"),
+        prompt=options.pop("prompt"),
+        sweeps=options.pop("sweeps"),
+        generate=options.pop("generate"),
+        weights_dtype=options.pop("weights_dtype"),
+        kv_dtype=options.pop("kv_dtype"),
+        tp=options.pop("tp"),
         **extra,
     )
 
@@ -112,6 +130,7 @@ def _request(options: dict, **extra) -> LintRequest:  # noqa: ANN003
 @click.option("--baseline", "baseline_file", type=click.Path(path_type=Path), help="Fail only on findings that are not in this baseline file; report the fixed ones.")
 @click.option("--write-baseline", type=click.Path(path_type=Path), help="Record the current findings in this baseline file (then exit 0).")
 @click.option("--fail-on", type=click.Choice(FAIL_ON), default=None, help="Exit 1 when a finding has at least this severity.  [default: warning]")
+@click.option("--example-inputs", default=None, metavar="PACKAGE.MODULE:ATTR", help="For a MODEL given as package.module:factory (an nn.Module): a callable returning the example args, or (args, kwargs).")
 @click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1), help="Lint this many models at once (worker processes).")
 def check(
     models: tuple[Path, ...],
@@ -122,10 +141,13 @@ def check(
     baseline_file: Path | None,
     write_baseline: Path | None,
     fail_on: str | None,
+    example_inputs: str | None,
     jobs: int,
     **options,  # noqa: ANN003 - the lint options
 ) -> int:
-    """Lint MODELS: .onnx files, export folders holding model.onnx, or folders of models.
+    """Lint MODELS: .onnx files, export folders holding model.onnx, folders of models, .pt2
+    programs saved with torch.export.save, or a package.module:factory returning an nn.Module
+    (with --example-inputs; importing it runs your code, only when you name it).
 
     Settings come from the nearest memlint.toml or [tool.memlint] in pyproject.toml above each
     model (see --config, --isolated); flags override them. Many models give one combined report
@@ -138,6 +160,7 @@ def check(
         baseline=None if baseline_file is None else str(baseline_file),
         ignore_baseline=write_baseline is not None,
         fail_on=fail_on,
+        example_inputs=example_inputs,
     )
     stamp = _now() if timestamp else None
     paths = expand_models(models)

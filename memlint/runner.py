@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memlint.config import Config, load_config, parse_rule_option_flags, parse_severity_flags
-from memlint.errors import MemlintError, ModelLoadError
+from memlint.errors import ConfigError, MemlintError, ModelLoadError
 from memlint.findings import Severity
 
 DEFAULT_HARDWARE = "a100"
@@ -44,6 +44,26 @@ class LintRequest:
     ignore_baseline: bool = False  # --write-baseline: record everything found now
     fail_on: str | None = None
     shared_dims: bool = False  # many models: a --dim binds the models that have that dim
+    # LLM scenario and what-ifs (memlint.llm)
+    phase: str | None = None
+    batch: int | None = None
+    context: int | None = None
+    prompt: int | None = None
+    sweeps: tuple[str, ...] = ()
+    generate: int | None = None
+    weights_dtype: str | None = None
+    kv_dtype: str | None = None
+    tp: int | None = None
+    example_inputs: str | None = None  # "package.module:make_inputs" for a module factory
+
+
+_LLM_FLAGS = ("phase", "batch", "context", "prompt", "sweeps", "generate", "weights_dtype",
+              "kv_dtype", "tp")
+
+
+def is_torch_target(model: Path) -> bool:
+    """A saved torch.export program (.pt2) or a "package.module:factory" spec (not a file)."""
+    return model.suffix == ".pt2" or (":" in str(model) and not model.exists())
 
 
 def config_for(model: Path, request: LintRequest) -> Config:
@@ -72,23 +92,70 @@ def config_for(model: Path, request: LintRequest) -> Config:
 
 
 def lint_model(model: Path, request: LintRequest):  # -> tuple[Report, Config]
-    from memlint.api import lint
+    """Lint one model at its LLM scenario (a decoder with a KV cache: a decode step unless the
+    flags or dims say otherwise) and add the LLM sections the flags ask for."""
     from memlint.frontends.dims import parse_dim_flags, parse_shape_flags
+    from memlint.llm.session import lint_llm, sections
 
     config = config_for(model, request)
     dims = parse_dim_flags(request.dims)
-    report = lint(
+    if is_torch_target(model):
+        return _lint_torch(model, request, config, dims), config
+    if request.example_inputs is not None:
+        raise ConfigError("--example-inputs goes with a 'package.module:factory' model spec")
+    if request.shared_dims:  # a --dim shared by many models binds those that have it
+        config = dataclasses.replace(config, dims={**config.dims, **dims})
+        dims = {}
+    run = lint_llm(
         model,
         hw=request.hw or config.hw or DEFAULT_HARDWARE,
         hw_files=request.hw_files,
-        dims=None if request.shared_dims else dims,
-        default_dims=dims if request.shared_dims else None,
+        dims=dims,
         input_shapes=parse_shape_flags(request.input_shapes),
         strict_dims=request.strict_dims,
         tf32=bool(config.tf32) if request.tf32 is None else request.tf32,
         config=config,
+        phase=request.phase,
+        batch=request.batch,
+        context=request.context,
+        prompt=request.prompt,
     )
-    return report, config
+    parts = sections(
+        run,
+        sweeps=request.sweeps,
+        generate_tokens=request.generate,
+        weights_dtype=request.weights_dtype,
+        kv_dtype=request.kv_dtype,
+        tp=request.tp,
+        find_crossover=bool(request.sweeps),  # a crossover search re-lints up to five times
+    )
+    return dataclasses.replace(run.report, llm=parts), config
+
+
+def _lint_torch(model: Path, request: LintRequest, config: Config, dims: dict):  # -> Report
+    """A torch program (.pt2) or module factory, linted at its example inputs' shapes."""
+    from memlint.api import lint
+
+    given = [f"--{flag.replace('_', '-').rstrip('s')}" for flag in _LLM_FLAGS
+             if getattr(request, flag) not in (None, ())]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: LLM scenarios re-bind the dims of an ONNX model; "
+                          "a torch model is linted at the shapes of its example inputs")
+    source = str(model)
+    if model.suffix != ".pt2":
+        from memlint.api import _torch_frontend
+
+        source = _torch_frontend().load_factory(str(model), request.example_inputs)
+    return lint(
+        source,
+        hw=request.hw or config.hw or DEFAULT_HARDWARE,
+        hw_files=request.hw_files,
+        dims=None if request.shared_dims else dims,
+        default_dims=dims if request.shared_dims else None,
+        strict_dims=request.strict_dims,
+        tf32=bool(config.tf32) if request.tf32 is None else request.tf32,
+        config=config,
+    )
 
 
 def fail_on_for(config: Config, request: LintRequest) -> str:
@@ -108,7 +175,9 @@ def expand_models(paths: Sequence[Path]) -> list[Path]:
     folder stands for every .onnx file below it, sorted."""
     models: list[Path] = []
     for path in paths:
-        if path.is_dir() and not (path / "model.onnx").is_file():
+        if is_torch_target(path):
+            models.append(path)
+        elif path.is_dir() and not (path / "model.onnx").is_file():
             found = sorted(path.rglob("*.onnx"))
             if not found:
                 raise ModelLoadError(f"{path}: a folder with no .onnx file in it")

@@ -202,7 +202,13 @@ def test_json_report_of_gpt2_small_decode_step():
     assert summary["bytes_by_kind"]["kv_cache"] > 0
     assert summary["bytes_by_kind"]["weights"] > 400e6  # ~495 MB of fp32 weights read
     assert summary["dims"]["past_sequence_length"] == 1023
-    assert summary["assumed_dims"] == ["batch_size", "sequence_length"]
+    # a decoder's unbound batch and new-token dims take the decode-step scenario (batch 1, one
+    # token), stated in the LLM section, not silently assumed
+    assert summary["assumed_dims"] == []
+    assert (summary["dims"]["batch_size"], summary["dims"]["sequence_length"]) == (1, 1)
+    scenario = report["llm"]["serving"]["scenario"]
+    assert (scenario["phase"], scenario["batch"], scenario["context"]) == ("decode", 1, 1023)
+    assert "batch" in scenario["defaulted"]
     assert summary["memory_bound_fraction"] == 1.0
     assert summary["coverage"]["nodes_modelled"] == summary["coverage"]["nodes_total"] == 1192
 
@@ -368,7 +374,8 @@ def test_a_pipe_gets_at_least_120_columns():
     assert any(line.startswith("coverage ") and line.rstrip().endswith("tensor shapes resolved")
                for line in lines)  # fmt: skip
     assert max(len(line) for line in lines) > 80
-    names = top_node_names(DECODER)
+    names = top_node_names(DECODER, dims={"batch_size": 1, "sequence_length": 1,
+                                          "past_sequence_length": 255})  # the default scenario
     assert len(names) == 15
     assert [n for n in names if n not in result.stdout] == []
 

@@ -14,10 +14,11 @@ from memlint.engine import load_rules
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 DECODER = SAMPLES / "gpt2_decoder_step.onnx"
+ENCODER = SAMPLES / "bert_encoder.onnx"  # no KV cache: unbound dims stay assumed (ML902)
 
 
 def _json(capsys, *argv: str) -> tuple[int, dict]:
-    code = main([str(DECODER), "--format", "json", "--isolated", *argv])
+    code = main([str(ENCODER), "--format", "json", "--isolated", *argv])
     return code, json.loads(capsys.readouterr().out)
 
 
@@ -46,7 +47,7 @@ def test_unknown_rule_is_one_line_and_exit_2(capsys):
 
 
 def test_findings_in_json_and_fail_on(capsys):
-    # The sample decoder with no dims bound: ML902 (info) reports the three assumed dims.
+    # The sample encoder with no dims bound: ML902 (info) reports the two assumed dims.
     code, data = _json(capsys, "--select", "ML902")
     assert code == 0  # info is below the default --fail-on warning
     (finding,) = data["findings"]
@@ -65,8 +66,8 @@ def test_findings_in_json_and_fail_on(capsys):
 
 
 def test_config_next_to_the_model_is_used(tmp_path, capsys):
-    model = tmp_path / "decoder.onnx"
-    shutil.copy(DECODER, model)
+    model = tmp_path / "encoder.onnx"
+    shutil.copy(ENCODER, model)
     (tmp_path / "memlint.toml").write_text(
         'select = ["ML902"]\nfail-on = "info"\ndims = { batch_size = 4 }\n'
         '[[suppress]]\ncode = "ML9"\nnodes = "/never/*"\nreason = "stale entry"\n'
@@ -82,8 +83,8 @@ def test_config_next_to_the_model_is_used(tmp_path, capsys):
 
 
 def test_text_report_shows_findings_and_unused_suppressions(tmp_path, capsys):
-    model = tmp_path / "decoder.onnx"
-    shutil.copy(DECODER, model)
+    model = tmp_path / "encoder.onnx"
+    shutil.copy(ENCODER, model)
     (tmp_path / "memlint.toml").write_text(
         '[[suppress]]\ncode = "ML902"\nnodes = "*"\nreason = "r"\n'
         '[[suppress]]\nnodes = "nothing"\nreason = "old"\n'

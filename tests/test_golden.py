@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from memlint.api import lint
 from memlint.report import FORMAT_MODULES, render
 from memlint.report.model import Report
+from memlint.runner import LintRequest, lint_model
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -54,7 +54,10 @@ def _at_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _lint(model: str) -> Report:
-    return lint(f"sample_models/{model}.onnx", dims=MODELS[model])
+    """As the command line lints it (LLM sections included), with no config file."""
+    flags = tuple(f"{k}={v}" for k, v in MODELS[model].items())
+    report, _ = lint_model(Path(f"sample_models/{model}.onnx"), LintRequest(dims=flags, isolated=True))
+    return report
 
 
 @lru_cache(maxsize=None)

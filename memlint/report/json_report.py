@@ -81,6 +81,7 @@ def to_dict(report: Report) -> dict[str, Any]:
             },
         },
         "nodes": [_node(n) for n in report.nodes],
+        "llm": _llm(report),
         "findings": [_finding(f) for f in report.findings],
         "rules_run": list(report.rules_run),
         "hidden_as_noise": report.hidden_as_noise,
@@ -99,6 +100,15 @@ def to_dict(report: Report) -> dict[str, Any]:
             for s in report.unused_suppressions
         ],
     }
+
+
+def _llm(report: Report) -> dict[str, Any] | None:
+    """The LLM sections (docs/llm.md), or None for a model without a KV cache."""
+    if report.llm is None:
+        return None
+    from memlint.llm.view import sections_dict
+
+    return sections_dict(report.llm)
 
 
 def _finding(finding: Finding) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 from memlint.baseline import Entry
 from memlint.config import Suppression
@@ -122,6 +123,7 @@ class Report:
     hidden_as_noise: int = 0  # findings below the noise thresholds
     rules_run: tuple[str, ...] = ()
     baseline: BaselineResult | None = None  # set when a baseline was given
+    llm: Any = None  # memlint.llm.session.LlmSections: the LLM sections, for decoders
 
     @property
     def dims(self) -> Mapping[str, int]:

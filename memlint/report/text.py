@@ -82,6 +82,7 @@ def render_to(console: Console, report: Report, *, top: int = DEFAULT_TOP) -> No
         )
     console.print(table)
     console.print()
+    _llm(console, report)
     _findings(console, report)
 
     ranked = sorted(
@@ -123,6 +124,33 @@ def render_to(console: Console, report: Report, *, top: int = DEFAULT_TOP) -> No
             style="dim",
         )
     )
+
+
+def _llm(console: Console, report: Report) -> None:
+    """The LLM sections (serving, sweeps, generation, what-ifs) of a decoder."""
+    if report.llm is None:
+        return
+    from memlint.llm.view import blocks
+
+    for block in blocks(report.llm):
+        console.print(Text(block.title, style="bold"))
+        if block.rows:
+            rows = Table(show_header=False, box=None, pad_edge=False)
+            rows.add_column(style="bold", no_wrap=True)
+            rows.add_column()
+            for label, value in block.rows:
+                rows.add_row(escape(label), escape(value))
+            console.print(rows)
+        if block.table is not None:
+            table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+            for i, header in enumerate(block.table.headers):
+                table.add_column(escape(header), justify="left" if i == 0 else "right")
+            for row in block.table.rows:
+                table.add_row(*(escape(cell) for cell in row))
+            console.print(table)
+            for note in block.table.notes:
+                console.print(Text(note, style="dim"))
+        console.print()
 
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}

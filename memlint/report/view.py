@@ -216,6 +216,7 @@ class ReportView:
     unused: tuple[UnusedView, ...]
     nodes: tuple[NodeRow, ...]  # graph order
     nodes_by_time: tuple[NodeRow, ...]  # slowest first (ties by graph order)
+    llm: tuple = ()  # memlint.llm.view.Block: the LLM sections (decoders with a KV cache)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,6 +241,7 @@ def build(
     charted = {family_of(n.op_type) for n in report.nodes if on_chart(n)}
     present = {family_of(n.op_type) for n in report.nodes}
     return ReportView(
+        llm=llm_blocks(report),
         header=_header(report, timestamp),
         cards=_cards(report),
         coverage_notes=_coverage_notes(report),
@@ -273,6 +275,15 @@ def build(
         nodes=rows,
         nodes_by_time=by_time,
     )
+
+
+def llm_blocks(report: Report) -> tuple:
+    """The LLM sections as titled rows or tables (memlint.llm.view), or () for other models."""
+    if report.llm is None:
+        return ()
+    from memlint.llm.view import blocks
+
+    return blocks(report.llm)
 
 
 def findings_tally(findings: Sequence[Finding]) -> str:

@@ -1,0 +1,85 @@
+"""What memlint reads from a Hugging Face config.json next to an exported model (an Optimum export
+directory holds model.onnx and config.json): layers, heads, KV heads, hidden size, vocabulary and
+positions, under their Hugging Face names and the common older spellings (GPT-2's n_layer,
+n_head, n_embd, n_positions), also inside a multimodal model's text_config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# config.json keys, first found wins (Hugging Face names and the common older spellings).
+_CONFIG_KEYS = {
+    "num_hidden_layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
+    "num_attention_heads": ("num_attention_heads", "n_head", "num_heads", "n_heads"),
+    "num_key_value_heads": (
+        "num_key_value_heads", "n_head_kv", "num_kv_heads", "multi_query_group_num",
+    ),
+    "hidden_size": ("hidden_size", "n_embd", "d_model", "dim"),
+    "vocab_size": ("vocab_size", "padded_vocab_size"),
+    "max_position_embeddings": (
+        "max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length",
+    ),
+    "head_dim": ("head_dim",),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class HfConfig:
+    """The figures memlint reads from a Hugging Face config.json (None where absent)."""
+
+    path: str
+    model_type: str = ""
+    num_hidden_layers: int | None = None
+    num_attention_heads: int | None = None
+    num_key_value_heads: int | None = None
+    hidden_size: int | None = None
+    vocab_size: int | None = None
+    max_position_embeddings: int | None = None
+    head_dim: int | None = None
+
+
+def config_file(source: str, given: str | Path | None) -> Path | None:
+    """`given`, else the config.json beside the model file `source` (None when `source` is not
+    a file: a torch module's name, an example)."""
+    if given is not None:
+        return Path(given)
+    if not source or not Path(source).is_file():
+        return None
+    candidate = Path(source).parent / "config.json"
+    return candidate if candidate.is_file() else None
+
+
+def read_config(path: Path | None) -> HfConfig | None:
+    """The figures of a Hugging Face config.json; None for no file. A file that is not a JSON
+    object is logged and ignored (the graph's own figures still hold)."""
+    if path is None:
+        return None
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        log.warning("%s: ignored, not a readable JSON file (%s)", path, exc)
+        return None
+    if not isinstance(data, dict):
+        log.warning("%s: ignored, not a JSON object", path)
+        return None
+    text = data.get("text_config")
+    scopes = [data] + ([text] if isinstance(text, dict) else [])
+
+    def first(keys: tuple[str, ...]) -> int | None:
+        for scope in scopes:
+            for key in keys:
+                value = scope.get(key)
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    return value
+        return None
+
+    values = {name: first(keys) for name, keys in _CONFIG_KEYS.items()}
+    if values["num_key_value_heads"] is None and data.get("multi_query") is True:
+        values["num_key_value_heads"] = 1  # Falcon-style multi-query attention
+    return HfConfig(path=str(path), model_type=str(data.get("model_type", "")), **values)

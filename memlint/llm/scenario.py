@@ -1,0 +1,341 @@
+"""Scenarios: which step of LLM inference to lint, mapped onto the graph's symbolic dims.
+
+    --phase prefill   one pass over the prompt: P new tokens (--prompt, default below) after
+                      --context cached tokens (default 0)
+    --phase decode    one generation step: 1 new token after C cached tokens (--context C, else
+                      --prompt P as the cache left by a P-token prompt, else the default)
+    --batch B         sequences per step (default 1)
+
+A decoder with a KV cache whose roles no flag and no --dim sets gets the default scenario: a
+decode step at batch 1 after DEFAULT_CONTEXT = 1024 cached tokens, or max positions - 1 when the
+model has fewer positions (so that the new token still has a position). The report states it.
+Dims bound with --dim count as given: a scenario flag that contradicts one is an error, and
+roles that neither sets take the defaults above (never the frontend's silent 1 for a context).
+
+Every scenario flag on a model without a KV cache raises LlmError naming the flag: a flag that
+would silently do nothing is a bug the user cannot see.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from memlint.api import analyse, load
+from memlint.hardware import HardwareSpec
+from memlint.ir import EMPTY
+from memlint.llm import LlmError
+from memlint.llm.structure import DimRole, LlmStructure
+from memlint.llm.whatif import Precision, apply_precision
+from memlint.report.model import Report
+
+DEFAULT_CONTEXT = 1024
+
+
+class Phase(enum.Enum):
+    PREFILL = "prefill"
+    DECODE = "decode"
+
+
+_WHAT = {
+    DimRole.BATCH: "the batch",
+    DimRole.NEW_TOKENS: "the new tokens per step",
+    DimRole.PAST: "the context (tokens in the KV cache)",
+    DimRole.TOTAL: "the total length (context + new tokens)",
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One forward pass: `batch` sequences, each adding `new_tokens` after `context` cached ones.
+
+    `defaulted` names what no flag or dim gave ("batch", "context", "prompt"); `origin` says
+    where the scenario came from: "flags", "dims" (all from --dim) or "default".
+    """
+
+    phase: Phase
+    batch: int
+    new_tokens: int
+    context: int
+    defaulted: tuple[str, ...] = ()
+    origin: str = "flags"
+    default_reason: str = ""  # how the default context was chosen, when one was
+
+    @property
+    def total_tokens(self) -> int:
+        """Tokens per sequence after this step (positions used)."""
+        return self.context + self.new_tokens
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens processed by the step over the whole batch."""
+        return self.batch * self.new_tokens
+
+    def at(self, **changes: int) -> Scenario:
+        """This scenario with some of batch / new_tokens / context changed (no longer defaults)."""
+        kept = tuple(d for d in self.defaulted if _FIELD[d] not in changes)
+        return dataclasses.replace(self, defaulted=kept, origin="flags", **changes)
+
+    def describe(self) -> str:
+        """One line for the report, e.g. 'decode step: batch 1, 1 new token after 1024 cached
+        tokens (default batch 1; default context 1024 = min(1024, 2048 positions - 1))'."""
+        if self.phase is Phase.DECODE:
+            what = f"decode step: batch {self.batch}, 1 new token after {self.context} cached tokens"
+        else:
+            after = f" after {self.context} cached tokens" if self.context else ""
+            what = f"prefill: batch {self.batch}, prompt of {self.new_tokens} tokens{after}"
+        notes = []
+        for name in self.defaulted:
+            value = getattr(self, _FIELD[name])
+            reason = f" = {self.default_reason}" if name != "batch" and self.default_reason else ""
+            notes.append(f"default {name} {value}{reason}")
+        return what + (f" ({'; '.join(notes)})" if notes else "")
+
+
+_FIELD = {"batch": "batch", "context": "context", "prompt": "new_tokens"}
+
+
+def default_context(structure: LlmStructure) -> tuple[int, str]:
+    """The context of the default decode step (also the default prompt of a prefill), and how
+    it was chosen."""
+    if structure.max_positions:
+        chosen = max(min(DEFAULT_CONTEXT, structure.max_positions - 1), 1)
+        return chosen, f"min({DEFAULT_CONTEXT}, {structure.max_positions} positions - 1)"
+    return DEFAULT_CONTEXT, f"{DEFAULT_CONTEXT} (the model's positions are unknown)"
+
+
+def no_kv_cache(structure: LlmStructure, flags: list[str]) -> LlmError:
+    """The error for LLM flags on a model without a KV cache."""
+    roles = ", ".join(sorted(structure.dim_roles)) or "none"
+    return LlmError(
+        f"{', '.join(flags)}: {os.path.basename(structure.model) or 'the model'} has no KV-cache "
+        f"inputs (past_key_values.N.key/value, past_key/past_value, ...), so LLM scenario flags "
+        f"do not apply; bind its dims with --dim instead (its dims: {roles})"
+    )
+
+
+def require_kv_cache(structure: LlmStructure, flags: Mapping[str, object]) -> None:
+    """LlmError naming every given flag ({"--sweep": value or None, ...}) when the model has no
+    KV cache: for the flags that only mean something for a decoder with a cache (--phase,
+    --batch, --context, --prompt, --sweep, --generate, --kv-dtype)."""
+    given = [flag for flag, value in flags.items() if value not in (None, (), [], False)]
+    if given and not structure.has_kv_cache:
+        raise no_kv_cache(structure, given)
+
+
+def resolve(
+    structure: LlmStructure,
+    *,
+    phase: Phase | str | None = None,
+    batch: int | None = None,
+    context: int | None = None,
+    prompt: int | None = None,
+    dims: Mapping[str, int] | None = None,
+) -> Scenario | None:
+    """The scenario that the flags and --dim bindings describe; None for a model without a KV
+    cache and no flags (it is linted as bound). Raises LlmError for flags that do not apply or
+    contradict each other."""
+    flags = {"--phase": phase, "--batch": batch, "--context": context, "--prompt": prompt}
+    given = [flag for flag, value in flags.items() if value is not None]
+    if not structure.has_kv_cache:
+        if given:
+            raise no_kv_cache(structure, given)
+        return None
+    for flag, value, least in (("--batch", batch, 1), ("--prompt", prompt, 1),
+                               ("--context", context, 0)):  # fmt: skip
+        if value is not None and (isinstance(value, bool) or value < least):
+            raise LlmError(f"{flag} {value}: must be a whole number >= {least}")
+    if isinstance(phase, str):
+        try:
+            phase = Phase(phase.strip().lower())
+        except ValueError:
+            raise LlmError(f"--phase {phase!r}: expected prefill or decode") from None
+    bound = _bound(structure, dims or EMPTY)
+    value = {role: v for role, (v, _) in bound.items()}
+    if DimRole.PAST not in value and DimRole.TOTAL in value:
+        value[DimRole.PAST] = value[DimRole.TOTAL] - value.get(DimRole.NEW_TOKENS, 1)
+        bound[DimRole.PAST] = (value[DimRole.PAST], bound[DimRole.TOTAL][1])
+    if phase is None:
+        phase = Phase.PREFILL if value.get(DimRole.NEW_TOKENS, 1) > 1 else Phase.DECODE
+    defaulted: list[str] = []
+    reason = ""
+    if phase is Phase.DECODE:
+        _agree("--phase decode (1 new token per step)", 1, bound, DimRole.NEW_TOKENS)
+        if context is not None and prompt is not None:
+            raise LlmError(
+                "--context and --prompt both set the tokens cached before a decode step; give one"
+            )
+        cached = context if context is not None else prompt
+        flag = "--context" if context is not None else "--prompt"
+        if cached is not None:
+            _agree(f"{flag} {cached}", cached, bound, DimRole.PAST)
+        elif DimRole.PAST in value:
+            cached = value[DimRole.PAST]
+        else:
+            cached, reason = default_context(structure)
+            defaulted.append("context")
+        new_tokens = 1
+    else:
+        if prompt is not None:
+            _agree(f"--prompt {prompt}", prompt, bound, DimRole.NEW_TOKENS)
+            new_tokens = prompt
+        elif DimRole.NEW_TOKENS in value:
+            new_tokens = value[DimRole.NEW_TOKENS]
+        else:
+            new_tokens, reason = default_context(structure)
+            defaulted.append("prompt")
+        if context is not None:
+            _agree(f"--context {context}", context, bound, DimRole.PAST)
+        cached = context if context is not None else value.get(DimRole.PAST, 0)
+    if batch is not None:
+        _agree(f"--batch {batch}", batch, bound, DimRole.BATCH)
+    else:
+        batch = value.get(DimRole.BATCH)
+        if batch is None:
+            batch = 1
+            defaulted.append("batch")
+    scenario = Scenario(
+        phase=phase,
+        batch=batch,
+        new_tokens=new_tokens,
+        context=cached,
+        defaulted=tuple(defaulted),
+        origin="flags" if given else ("default" if defaulted else "dims"),
+        default_reason=reason,
+    )
+    check_positions(structure, scenario)
+    return scenario
+
+
+def check_positions(structure: LlmStructure, scenario: Scenario) -> None:
+    """LlmError when context + new tokens exceeds the model's positions."""
+    limit = structure.max_positions
+    if limit and scenario.total_tokens > limit:
+        raise LlmError(
+            f"context {scenario.context} + {scenario.new_tokens} new tokens = "
+            f"{scenario.total_tokens} exceeds the model's {limit} positions "
+            f"({_from(structure.sources.get('max_positions', ''))})"
+        )
+
+
+def _from(source: str) -> str:
+    """'graph (position table)' -> "from the graph's position table"."""
+    if source.startswith("graph (") and source.endswith(")"):
+        return f"from the graph's {source[7:-1]}"
+    return f"from {source}" if source else "max positions"
+
+
+def _bound(structure: LlmStructure, dims: Mapping[str, int]) -> dict[DimRole, tuple[int, str]]:
+    """The role values that --dim bindings or the graph's pinned axes already give, each with
+    where it comes from (for messages)."""
+    bound: dict[DimRole, tuple[int, str]] = {}
+    for role in DimRole:
+        values = {name: dims[name] for name in structure.dims_of(role) if name in dims}
+        listed = ", ".join(f"{n}={v}" for n, v in sorted(values.items()))
+        if len(set(values.values())) > 1:
+            raise LlmError(f"--dim {listed}: these dims all hold {_WHAT[role]}; give one value")
+        if values:
+            bound[role] = (next(iter(values.values())), f"--dim {listed}")
+        elif role in structure.pinned:
+            pinned = structure.pinned[role]
+            bound[role] = (pinned.value, pinned.why(_WHAT[role]))
+    return bound
+
+
+def _agree(flag: str, value: int, bound: Mapping[DimRole, tuple[int, str]], role: DimRole) -> None:
+    have = bound.get(role)
+    if have is None or have[0] == value:
+        return
+    if have[1].startswith("--dim"):
+        raise LlmError(f"{flag} contradicts {have[1]} ({_WHAT[role]})")
+    raise LlmError(f"{flag}: {have[1]}")
+
+
+def scenario_dims(structure: LlmStructure, scenario: Scenario) -> dict[str, int]:
+    """The --dim bindings that put the graph in `scenario`."""
+    values = {
+        DimRole.BATCH: scenario.batch,
+        DimRole.NEW_TOKENS: scenario.new_tokens,
+        DimRole.PAST: scenario.context,
+        DimRole.TOTAL: scenario.total_tokens,
+    }
+    dims: dict[str, int] = {}
+    for role, value in values.items():
+        names = structure.dims_of(role)
+        for name in names:
+            dims[name] = value
+        pinned = structure.pinned.get(role)
+        if not names and pinned is not None and pinned.value != value:
+            raise LlmError(
+                f"{scenario.describe()}: {pinned.why(_WHAT[role])}, not {value}"
+            )
+    return dims
+
+
+class Evaluator:
+    """Lints one model at many scenarios: load with the scenario's dims, analyse on `spec`, then
+    apply the precision what-if. Reports are kept per scenario, and `loads` counts the loads.
+
+    `dims` are the user's other --dim bindings (dims that play no LLM role), kept at every point.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str],
+        spec: HardwareSpec,
+        structure: LlmStructure,
+        *,
+        dims: Mapping[str, int] | None = None,
+        input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+        tf32: bool = False,
+        precision: Precision | None = None,
+    ) -> None:
+        if not structure.has_kv_cache:
+            raise no_kv_cache(structure, ["LLM scenarios"])
+        self.source = source
+        self.spec = spec
+        self.structure = structure
+        roles = set(structure.dim_roles)
+        self.dims = {k: v for k, v in (dims or {}).items() if k not in roles}
+        self.input_shapes = dict(input_shapes or {})
+        self.tf32 = tf32
+        self.precision = precision or Precision()
+        self.loads = 0
+        self._reports: dict[tuple, Report] = {}
+
+    def with_precision(self, precision: Precision) -> Evaluator:
+        return Evaluator(
+            self.source, self.spec, self.structure, dims=self.dims,
+            input_shapes=self.input_shapes, tf32=self.tf32, precision=precision,
+        )  # fmt: skip
+
+    def dims_for(self, scenario: Scenario) -> dict[str, int]:
+        return {**self.dims, **scenario_dims(self.structure, scenario)}
+
+    def remember(self, scenario: Scenario, report: Report) -> None:
+        """Keep a report of `scenario` analysed elsewhere (at this evaluator's precision)."""
+        self._reports[_key(scenario)] = report
+
+    def report(self, scenario: Scenario) -> Report:
+        """The analysed step (no rules run: memlint.api.check adds findings)."""
+        check_positions(self.structure, scenario)
+        key = _key(scenario)
+        if key not in self._reports:
+            model = load(self.source, self.dims_for(scenario), self.input_shapes or None)
+            self.loads += 1
+            report = analyse(model, self.spec, tf32=self.tf32)
+            self._reports[key] = apply_precision(report, self.precision)
+        return self._reports[key]
+
+
+def _key(scenario: Scenario) -> tuple:
+    return (scenario.phase, scenario.batch, scenario.new_tokens, scenario.context)
+
+
+__all__ = [
+    "DEFAULT_CONTEXT", "Evaluator", "Phase", "Scenario", "check_positions", "default_context",
+    "no_kv_cache", "require_kv_cache", "resolve", "scenario_dims",
+]  # fmt: skip

@@ -1,0 +1,188 @@
+"""One call for the CLI: lint a model at its LLM scenario and compute the LLM report sections.
+
+    run = lint_llm("model.onnx", hw="h100", phase="decode", batch=8, context=4096)
+    parts = sections(run, sweeps=["batch=1,8,64"], generate=256, weights_dtype="int4", tp=2)
+
+`lint_llm` loads the model once to read its structure and, when the scenario binds dims the
+first load did not, once more at the scenario's dims; `run.report` is the ordinary Report (rules
+run) of that step. `sections` adds the "LLM serving" numbers and whatever the flags ask for.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from memlint.api import analyse, check, load
+from memlint.config import Config
+from memlint.hardware import HardwareSpec, resolve
+from memlint.llm.generate import Generation, generate
+from memlint.llm.parallel import TensorParallel, smallest_fitting_tp, tensor_parallel
+from memlint.llm.scenario import Evaluator, Phase, Scenario, require_kv_cache, scenario_dims
+from memlint.llm.scenario import resolve as resolve_scenario
+from memlint.llm.serving import Serving, serving
+from memlint.llm.structure import DimRole, LlmStructure, detect
+from memlint.llm.sweep import Sweep, crossover_batch, parse_sweep, sweep
+from memlint.llm.whatif import Precision, PrecisionGain, apply_precision, precision_gain
+from memlint.report.model import Report
+
+
+@dataclass(frozen=True)
+class LlmLint:
+    report: Report  # the step at the scenario, rules run
+    structure: LlmStructure
+    scenario: Scenario | None  # None: no KV cache and no flags (linted as bound)
+    evaluator: Evaluator | None  # re-lints other scenarios of the same model
+
+
+@dataclass(frozen=True)
+class LlmSections:
+    """Everything the LLM parts of a report show (None: not asked for / not applicable)."""
+
+    structure: LlmStructure
+    serving: Serving | None
+    sweeps: tuple[Sweep, ...] = ()
+    generation: Generation | None = None
+    precision: PrecisionGain | None = None
+    tensor_parallel: TensorParallel | None = None
+    smallest_tp: TensorParallel | None = None
+
+
+def lint_llm(
+    source: str | os.PathLike[str],
+    *,
+    hw: str | HardwareSpec = "a100",
+    hw_files: Sequence[str | os.PathLike[str]] = (),
+    dims: Mapping[str, int] | None = None,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    strict_dims: bool = False,
+    tf32: bool = False,
+    config: Config | None = None,
+    phase: Phase | str | None = None,
+    batch: int | None = None,
+    context: int | None = None,
+    prompt: int | None = None,
+) -> LlmLint:
+    """memlint.api.lint with the LLM scenario applied (memlint.llm.scenario)."""
+    spec = hw if isinstance(hw, HardwareSpec) else resolve(hw, hw_files)
+    config = config or Config()
+    # The config's dims bind the dims a model has (and are no error where it has none); the
+    # caller's dims must all exist. Roles are read from both.
+    given = {**config.dims, **(dims or {})}
+    first = load(source, dims, input_shapes, strict_dims=False, default_dims=config.dims)
+    structure = detect(first)
+    scenario = resolve_scenario(
+        structure, phase=phase, batch=batch, context=context, prompt=prompt, dims=given
+    )
+    model = first
+    if scenario is not None:
+        wanted = {**given, **scenario_dims(structure, scenario)}
+        bound = {b.name: b.value for b in first.dims if not b.assumed}
+        if {k: v for k, v in wanted.items() if k in bound or k not in config.dims} != bound \
+                or strict_dims:
+            model = load(source, {**(dims or {}), **scenario_dims(structure, scenario)},
+                         input_shapes, strict_dims=strict_dims, default_dims=config.dims)
+    elif strict_dims:
+        model = load(source, dims, input_shapes, strict_dims=True, default_dims=config.dims)
+    report = check(analyse(model, spec, tf32=tf32), config)
+    evaluator = None
+    if structure.has_kv_cache:
+        known = {b.name for b in first.dims}  # a config dim the model lacks binds nothing
+        evaluator = Evaluator(
+            source, spec, structure, dims={k: v for k, v in given.items() if k in known},
+            input_shapes=input_shapes, tf32=tf32,
+        )
+        if scenario is not None:
+            evaluator.remember(scenario, report)
+    return LlmLint(report, structure, scenario, evaluator)
+
+
+def sections(
+    run: LlmLint,
+    *,
+    sweeps: Sequence[str] = (),
+    generate_tokens: int | None = None,
+    weights_dtype: str | None = None,
+    kv_dtype: str | None = None,
+    tp: int | None = None,
+    exact: bool = False,
+    find_crossover: bool = True,
+) -> LlmSections:
+    """The LLM sections for `run`; LlmError for a flag that does not apply to the model.
+
+    With --weights-dtype / --kv-dtype every section (serving, sweeps, generation, tensor
+    parallel) is computed for the what-if, and `precision` compares it with the graph as it is;
+    `run.report` (its findings and node table) stays the graph as it is. The crossover batch
+    of a decode step costs up to five more loads (find_crossover=False skips it unless a batch
+    sweep finds it anyway); exact=True lints every step of --generate.
+    """
+    structure = run.structure
+    require_kv_cache(structure, {"--sweep": tuple(sweeps), "--generate": generate_tokens,
+                                 "--kv-dtype": kv_dtype})  # fmt: skip
+    precision = Precision.parse(weights_dtype, kv_dtype)
+    gain = None
+    step = run.report
+    if not precision.is_identity:
+        step = apply_precision(run.report, precision)
+        gain = precision_gain(run.report, step, precision)
+    split = smallest = None
+    if tp is not None:  # on the what-if's step when one is asked for
+        batch, new_tokens = _tokens(run)
+        split = tensor_parallel(step, structure, tp, batch=batch, new_tokens=new_tokens)
+        smallest = smallest_fitting_tp(step, structure, batch=batch, new_tokens=new_tokens)
+    if run.scenario is None or run.evaluator is None:
+        return LlmSections(structure, None, precision=gain, tensor_parallel=split,
+                           smallest_tp=smallest)  # fmt: skip
+    evaluator = run.evaluator
+    if not precision.is_identity:
+        evaluator = evaluator.with_precision(precision)
+        evaluator.remember(run.scenario, step)
+    base = run.scenario
+    parsed = [parse_sweep(text) for text in sweeps]
+    tables = tuple(sweep(evaluator, base, axis, values) for axis, values in parsed)
+    crossover = next((t.crossover for t in tables if t.crossover is not None), None)
+    if crossover is None and find_crossover and base.phase is Phase.DECODE:
+        crossover = crossover_batch(evaluator, base)
+    generation = None
+    if generate_tokens is not None:
+        generation = generate(
+            evaluator, tokens=generate_tokens, prompt=generation_prompt(structure, base,
+            generate_tokens), batch=base.batch, exact=exact,
+        )  # fmt: skip
+    return LlmSections(
+        structure=structure,
+        serving=serving(step, structure, base, precision=precision, crossover=crossover),
+        sweeps=tables,
+        generation=generation,
+        precision=gain,
+        tensor_parallel=split,
+        smallest_tp=smallest,
+    )
+
+
+def generation_prompt(structure: LlmStructure, base: Scenario, tokens: int) -> int:
+    """The prompt --generate starts from: the prefill's prompt, the decode step's context
+    (--prompt or --context), or, when the context was defaulted, the default context shortened
+    so that the prompt and the N tokens fit in the model's positions."""
+    if base.phase is Phase.PREFILL:
+        return base.new_tokens
+    prompt = base.context
+    if "context" in base.defaulted and structure.max_positions:
+        prompt = min(prompt, structure.max_positions - tokens + 1)
+    return max(prompt, 1)
+
+
+def _tokens(run: LlmLint) -> tuple[int, int]:
+    """(batch, new tokens) of the linted step: the scenario's, else the encoder's bound dims."""
+    if run.scenario is not None:
+        return run.scenario.batch, run.scenario.new_tokens
+    dims = run.report.dims
+    values = []
+    for role in (DimRole.BATCH, DimRole.NEW_TOKENS):
+        names = run.structure.dims_of(role)
+        values.append(dims.get(names[0], 1) if names else 1)
+    return values[0], values[1]
+
+
+__all__ = ["LlmLint", "LlmSections", "generation_prompt", "lint_llm", "sections"]
