@@ -217,6 +217,7 @@ class ReportView:
     nodes: tuple[NodeRow, ...]  # graph order
     nodes_by_time: tuple[NodeRow, ...]  # slowest first (ties by graph order)
     llm: tuple = ()  # memlint.llm.view.Block: the LLM sections (decoders with a KV cache)
+    llm_charts: tuple = ()  # memlint.report.sweep_chart.SweepChart: one per sweep
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,6 +243,7 @@ def build(
     present = {family_of(n.op_type) for n in report.nodes}
     return ReportView(
         llm=llm_blocks(report),
+        llm_charts=llm_charts(report),
         header=_header(report, timestamp),
         cards=_cards(report),
         coverage_notes=_coverage_notes(report),
@@ -284,6 +286,16 @@ def llm_blocks(report: Report) -> tuple:
     from memlint.llm.view import blocks
 
     return blocks(report.llm)
+
+
+def llm_charts(report: Report) -> tuple:
+    """An SVG chart per LLM sweep (memlint.report.sweep_chart)."""
+    if report.llm is None:
+        return ()
+    from memlint.report.sweep_chart import sweep_chart
+
+    charts = (sweep_chart(s) for s in report.llm.sweeps)
+    return tuple(c for c in charts if c is not None)
 
 
 def findings_tally(findings: Sequence[Finding]) -> str:
