@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import reprlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,22 +99,30 @@ def render_rows(entries: Iterable[Entry]) -> str:
 
 
 def load_baseline(path: str | os.PathLike[str]) -> Baseline:
-    """Read a baseline file; a missing or malformed one is a ConfigError naming the file."""
+    """Read a baseline file; a missing, special or malformed one is a ConfigError naming it."""
+    target = Path(path)
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not target.is_file():  # a FIFO or a device would block or never end
+            problem = "no such file" if not target.exists() else "not a regular file"
+            raise ConfigError(f"{path}: cannot read the baseline ({problem})")
+        data = json.loads(target.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the baseline ({exc.strerror or exc})") from None
-    except ValueError as exc:
-        raise ConfigError(f"{path}: not a memlint baseline (invalid JSON: {exc})") from None
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else f"invalid JSON: {exc}"
+        raise ConfigError(f"{path}: not a memlint baseline ({reason})") from None
     if not isinstance(data, dict) or data.get("memlint_baseline") != BASELINE_VERSION:
         raise ConfigError(
             f"{path}: not a memlint baseline (expected \"memlint_baseline\": {BASELINE_VERSION}; "
             "write one with --write-baseline)"
         )
+    rows = data.get("entries", [])
+    if not isinstance(rows, list):
+        raise ConfigError(f"{path}: not a memlint baseline (\"entries\" must be a list)")
     entries = set()
-    for row in data.get("entries", []):
+    for row in rows:
         if not isinstance(row, dict) or not all(isinstance(row.get(k), str)
                                                 for k in ("code", "model", "node")):
-            raise ConfigError(f"{path}: malformed baseline entry {row!r}")
+            raise ConfigError(f"{path}: malformed baseline entry {reprlib.repr(row)}")
         entries.add(Entry(row["code"], row["model"], row["node"]))
     return Baseline(frozenset(entries), str(path))

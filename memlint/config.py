@@ -27,6 +27,9 @@ ruff.toml). Keys (kebab-case):
 from __future__ import annotations
 
 import difflib
+import os
+import reprlib
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -111,12 +114,21 @@ def find_config(start: Path) -> tuple[Path, Mapping[str, Any]] | None:
             return own, _read(own)
         pyproject = candidate / "pyproject.toml"
         if pyproject.is_file():
-            table = _read(pyproject).get("tool", {}).get("memlint")
+            table = _tool_table(_read(pyproject), pyproject)
             if table is not None:
-                if not isinstance(table, dict):
-                    raise ConfigError(f"{pyproject}: [tool.memlint] must be a table")
                 return pyproject, table
     return None
+
+
+def _tool_table(document: Mapping[str, Any], path: Path) -> Mapping[str, Any] | None:
+    """The [tool.memlint] table of a pyproject.toml document (None when it has none)."""
+    tool = document.get("tool", {})
+    if not isinstance(tool, dict):
+        raise ConfigError(f"{path}: [tool] must be a table, got {_shown(tool)}")
+    table = tool.get("memlint")
+    if table is not None and not isinstance(table, dict):
+        raise ConfigError(f"{path}: [tool.memlint] must be a table, got {_shown(table)}")
+    return table
 
 
 def load_config(path: Path | None = None, *, start: Path | None = None) -> Config:
@@ -124,7 +136,7 @@ def load_config(path: Path | None = None, *, start: Path | None = None) -> Confi
     if path is not None:
         table = _read(path)
         if path.name == "pyproject.toml":
-            table = table.get("tool", {}).get("memlint", {})
+            table = _tool_table(table, path) or {}
         return parse_config(table, str(path))
     found = find_config(start) if start is not None else None
     if found is None:
@@ -132,14 +144,44 @@ def load_config(path: Path | None = None, *, start: Path | None = None) -> Confi
     return parse_config(found[1], str(found[0]))
 
 
+MAX_FILE_BYTES = 16 * 2**20  # far more than any configuration needs
+
+
 def _read(path: Path) -> dict[str, Any]:
     try:
-        with open(path, "rb") as handle:
+        # O_NONBLOCK: opening a FIFO would otherwise wait for a writer (a hang)
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block or never end
+                raise ConfigError(f"{path}: not a regular file")
+            if info.st_size > MAX_FILE_BYTES:
+                raise ConfigError(f"{path}: {info.st_size:,} bytes, too large for a config file")
             return tomllib.load(handle)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        raise ConfigError(f"{path}: not valid TOML ({' '.join(str(exc).split())})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML (arrays or tables nested too deeply)") from None
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 60
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxtuple, _SHOWN.maxset = 2, 4, 4, 4, 4
+
+
+def _shown(value: Any) -> str:
+    """A value from a config file, quoted and cut short for a one-line message."""
+    return _SHOWN.repr(value)
+
+
+def _name(key: Any) -> str:
+    """A key from a config file as written when it is a short printable string, else quoted."""
+    if isinstance(key, str) and key.isprintable() and len(key) <= 60:
+        return key
+    return _shown(key)
 
 
 def parse_config(table: Mapping[str, Any], origin: str) -> Config:
@@ -152,7 +194,7 @@ def parse_config(table: Mapping[str, Any], origin: str) -> Config:
         if key not in _KEYS:
             close = difflib.get_close_matches(key, _KEYS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise fail(key, f"unknown key{hint}")
+            raise fail(_name(key), f"unknown key{hint}")
     values: dict[str, Any] = {"path": origin}
     if "hw" in table:
         values["hw"] = _typed(table["hw"], str, "hw", fail)
@@ -162,7 +204,7 @@ def parse_config(table: Mapping[str, Any], origin: str) -> Config:
     if "fail-on" in table:
         fail_on = _typed(table["fail-on"], str, "fail-on", fail)
         if fail_on not in FAIL_ON:
-            raise fail("fail-on", f"{fail_on!r} is not one of {', '.join(FAIL_ON)}")
+            raise fail("fail-on", f"{_shown(fail_on)} is not one of {', '.join(FAIL_ON)}")
         values["fail_on"] = fail_on
     if "tf32" in table:
         values["tf32"] = _typed(table["tf32"], bool, "tf32", fail)
@@ -170,7 +212,7 @@ def parse_config(table: Mapping[str, Any], origin: str) -> Config:
         dims = _typed(table["dims"], dict, "dims", fail)
         for name, value in dims.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise fail("dims", f"{name} must be a whole number >= 0, got {value!r}")
+                raise fail("dims", f"{_name(name)} must be a whole number >= 0, got {_shown(value)}")
         values["dims"] = MappingProxyType(dict(dims))
     for key in ("select", "ignore", "models"):
         if key in table:
@@ -183,13 +225,13 @@ def parse_config(table: Mapping[str, Any], origin: str) -> Config:
         if key in table:
             number = table[key]
             if not isinstance(number, (int, float)) or isinstance(number, bool) or number < 0:
-                raise fail(key, f"must be a non-negative number, got {number!r}")
+                raise fail(key, f"must be a non-negative number, got {_shown(number)}")
             values[attr] = float(number)
     if "severity" in table:
         severities = _typed(table["severity"], dict, "severity", fail)
         try:
             values["severity"] = MappingProxyType(
-                {code: _severity(text, code) for code, text in severities.items()}
+                {code: _severity(text, _name(code)) for code, text in severities.items()}
             )
         except ConfigError as exc:
             raise fail("severity", str(exc)) from None
@@ -197,7 +239,7 @@ def parse_config(table: Mapping[str, Any], origin: str) -> Config:
         rules = _typed(table["rules"], dict, "rules", fail)
         for rule, options in rules.items():
             if not isinstance(options, dict):
-                raise fail(f"rules.{rule}", "must be a table of option = value")
+                raise fail(f"rules.{_name(rule)}", "must be a table of option = value")
         values["rule_options"] = MappingProxyType({k: dict(v) for k, v in rules.items()})
     if "suppress" in table:
         values["suppress"] = tuple(
@@ -210,7 +252,7 @@ def parse_config(table: Mapping[str, Any], origin: str) -> Config:
 def _typed(value: Any, kind: type, key: str, fail) -> Any:
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         names = {str: "a string", bool: "true or false", dict: "a table", list: "a list"}
-        raise fail(key, f"must be {names[kind]}, got {value!r}")
+        raise fail(key, f"must be {names[kind]}, got {_shown(value)}")
     return value
 
 
@@ -227,7 +269,7 @@ def _suppression(entry: Any, index: int, fail) -> Suppression:
         raise fail(key, "must be a table with code, nodes and reason")
     unknown = set(entry) - {"code", "nodes", "reason"}
     if unknown:
-        raise fail(key, f"unknown key(s) {', '.join(sorted(unknown))}")
+        raise fail(key, f"unknown key(s) {', '.join(_shown(k) for k in sorted(unknown))}")
     for part in ("nodes", "reason"):
         if not isinstance(entry.get(part), str) or not entry[part].strip():
             raise fail(key, f"needs a non-empty `{part}` string")

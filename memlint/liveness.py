@@ -23,10 +23,14 @@ The model (one pass over the nodes in their topological order, linear in nodes +
 
 This is the memory of an unfused runtime without in-place reuse, so a lower bound neither for
 every runtime (in-place kernels share buffers) nor an upper bound (workspace, allocator slack).
+
+A graph is immutable, so its footprint is computed once per Graph object and remembered while
+the graph lives (the rules, the serving section and the what-ifs all ask for it).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -64,20 +68,57 @@ def is_alias(node: Node) -> bool:
 
 def is_folded(node: Node, graph: Graph) -> bool:
     """Every input is a weight: computed once at load (memlint.costs.registry's rule)."""
+    weights = {name for name in node.inputs
+               if (v := graph.value(name)) is not None and v.kind is ValueKind.WEIGHT}
+    return _is_folded(node, weights)
+
+
+def _is_folded(node: Node, weights: set[str]) -> bool:
+    """is_folded, given the names of the graph's weight tensors."""
     if not node.inputs or node.subgraphs or (node.domain, node.op_type) in NEVER_FOLDED:
         return False
-    values = [graph.value(name) for name in node.inputs if name]
-    return bool(values) and all(v is not None and v.kind is ValueKind.WEIGHT for v in values)
+    names = [name for name in node.inputs if name]
+    return bool(names) and all(name in weights for name in names)
 
 
 def resident_weights(graph: Graph) -> tuple[Value, ...]:
     """The weight tensors that stay in device memory during a run, each once."""
-    return _Plan(graph).resident
+    return _memo(graph).plan.resident
 
 
 def footprint(graph: Graph) -> MemoryFootprint:
     """Peak live memory of one run of `graph` (see the module docstring)."""
-    plan = _Plan(graph)
+    memo = _memo(graph)
+    if memo.footprint is None:
+        memo.footprint = _footprint(graph, memo.plan)
+    return memo.footprint
+
+
+class _Memo:
+    """The plan and footprint of one live Graph object."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = weakref.ref(graph, self._forget)
+        self.plan = _Plan(graph)
+        self.footprint: MemoryFootprint | None = None
+        self.key = id(graph)
+
+    def _forget(self, ref: weakref.ref) -> None:
+        if _MEMOS.get(self.key) is self:
+            del _MEMOS[self.key]
+
+
+_MEMOS: dict[int, _Memo] = {}  # id(graph) -> memo, dropped when the graph is collected
+
+
+def _memo(graph: Graph) -> _Memo:
+    memo = _MEMOS.get(id(graph))
+    if memo is None or memo.graph() is not graph:
+        memo = _MEMOS[id(graph)] = _Memo(graph)
+    return memo
+
+
+def _footprint(graph: Graph, plan: _Plan) -> MemoryFootprint:
     n = len(graph.nodes)
     steps = max(n, 1)
     delta = {ValueKind.KV_CACHE: [0] * (steps + 1), ValueKind.ACTIVATION: [0] * (steps + 1)}
@@ -120,26 +161,24 @@ class _Plan:
         self.start: dict[str, int] = {}
         self.end: dict[str, int] = {}
         last = max(len(graph.nodes) - 1, 0)
-
-        def is_weight(name: str) -> bool:
-            value = graph.value(name)
-            return value is not None and value.kind is ValueKind.WEIGHT
+        # One pass over tens of thousands of nodes: names tested against a set, not Values.
+        weights = {name for name, v in graph.values.items() if v.kind is ValueKind.WEIGHT}
 
         for name in graph.inputs:
             root[name] = name
-            if is_weight(name):
+            if name in weights:
                 resident_roots.add(name)
             else:
                 self.start[name] = 0
         produced = {name for node in graph.nodes for name in node.outputs}
-        for name, value in graph.values.items():  # initializers: weights without a producer
-            if value.kind is ValueKind.WEIGHT and name not in root and name not in produced:
+        for name in weights:  # initializers: weights without a producer
+            if name not in root and name not in produced:
                 root[name] = name
                 resident_roots.add(name)
         for step, node in enumerate(graph.nodes):
-            folded = is_folded(node, graph)
-            for name in _reads(node):
-                buffer = root.get(name)
+            folded = _is_folded(node, weights)
+            for name in _reads(node) if node.subgraphs else node.inputs:
+                buffer = root.get(name) if name else None  # "": an omitted optional input
                 if buffer is None:
                     continue
                 if buffer in resident_roots:
@@ -155,7 +194,7 @@ class _Plan:
                     root[name] = root[node.inputs[0]]
                     continue
                 root[name] = name
-                if made_here and is_weight(name):
+                if made_here and name in weights:
                     resident_roots.add(name)
                 else:
                     self.start[name] = step

@@ -271,10 +271,11 @@ def combine(outcomes: Sequence[ModelOutcome], fmt: str) -> str:
 
 def summary_table(outcomes: Sequence[ModelOutcome]) -> str:
     from memlint import units
+    from memlint.report.view import inert
 
     lines = [f"{len(outcomes)} models:"]
     for o in outcomes:
-        status = f"error: {o.error}" if o.error else (
+        status = f"error: {inert(o.error)}" if o.error else (
             f"{o.findings} finding(s), predicted {units.seconds(o.latency_s)}"
             + (" - FAIL" if o.fails else ""))
         lines.append(f"  {o.model}: {status}")

@@ -124,8 +124,9 @@ def _from_graph_input(ctx: RuleContext, name: str) -> bool:
     value = ctx.value(name)
     if value is None or value.kind is not ValueKind.KV_CACHE:
         return False
+    inputs = ctx.shared("graph-input-names", lambda: frozenset(ctx.graph.inputs))
     for _ in range(8):
-        if name in ctx.graph.inputs:
+        if name in inputs:
             return True
         node = ctx.producer(name)
         if node is None or ctx.result(node.name).cost.status is not CostStatus.METADATA:

@@ -33,6 +33,9 @@ _EXAMPLE = (
 )
 
 
+SIGNIFICANT = 0.01  # a dtype under 1% of the wide weights' read time does not set the steps
+
+
 class WideWeights(Rule):
     """Reading float weights wider than needed takes most of the predicted time.
 
@@ -84,13 +87,14 @@ class WideWeights(Rule):
             raise ConfigError(f"rule {self.code} option target: expected one of "
                               f"{', '.join(TARGET_BITS)}, got {target!r}")
         readers = [r for r in ctx.results if r.cost.bytes_read.weights > 0]
+        splits = {r.name: _bytes_by_input(ctx, r.name) for r in readers}  # each node once
         read_by_dtype: dict[DType, int] = defaultdict(int)
         time_by_dtype: dict[DType, float] = defaultdict(float)
         for result in readers:
             weights = result.cost.bytes_read.weights
             memory_bound = result.timing.bound is Bound.MEMORY
             weight_time = result.timing.predicted_latency_s * weights / result.cost.bytes_moved
-            for dtype, nbytes in _bytes_by_input(ctx, result.name):
+            for dtype, nbytes in splits[result.name]:
                 read_by_dtype[dtype] += nbytes
                 time_by_dtype[dtype] += weight_time * nbytes / weights if memory_bound else 0.0
         wide = [d for d in time_by_dtype if d.is_float and d.bits > TARGET_BITS[target]]
@@ -99,12 +103,15 @@ class WideWeights(Rule):
         if not wide or not (wide_share >= ctx.options["min-weight-share"]
                 or fp32_share >= ctx.options["min-weight-share-fp32"]):
             return
-        widest = max(d.bits for d in wide)
-        savings = [(step, text, sum(_saving(ctx, r.name, bits) for r in readers))
+        # The widest dtype that matters: a few fp32 scalars (rotary frequencies, epsilons) in an
+        # fp16 model must not make "convert to fp16" a fix worth nanoseconds.
+        wide_time = sum(time_by_dtype[d] for d in wide)
+        widest = max(d.bits for d in wide if time_by_dtype[d] >= SIGNIFICANT * wide_time)
+        savings = [(step, text, sum(_saving(ctx, r.name, bits, splits[r.name]) for r in readers))
                    for step, bits, text in _STEPS if bits < widest]
         weight_time = sum(time_by_dtype.values())
         concerned = sorted(  # the nodes that read the wide weights, the heaviest readers first
-            (r for r in readers if any(d in wide and n for d, n in _bytes_by_input(ctx, r.name))),
+            (r for r in readers if any(d in wide and n for d, n in splits[r.name])),
             key=lambda r: (-r.cost.bytes_read.weights, r.name),
         )
         time_s = sum(r.timing.predicted_latency_s for r in concerned)
@@ -143,14 +150,14 @@ def _bytes_by_input(ctx: RuleContext, name: str) -> list[tuple[DType, int]]:
     return [*split, (values[-1].dtype, read)]
 
 
-def _saving(ctx: RuleContext, name: str, bits: int) -> float:
+def _saving(ctx: RuleContext, name: str, bits: int, split: list[tuple[DType, int]]) -> float:
     """Time saved on one node by storing its float weights at `bits` (at most 16 bits for the
-    weights of ops that weight-only quantization does not cover)."""
+    weights of ops that weight-only quantization does not cover); `split` is the node's
+    _bytes_by_input."""
     node, result = ctx.node(name), ctx.result(name)
     if result.cost.parts:
         return 0.0
     cap = bits if node.qualified_op in QUANTIZABLE_OPS else max(bits, 16)
-    split = _bytes_by_input(ctx, name)
     new = sum(n * min(1.0, cap / d.bits) if d.is_float else n for d, n in split)
     old = sum(n for _, n in split)
     if new >= old:

@@ -172,3 +172,15 @@ def test_other_samples():
     bert = lint(SAMPLES / "bert_encoder.onnx", hw="a100",
                 dims={"batch_size": 1, "sequence_length": 1}, config=Config(select=("ML106",)))
     assert [f.code for f in bert.findings] == ["ML106"]
+
+
+def test_a_few_fp32_constants_do_not_make_fp16_a_step():
+    # An fp16 GEMV (2 MiB of weights) next to a [64] fp32 constant (256 B, rotary frequencies in
+    # a real model): the fp32 bytes are 0.01% of the weight read time, so the steps start at
+    # int8 (an "fp16 saves picoseconds" fix would be noise).
+    text = """g (float16[1,1024] x, float[64] p) => (float16[1,1024] y, float[64] q)
+      <float16[1024,1024] w, float[64] f> { y = MatMul(x, w)  q = Mul(p, f) }"""
+    (finding,) = _findings(text)
+    assert [f.text.split()[0] for f in finding.fixes] == ["Quantize", "Quantize"]
+    assert finding.metric("saving_fp16_s") is None
+    assert finding.metric("saving_int8_s") is not None

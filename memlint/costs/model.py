@@ -42,11 +42,21 @@ class ByteCounts:
     @classmethod
     def of(cls, values: Iterable[Value | None]) -> ByteCounts:
         """Each value's full size once, by its kind; unknown sizes count as zero."""
-        counts = {kind: 0 for kind in ValueKind}
+        weights = activations = kv_cache = 0  # plain locals: this runs for every node
         for value in values:
-            if value is not None and value.nbytes is not None:
-                counts[value.kind] += value.nbytes
-        return cls.by_kind(counts)
+            if value is None:
+                continue
+            nbytes = value.nbytes
+            if nbytes is None:
+                continue
+            kind = value.kind
+            if kind is ValueKind.WEIGHT:
+                weights += nbytes
+            elif kind is ValueKind.ACTIVATION:
+                activations += nbytes
+            elif kind is ValueKind.KV_CACHE:
+                kv_cache += nbytes
+        return cls(weights=weights, activations=activations, kv_cache=kv_cache)
 
     @classmethod
     def by_kind(cls, counts: dict[ValueKind, int]) -> ByteCounts:

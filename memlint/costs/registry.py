@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -42,11 +43,11 @@ class CostContext:
     node: Node
     graph: Graph
 
-    @property
+    @cached_property  # looked up once per node: formulas ask for them several times
     def inputs(self) -> tuple[Value | None, ...]:
         return tuple(self.graph.value(name) for name in self.node.inputs)
 
-    @property
+    @cached_property
     def outputs(self) -> tuple[Value | None, ...]:
         return tuple(self.graph.value(name) for name in self.node.outputs)
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from memlint.errors import DimError
 from memlint.ir import DimBinding
 
+MAX_DIM = 2**63 - 1  # ONNX dims are int64
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:]*$")
 _BINOPS = {
     ast.Add: operator.add,
@@ -58,18 +59,34 @@ def _whole(text: str, where: str, *, minimum: int) -> int:
         raise DimError(f"{where}: {text.strip()!r} is not a whole number") from None
     if value < minimum:
         raise DimError(f"{where}: dims must be at least {minimum}, got {value}")
+    if value > MAX_DIM:
+        raise DimError(f"{where}: {value} is larger than any dim can be (2**63 - 1)")
     return value
 
 
 def dim_names_in(expression: str) -> list[str]:
     """The symbol names a dim string mentions ('past + seq' -> ['past', 'seq'])."""
+    expression = expression.strip()
     if _IDENT.match(expression):
         return [expression]
-    try:
-        tree = ast.parse(expression, mode="eval")
-    except SyntaxError:
+    tree = _parse(expression)
+    if tree is None:
         return [expression]
     return [n.id for n in ast.walk(tree) if isinstance(n, ast.Name)]
+
+
+MAX_EXPRESSION = 1000  # characters; a longer dim string is a label, never parsed
+
+
+def _parse(expression: str) -> ast.Expression | None:
+    """The expression's syntax tree, or None for a label that is not arithmetic (or is too long
+    or too deeply nested to parse: the parser can raise RecursionError or MemoryError)."""
+    if len(expression) > MAX_EXPRESSION:
+        return None
+    try:
+        return ast.parse(expression, mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
 
 
 class DimBinder:
@@ -99,14 +116,19 @@ class DimBinder:
         dim = dim.strip()
         if _IDENT.match(dim):
             return self._lookup(dim)
+        tree = _parse(dim)
         try:
-            tree = ast.parse(dim, mode="eval")
+            if tree is None:
+                raise DimError("not an expression")
             result = self._eval(tree.body)
-        except (SyntaxError, DimError, ZeroDivisionError, RecursionError):
+        except (DimError, ZeroDivisionError, RecursionError):
             # An unparseable label ('?', 'p2o.DynamicDimension.0 x') is a name of its own.
             return self._lookup(dim)
         if result < 1:
             raise DimError(f"dim {dim!r} evaluates to {result}; bind its names to larger values")
+        if result > MAX_DIM:
+            raise DimError(f"dim {dim!r} evaluates to more than 2**63 - 1, larger than any dim "
+                           "can be; bind its names to smaller values")
         return result
 
     def _eval(self, node: ast.AST) -> int:
@@ -143,14 +165,19 @@ class DimBinder:
         """Raise for user bindings that name no dim, and for anything assumed under --strict-dims."""
         unknown = sorted(set(self._bound) - set(known_names))
         if unknown:
-            listed = ", ".join(sorted(set(known_names))) or "none"
-            raise DimError(f"--dim {', '.join(unknown)}: no such dim in the model (its dims: {listed})")
+            listed = ", ".join(shown(n) for n in sorted(set(known_names))) or "none"
+            raise DimError(
+                f"--dim {', '.join(map(shown, unknown))}: no such dim in the model "
+                f"(its dims: {listed})"
+            )
         if self._strict and self._missing:
             named = [m for m in self._missing if "[" not in m]
             flags = " ".join(f"--dim {shell_quote(n)}=N" for n in named)
-            shape_flags = " ".join(f"--input-shape {name}=..." for name in unnamed_inputs)
+            shape_flags = " ".join(
+                f"--input-shape {shell_quote(name)}=..." for name in unnamed_inputs
+            )
             raise DimError(
-                f"--strict-dims: unbound dims {', '.join(self._missing)}; add "
+                f"--strict-dims: unbound dims {', '.join(map(shown, self._missing))}; add "
                 + " ".join(part for part in (flags, shape_flags) if part)
             )
 
@@ -160,4 +187,14 @@ class DimBinder:
 
 
 def shell_quote(text: str) -> str:
-    return text if re.match(r"^[A-Za-z0-9_.:+-]+$", text) else "'" + text.replace("'", "'\\''") + "'"
+    if re.match(r"^[A-Za-z0-9_.:+-]+$", text):
+        return text
+    if not text.isprintable():  # control characters: shown escaped, never raw
+        return shown(text)
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def shown(name: str) -> str:
+    """A name from a model as it can appear in a one-line message: as is when printable,
+    else quoted with its control characters escaped."""
+    return name if name.isprintable() else repr(name)

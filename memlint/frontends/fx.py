@@ -127,13 +127,13 @@ def load_pt2(
     default_dims: Mapping[str, int] | None = None,
     strict_dims: bool = False,
 ) -> Model:
-    """A program saved with torch.export.save (never an arbitrary pickle); dims as for
-    load_torch."""
+    """A program saved with torch.export.save; dims as for load_torch. Nothing in the file is
+    unpickled (see _no_unpickling): a .pt2 cannot run code."""
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such file")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _no_unpickling():
             warnings.simplefilter("ignore")
             program = torch.export.load(str(path))
     except Exception as exc:  # noqa: BLE001 - any failure to read is a bad input file
@@ -141,6 +141,37 @@ def load_pt2(
         raise ModelLoadError(f"{path}: not a readable torch.export program ({reason})") from None
     binding = _Dims(dims or {}, strict_dims, default_dims)
     return _from_program(program, str(path), "torch.export.load", binding)
+
+
+@contextlib.contextmanager
+def _no_unpickling() -> Iterator[None]:
+    """torch.export.load unpickles some archive entries (weights marked use_pickle, opaque
+    constants, legacy files) with torch.load(weights_only=False) or pickle.loads, which would
+    run code from the file. Inside, every torch.load is weights_only=True and pickle's loaders
+    refuse."""
+    import pickle
+
+    real_load = torch.load
+
+    def weights_only_load(*args: Any, **kwargs: Any) -> Any:
+        kwargs["weights_only"] = True
+        return real_load(*args, **kwargs)
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise pickle.UnpicklingError("memlint does not unpickle objects from a model file")
+
+    patches = [(torch, "load", weights_only_load), (pickle, "loads", refuse),
+               (pickle, "load", refuse), (torch._C, "_pickle_load_obj", refuse)]
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches
+             if hasattr(owner, name)]
+    try:
+        for owner, name, value in patches:
+            if hasattr(owner, name):
+                setattr(owner, name, value)
+        yield
+    finally:
+        for owner, name, value in saved:
+            setattr(owner, name, value)
 
 
 def from_dynamo(gm: fx.GraphModule, example_inputs: Sequence[Any], label: str) -> Model:

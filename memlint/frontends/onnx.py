@@ -10,9 +10,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import math
 import os
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -20,10 +24,10 @@ from types import MappingProxyType
 import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
-from onnx import external_data_helper, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from memlint.errors import DimError, ModelLoadError
-from memlint.frontends.dims import DimBinder, dim_names_in
+from memlint.frontends.dims import DimBinder, dim_names_in, shown
 from memlint.frontends.onnx_infer import (
     MAX_FOLD_ELEMENTS,
     TensorType,
@@ -38,6 +42,10 @@ from memlint.ir import DType, Graph, Model, Node, Value, ValueKind
 log = logging.getLogger(__name__)
 
 KEEP_INITIALIZER_ELEMENTS = MAX_FOLD_ELEMENTS  # smaller ones keep their values for folding
+# ONNX sizes are int64: a tensor with more elements than that is a corrupt or hostile model
+# (and its byte count would overflow the float arithmetic of the roofline).
+MAX_ELEMENTS = 2**63 - 1
+MAX_PROTO_BYTES = 2**31 - 1  # protobuf's limit for one message: a larger .onnx cannot parse
 KV_NAME = re.compile(
     r"past_key|past_value|present|kv_cache|key_cache|value_cache|^past[._]|^cache[._]", re.I
 )
@@ -95,18 +103,46 @@ def resolve_model_path(source: str | os.PathLike[str]) -> Path:
 
 def read_proto(path: Path) -> onnx.ModelProto:
     """Parse the model without external data; refuse what is not an ONNX model."""
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise ModelLoadError(f"{path}: empty file, not an ONNX model")
+    if size > MAX_PROTO_BYTES:  # refused before reading gigabytes into memory
+        raise ModelLoadError(
+            f"{path}: {size / 2**30:.1f} GiB, larger than any protobuf can be (2 GiB); "
+            f"{_what_it_is(path) or 'not an ONNX model'} (ONNX keeps large weights in external data)"
+        )
     try:
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, RuntimeError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        found = _what_it_is(path)
+        if found:
+            raise ModelLoadError(f"{path}: not a readable ONNX model: {found}") from None
+        reason = " ".join(str(exc).split()) or type(exc).__name__
         raise ModelLoadError(f"{path}: not a readable ONNX model ({reason})") from None
     if not model.HasField("graph") or (not model.graph.node and not model.graph.output):
         raise ModelLoadError(f"{path}: not an ONNX model (no graph in the file)")
     if model.ir_version == 0 and not model.opset_import:
         raise ModelLoadError(f"{path}: not an ONNX model (no IR version or opset)")
     return model
+
+
+def _what_it_is(path: Path) -> str:
+    """What a file that is not a model looks like, from its first bytes ("" when unsure)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        return ""
+    if head.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer file, not the model itself (run `git lfs pull`)"
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")):
+        return "an HTML or XML page (a download that returned a web page?)"
+    if text.startswith((b"{", b"[")):
+        return "JSON text"
+    if head.startswith(b"PK\x03\x04"):
+        return "a zip archive (a .pt2 program or a zipped model?)"
+    return ""
 
 
 def load_onnx(
@@ -136,9 +172,10 @@ def load_onnx_proto(
     """Load a parsed model (modified in place: weight payloads are dropped). `path` names it in
     messages, and its folder is where small external tensors are looked for."""
     graph = proto.graph
-    weights = _strip_weights(graph, path.parent)
+    _require_text(graph, path)
+    weights = _strip_weights(graph, path.parent, path)
     constants: dict[str, np.ndarray] = {
-        init.name: numpy_helper.to_array(init) for init in graph.initializer
+        init.name: _small_array(init, path) for init in graph.initializer
     }
     binder = DimBinder(dims or {}, strict=strict_dims, defaults=default_dims)
     declared_dims = _bind_inputs(graph, weights, binder, dict(input_shapes or {}))
@@ -158,29 +195,61 @@ def load_onnx_proto(
         parent=None,
         prefix="",
     )
+    _check_sizes(ir_graph, path)
     return Model(
         graph=ir_graph,
         source=str(path),
         format="onnx",
-        producer=" ".join(p for p in (proto.producer_name, proto.producer_version) if p),
+        producer=" ".join(_text(p) for p in (proto.producer_name, proto.producer_version) if p),
         opsets=MappingProxyType({(o.domain or "ai.onnx"): o.version for o in proto.opset_import}),
         dims=binder.bindings,
         tensors_total=total,
         tensors_resolved=resolved,
-        metadata=MappingProxyType({p.key: p.value for p in proto.metadata_props}),
+        metadata=MappingProxyType({_text(p.key): _text(p.value) for p in proto.metadata_props}),
         input_dim_names=MappingProxyType(declared_dims),
     )
 
 
-def _strip_weights(graph: onnx.GraphProto, base_dir: Path) -> dict[str, TensorType]:
+def _text(value: str | bytes) -> str:
+    """A free-text field (producer, metadata): protobuf hands invalid UTF-8 back as bytes."""
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+def _require_text(graph: onnx.GraphProto, path: Path) -> None:
+    """Every name memlint reads is UTF-8 text (the ONNX spec requires it); protobuf returns a
+    name with invalid UTF-8 as bytes, which is a corrupt file."""
+    def names(info: onnx.ValueInfoProto) -> list:
+        tensor = info.type.tensor_type
+        return [info.name, *(d.dim_param for d in tensor.shape.dim)]
+
+    fields = [graph.name]
+    for info in (*graph.input, *graph.output, *graph.value_info):
+        fields.extend(names(info))
+    for init in graph.initializer:
+        fields.append(init.name)
+        fields.extend(x for entry in init.external_data for x in (entry.key, entry.value))
+    for node in graph.node:
+        fields.extend((node.name, node.op_type, node.domain, *node.input, *node.output))
+        for attr in node.attribute:
+            fields.append(attr.name)
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                _require_text(sub, path)
+    for field in fields:
+        if not isinstance(field, str):
+            raise ModelLoadError(
+                f"{path}: the name {_text(field)!r} is not UTF-8 text (a corrupt file)"
+            )
+
+
+def _strip_weights(graph: onnx.GraphProto, base_dir: Path, path: Path) -> dict[str, TensorType]:
     """Turn large initializers into typed graph inputs, freeing their payloads."""
     declared = {i.name for i in graph.input}
     kept, weights = [], {}
     for init in graph.initializer:
-        numel = int(np.prod(init.dims)) if init.dims else 1
+        numel = _numel(init, path)
         external = init.data_location == onnx.TensorProto.EXTERNAL
         if external and numel <= KEEP_INITIALIZER_ELEMENTS:
-            external = not _read_small_external(init, base_dir)
+            external = not _read_small_external(init, numel, base_dir)
         if numel <= KEEP_INITIALIZER_ELEMENTS and not external:
             kept.append(init)
             continue
@@ -196,14 +265,93 @@ def _strip_weights(graph: onnx.GraphProto, base_dir: Path) -> dict[str, TensorTy
     return weights
 
 
-def _read_small_external(init: onnx.TensorProto, base_dir: Path) -> bool:
-    """Embed a small external tensor (a shape, axes, a trip count) in place when its data file
-    is there: a few bytes that shape arithmetic needs, never a weight matrix."""
+def _numel(init: onnx.TensorProto, path: Path) -> int:
+    """Elements of an initializer; a negative dim is a corrupt file."""
+    if any(d < 0 for d in init.dims):
+        raise ModelLoadError(
+            f"{path}: initializer {init.name!r} has a negative dim {list(init.dims)}"
+        )
+    return math.prod(init.dims)
+
+
+def _small_array(init: onnx.TensorProto, path: Path) -> np.ndarray:
+    """The value of a small embedded initializer; one whose data does not fit its declared
+    shape or type is a corrupt file."""
     try:
-        external_data_helper.load_external_data_for_tensor(init, str(base_dir))
-    except Exception:  # noqa: BLE001 - absent or unreadable file: the value stays unknown
+        return numpy_helper.to_array(init)
+    except Exception as exc:  # noqa: BLE001 - onnx raises ValueError, TypeError, KeyError, ...
+        reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(
+            f"{path}: initializer {init.name!r} is corrupt (dims {list(init.dims)}, "
+            f"{reason})"
+        ) from None
+
+
+def _read_small_external(init: onnx.TensorProto, numel: int, base_dir: Path) -> bool:
+    """Embed a small external tensor (a shape, axes, a trip count) in place when its data file
+    is there: a few bytes that shape arithmetic needs, never a weight matrix.
+
+    Only the tensor's own bytes are read (never a whole file, whatever `length` says), and
+    only from a regular file inside the model's folder: an absolute location, `..`, or a
+    symlink that leads out of the folder leaves the value unknown, as does any mismatch."""
+    info = {entry.key: entry.value for entry in init.external_data}
+    try:
+        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(init.data_type)).itemsize
+        offset = int(info.get("offset") or 0)
+    except (TypeError, ValueError, KeyError):
         return False
+    nbytes = numel * itemsize
+    if init.data_type == onnx.TensorProto.STRING or offset < 0 or (
+        "length" in info and info["length"].strip() != str(nbytes)
+    ):
+        return False
+    location = info.get("location", "")
+    file = _inside(base_dir, location)
+    if file is None:
+        return False
+    try:
+        with open(file, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return False
+            handle.seek(offset)
+            data = handle.read(nbytes)
+    except (OSError, ValueError, OverflowError):
+        return False
+    if len(data) != nbytes:
+        return False
+    init.raw_data = data
+    init.data_location = onnx.TensorProto.DEFAULT
+    del init.external_data[:]
     return True
+
+
+def _inside(base_dir: Path, location: str) -> Path | None:
+    """`location` as a regular file inside `base_dir` (symlinks resolved), else None."""
+    relative = Path(location)
+    if not location or "\0" in location or relative.is_absolute() or ".." in relative.parts:
+        return None
+    try:
+        base = base_dir.resolve()
+        file = (base / relative).resolve()
+        if not file.is_relative_to(base) or not file.is_file():
+            return None
+    except (OSError, ValueError, RuntimeError):
+        return None
+    return file
+
+
+def _check_sizes(graph: Graph, path: Path) -> None:
+    """Refuse tensors with more elements than int64 counts (corrupt dims or hostile bindings)."""
+    for value in graph.values.values():
+        numel = value.numel
+        if numel is not None and numel > MAX_ELEMENTS:
+            raise ModelLoadError(
+                f"{path}: tensor {value.name!r} would hold more than 2**63 - 1 elements (shape "
+                f"{list(value.shape)}), more than any runtime can index; check the model's dims"
+            )
+    for node in graph.nodes:
+        for sub in node.subgraphs.values():
+            _check_sizes(sub, path)
 
 
 def _bind_inputs(
@@ -220,7 +368,8 @@ def _bind_inputs(
     unknown = sorted(set(input_shapes) - set(by_name))
     if unknown:
         raise DimError(
-            f"--input-shape {', '.join(unknown)}: no such input (inputs: {', '.join(by_name)})"
+            f"--input-shape {', '.join(map(shown, unknown))}: no such input "
+            f"(inputs: {', '.join(map(shown, by_name))})"
         )
     names: list[str] = []
     unnamed: list[str] = []
@@ -232,7 +381,7 @@ def _bind_inputs(
         given = input_shapes.get(value.name)
         if given is not None and len(given) != len(tensor.shape.dim):
             raise DimError(
-                f"--input-shape {value.name}: rank {len(given)} given, the input has rank "
+                f"--input-shape {shown(value.name)}: rank {len(given)} given, the input has rank "
                 f"{len(tensor.shape.dim)}"
             )
         declared[value.name] = tuple(
@@ -266,9 +415,14 @@ def _topological_order(graph: onnx.GraphProto, path: Path) -> list[int]:
             if name:
                 producer[name] = index
     deps = [
-        {producer[n] for n in _all_inputs(node) if n in producer and producer[n] != i}
-        for i, node in enumerate(graph.node)
+        {producer[n] for n in _all_inputs(node) if n in producer}
+        for node in graph.node
     ]
+    for index, node in enumerate(graph.node):
+        if index in deps[index]:  # a node that reads its own output
+            raise ModelLoadError(
+                f"{path}: the graph has a cycle through node {node.name or node.op_type!r}"
+            )
     done: set[int] = set()
     order: list[int] = []
     visiting: set[int] = set()
@@ -389,7 +543,7 @@ def _build_graph(
                 domain="" if node.domain == "ai.onnx" else node.domain,
                 inputs=tuple(node.input),
                 outputs=tuple(node.output),
-                attributes=MappingProxyType(node_attributes(node)),
+                attributes=MappingProxyType(_typed_attributes(node)),
                 subgraphs=MappingProxyType({k: s[0] for k, s in subgraphs.items()}),
             )
         )
@@ -405,6 +559,47 @@ def _build_graph(
         constants=MappingProxyType(dict(constants)),
     )
     return graph, total, resolved
+
+
+_A = onnx.AttributeProto
+# Attribute types for ops onnx has no schema for (onnxruntime's com.microsoft ops): the names
+# costs, rules and the LLM structure read, typed as onnxruntime's contrib schemas type them.
+CONTRIB_ATTRIBUTE_TYPES: Mapping[str, int] = MappingProxyType({
+    **dict.fromkeys((
+        "num_heads", "kv_num_heads", "q_num_heads", "bits", "block_size", "K", "N",
+        "hidden_size", "do_rotary", "past_present_share_buffer", "local_window_size",
+        "unidirectional", "interleaved", "rotary_embedding_dim", "accuracy_level", "transA",
+        "transB", "transBatchA", "transBatchB", "axis", "keepdims", "group",
+    ), _A.INT),
+    **dict.fromkeys(("qkv_hidden_sizes", "perm", "axes", "pads", "kernel_shape", "strides",
+                     "dilations"), _A.INTS),
+    **dict.fromkeys(("epsilon", "alpha", "beta", "scale", "mask_filter_value"), _A.FLOAT),
+    **dict.fromkeys(("activation", "direction", "auto_pad", "mode", "equation"), _A.STRING),
+})  # fmt: skip
+
+
+@functools.lru_cache(maxsize=None)
+def _attribute_types(op_type: str, domain: str) -> Mapping[str, int]:
+    """The attribute types of an op's schema (the contrib table for an op onnx does not know)."""
+    try:
+        schema = onnx.defs.get_schema(op_type, domain)
+    except Exception:  # noqa: BLE001 - SchemaError, or a name onnx cannot take
+        return CONTRIB_ATTRIBUTE_TYPES
+    return MappingProxyType({name: int(a.type) for name, a in schema.attributes.items()})
+
+
+def _typed_attributes(node: onnx.NodeProto) -> dict[str, object]:
+    """A node's attributes, without those whose type is not the one its schema declares (a
+    num_heads written as a string): costs and rules read attributes as their schema types."""
+    values = node_attributes(node)
+    expected = _attribute_types(node.op_type, "" if node.domain == "ai.onnx" else node.domain)
+    for attr in node.attribute:
+        want = expected.get(attr.name)
+        if want is not None and attr.type != want and attr.name in values:
+            log.debug("node %r: attribute %r has type %d, not %d; ignored", node.name,
+                      attr.name, attr.type, want)
+            del values[attr.name]
+    return values
 
 
 def _carries_kv(
@@ -460,8 +655,9 @@ def _subgraphs(
         sub_constants = dict(constants)
         for init in sub.initializer:
             external = init.data_location == onnx.TensorProto.EXTERNAL
-            if not external and int(np.prod(init.dims or [1])) <= KEEP_INITIALIZER_ELEMENTS:
-                sub_constants[init.name] = numpy_helper.to_array(init)
+            if not external and 0 <= math.prod(init.dims) <= KEEP_INITIALIZER_ELEMENTS:
+                with contextlib.suppress(Exception):  # corrupt data: the value stays unknown
+                    sub_constants[init.name] = numpy_helper.to_array(init)
         for inner in sub.node:
             if inner.op_type == "Constant" and inner.output:
                 value = constant_value(inner)

@@ -196,16 +196,39 @@ def _check_size(numel: int) -> None:
         raise FoldTooLarge(numel)
 
 
+_BROADCASTING = frozenset({
+    "Add", "Sub", "Mul", "Div", "Mod", "Pow", "Min", "Max", "Equal", "Less", "Greater",
+    "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "Where",
+})  # fmt: skip
+
+
+def _check_output_size(op_type: str, xs: Arrays, attrs: dict[str, Any]) -> None:
+    """Refuse before computing: a broadcast, a gather or a concat of small inputs can still
+    make a large output ([4096, 1] + [1, 4096] is 16M elements)."""
+    arrays = [np.asarray(x) for x in xs if x is not None]
+    if op_type in _BROADCASTING and arrays:
+        _check_size(math.prod(np.broadcast_shapes(*(a.shape for a in arrays))))
+    elif op_type == "Concat":
+        _check_size(sum(a.size for a in arrays))
+    elif op_type == "Gather" and len(arrays) == 2:
+        data, indices = arrays
+        axis_len = data.shape[attrs.get("axis", 0)]
+        _check_size(data.size // axis_len * indices.size if axis_len else 0)
+
+
 def fold_node(op_type: str, inputs: Arrays, attrs: dict[str, Any]) -> list[np.ndarray] | None:
     """Outputs of a default-domain node whose inputs are all known, or None if not foldable."""
     fn = FOLDERS.get(op_type)
     if fn is None:
         return None
     try:
-        outputs = fn(inputs, attrs)
+        _check_output_size(op_type, inputs, attrs)
+        with np.errstate(all="ignore"):  # 1/0 and overflow end in a refusal, never a warning
+            outputs = fn(inputs, attrs)
     except (FoldTooLarge, ValueError, TypeError, IndexError, KeyError, ZeroDivisionError,
-            FloatingPointError, OverflowError):
+            FloatingPointError, OverflowError, AttributeError):  # AttributeError: omitted input
         return None
-    if any(np.asarray(o).size > MAX_FOLD_ELEMENTS for o in outputs):
+    if any(np.asarray(o).size > MAX_FOLD_ELEMENTS or np.asarray(o).dtype == object
+           for o in outputs):  # object: strings, or an omitted input passed through
         return None
     return [np.asarray(o) for o in outputs]

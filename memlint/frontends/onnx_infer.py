@@ -1,14 +1,15 @@
 """Shape inference for a weight-free ONNX proto with concrete input dims.
 
-Rounds of onnx's C++ inference (with data propagation), each followed by folding the shape
+Rounds of onnx's C++ inference (without its data propagation: see infer), each followed by folding the shape
 arithmetic it could not evaluate (onnx_fold) and giving shapes to onnxruntime contrib ops
-(onnx_contrib), until nothing changes. The proto passed in holds no weight payloads, so
-each round serialises a few MB at most.
+(onnx_contrib), until nothing changes or every tensor is resolved. The proto passed in holds
+no weight payloads, so each round serialises a few MB at most.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ from onnx import helper, numpy_helper, shape_inference
 
 from memlint.errors import ShapeInferenceError
 from memlint.frontends.onnx_contrib import CONTRIB_SHAPES
-from memlint.frontends.onnx_fold import MAX_FOLD_ELEMENTS, fold_node
+from memlint.frontends.onnx_fold import FOLDERS, MAX_FOLD_ELEMENTS, fold_node
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +59,25 @@ def constant_value(node: onnx.NodeProto) -> np.ndarray | None:
     """The value of a Constant node, when small enough to keep."""
     for attr in node.attribute:
         if attr.name == "value":
-            numel = int(np.prod(attr.t.dims)) if attr.t.dims else 1
+            numel = math.prod(attr.t.dims)
             if numel > MAX_FOLD_ELEMENTS or attr.t.data_location == onnx.TensorProto.EXTERNAL:
                 return None
-            return numpy_helper.to_array(attr.t)
-        if attr.name in ("value_int", "value_float"):
-            value = helper.get_attribute_value(attr)
-            return np.array(value, dtype=np.int64 if attr.name == "value_int" else np.float32)
-        if attr.name in ("value_ints", "value_floats"):
-            value = helper.get_attribute_value(attr)
-            return np.array(value, dtype=np.int64 if attr.name == "value_ints" else np.float32)
+            return _array(attr.t)
+        if attr.name in ("value_int", "value_float", "value_ints", "value_floats"):
+            try:
+                value = helper.get_attribute_value(attr)
+                return np.array(value, dtype=np.int64 if "int" in attr.name else np.float32)
+            except (ValueError, TypeError, OverflowError):  # a corrupt attribute: unknown
+                return None
     return None
+
+
+def _array(tensor: onnx.TensorProto) -> np.ndarray | None:
+    """A small tensor's value, or None when its data does not fit its shape or type."""
+    try:
+        return numpy_helper.to_array(tensor)
+    except Exception:  # noqa: BLE001 - onnx raises ValueError, TypeError, KeyError, ...
+        return None
 
 
 def node_attributes(node: onnx.NodeProto) -> dict[str, object]:
@@ -77,12 +86,17 @@ def node_attributes(node: onnx.NodeProto) -> dict[str, object]:
     for attr in node.attribute:
         if attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
             continue
-        value = helper.get_attribute_value(attr)
+        try:
+            value = helper.get_attribute_value(attr)
+        except (ValueError, TypeError):  # an attribute of an unknown or mismatched type
+            continue
         if isinstance(value, onnx.TensorProto):
             small = value.data_location != onnx.TensorProto.EXTERNAL and (
-                int(np.prod(value.dims)) if value.dims else 1
-            ) <= MAX_FOLD_ELEMENTS
-            value = numpy_helper.to_array(value) if small else None
+                math.prod(value.dims) <= MAX_FOLD_ELEMENTS
+            )
+            value = _array(value) if small else None
+        elif isinstance(value, (onnx.SparseTensorProto, onnx.TypeProto)):
+            value = None  # no plain value (and no op memlint models takes one)
         elif isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
         elif isinstance(value, list):
@@ -96,6 +110,8 @@ def has_subgraph(node: onnx.NodeProto) -> bool:
 
 
 def _shape_value(node: onnx.NodeProto, attrs: dict, types: dict) -> np.ndarray | None:
+    if not node.input:
+        return None
     found = types.get(node.input[0])
     if found is None or found[1] is None or any(d is None for d in found[1]):
         return None
@@ -113,22 +129,56 @@ def _type_proto(found: TensorType) -> onnx.TypeProto:
     return helper.make_tensor_type_proto(elem, None if dims is None else list(dims))
 
 
-def _infer_node(node: onnx.NodeProto, types: dict, constants: dict, opsets: dict) -> None:
+class _NodeInference:
+    """What per-node inference needs again and again on a large graph, made once per pass: the
+    opset list, each op's schema, the TypeProto of each (dtype, shape) and the TensorProto of
+    each known value (a name's value never changes once known)."""
+
+    def __init__(self, opsets: dict) -> None:
+        self.opsets = opsets
+        self.opset_imports = [helper.make_opsetid(d, v) for d, v in opsets.items()]
+        self._schemas: dict[tuple[str, str], onnx.defs.OpSchema | None] = {}
+        self._type_protos: dict[TensorType, onnx.TypeProto] = {}
+        self._data: dict[str, onnx.TensorProto] = {}
+
+    def schema(self, node: onnx.NodeProto) -> onnx.defs.OpSchema | None:
+        key = (node.op_type, node.domain)
+        if key not in self._schemas:
+            try:
+                self._schemas[key] = onnx.defs.get_schema(
+                    node.op_type, self.opsets.get(node.domain or "", 1), node.domain
+                )
+            except (onnx.defs.SchemaError, TypeError, ValueError):  # TypeError: opset > int32
+                self._schemas[key] = None
+        return self._schemas[key]
+
+    def type_proto(self, found: TensorType) -> onnx.TypeProto:
+        proto = self._type_protos.get(found)
+        if proto is None:
+            proto = self._type_protos[found] = _type_proto(found)
+        return proto
+
+    def data(self, name: str, value: np.ndarray) -> onnx.TensorProto:
+        tensor = self._data.get(name)
+        if tensor is None:
+            tensor = self._data[name] = numpy_helper.from_array(np.asarray(value), name)
+        return tensor
+
+
+def _infer_node(node: onnx.NodeProto, types: dict, constants: dict,
+                inference: _NodeInference) -> None:
     """Per-node onnx inference with the values known now (outputs left unknown by a round)."""
-    try:
-        schema = onnx.defs.get_schema(node.op_type, opsets.get(node.domain or "", 1), node.domain)
-    except onnx.defs.SchemaError:
+    schema = inference.schema(node)
+    if schema is None:
         return
     inputs = [n for n in node.input if n]
     if any(n not in types for n in inputs):
         return
-    data = {
-        n: numpy_helper.from_array(np.asarray(constants[n]), n) for n in inputs if n in constants
-    }
+    data = {n: inference.data(n, constants[n]) for n in inputs if n in constants}
     try:
         outputs = onnx.shape_inference.infer_node_outputs(
-            schema, node, {n: _type_proto(types[n]) for n in inputs}, data,
-            opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
+            schema, node, {n: inference.type_proto(types[n]) for n in inputs}, data,
+            opset_imports=inference.opset_imports,
         )
     except Exception:  # noqa: BLE001 - onnx raises assorted C++ errors; the tensor stays unknown
         return
@@ -161,16 +211,17 @@ def _contrib_shapes(node: onnx.NodeProto, types: dict, constants: dict) -> list:
 
 
 def _fold(node: onnx.NodeProto, types: dict, constants: dict) -> bool:
-    attrs = node_attributes(node)
     values: list[np.ndarray] | None
     if node.op_type == "Constant":
         value = constant_value(node)
         values = None if value is None else [value]
     elif node.op_type == "Shape":
-        value = _shape_value(node, attrs, types)
+        value = _shape_value(node, node_attributes(node), types)
         values = None if value is None else [value]
-    elif all(name == "" or name in constants for name in node.input):
-        values = fold_node(node.op_type, [constants.get(n) for n in node.input], attrs)
+    elif node.op_type in FOLDERS and all(name == "" or name in constants for name in node.input):
+        # attributes are read only here: most nodes of a large graph never fold
+        values = fold_node(node.op_type, [constants.get(n) for n in node.input],
+                           node_attributes(node))
     else:
         values = None
     if values is None or len(values) < len([o for o in node.output if o]):
@@ -189,6 +240,7 @@ def _propagate(graph: onnx.GraphProto, types: dict, constants: dict, opsets: dic
     """
     folded: set[int] = set()
     infos: list[onnx.ValueInfoProto] = []
+    inference = _NodeInference(opsets)
     for index, node in enumerate(graph.node):
         outputs = [o for o in node.output if o]
         if not outputs:
@@ -198,12 +250,23 @@ def _propagate(graph: onnx.GraphProto, types: dict, constants: dict, opsets: dic
                 folded.add(index)
                 continue
             if not all(_resolved(types.get(o)) for o in outputs) and not has_subgraph(node):
-                _infer_node(node, types, constants, opsets)
+                _infer_node(node, types, constants, inference)
             if _fold(node, types, constants):
                 folded.add(index)
         elif node.domain == "com.microsoft" and node.op_type in CONTRIB_SHAPES:
             infos.extend(_contrib_shapes(node, types, constants))
     return folded, infos
+
+
+def _all_resolved(graph: onnx.GraphProto, types: dict) -> bool:
+    """Is every top-graph tensor resolved, with no subgraph in the graph?"""
+    for node in graph.node:
+        if has_subgraph(node):
+            return False
+        for name in node.output:
+            if name and not _resolved(types.get(name)):
+                return False
+    return all(_resolved(types.get(v.name)) for v in graph.output)
 
 
 def infer(model: onnx.ModelProto, constants: dict[str, np.ndarray]) -> InferenceResult:
@@ -214,12 +277,23 @@ def infer(model: onnx.ModelProto, constants: dict[str, np.ndarray]) -> Inference
     while True:
         rounds += 1
         try:
-            inferred = shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
-        except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as exc:
-            raise ShapeInferenceError(f"onnx shape inference failed: {str(exc).splitlines()[0]}") from None
+            # No data_prop: onnx 1.23's partial data propagation materialises one dimension per
+            # element of every 1-D tensor fed to Add/Mul/Gather/Squeeze/... (~70-140 bytes each:
+            # a [2**31] input exhausts memory). _propagate folds the same shape arithmetic.
+            inferred = shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=False)
+        except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError,
+                ValueError, IndexError, MemoryError) as exc:  # C++ errors: std::length_error, ...
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise ShapeInferenceError(f"onnx shape inference failed: {reason[:300]}") from None
         types = collect_types(inferred.graph)
         known_before = {name for name, t in types.items() if _resolved(t)}
         folded, _ = _propagate(graph, types, constants, opsets)
+        if _all_resolved(graph, types):
+            # Nothing left to learn: another round would re-infer the same shapes (one pass in
+            # topological order folds all it can), and on a large graph it costs as much as
+            # the first. Subgraph shapes come from the C++ round, so graphs with subgraphs go on.
+            log.debug("shape inference: %d rounds, every tensor resolved", rounds)
+            return InferenceResult(types, constants, inferred.graph, rounds)
         infos = [
             helper.make_tensor_value_info(name, t[0], list(t[1]))
             for name, t in types.items()

@@ -23,7 +23,8 @@ def parse_example(text: str) -> onnx.ModelProto:
     try:
         proto = onnx.parser.parse_model(source)
     except Exception as exc:  # noqa: BLE001 - the parser raises a bare ParseError
-        raise ModelLoadError(f"example model does not parse: {exc}") from None
+        reason = " ".join(str(exc).split()) or type(exc).__name__  # the parser's are multi-line
+        raise ModelLoadError(f"example model does not parse: {reason}") from None
     graph = proto.graph
     produced = {out for node in graph.node for out in node.output}
     declared = {i.name for i in graph.input} | {i.name for i in graph.initializer}

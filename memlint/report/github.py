@@ -4,7 +4,8 @@
 
 Escaping follows @actions/core (toolkit, src/command.ts): message data escapes `%`, CR and LF;
 property values (file, line, title) also escape `:` and `,`. `%` goes first, so an escape is
-never escaped twice. GitHub shows a limited number of annotations per step, so findings come
+never escaped twice. Other control characters (ESC would colour the Actions log) are written
+as visible escapes ("\\x1b") first: names from a model stay data. GitHub shows a limited number of annotations per step, so findings come
 in the report's order: largest saving first. Suppressed findings get no annotation.
 """
 
@@ -16,6 +17,7 @@ from memlint import units
 from memlint.findings import Finding, Severity
 from memlint.report.model import Report
 from memlint.report.sarif import finding_text, location_of, report_path
+from memlint.report.view import inert
 
 COMMANDS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 _DATA_ESCAPES = (("%", "%25"), ("\r", "%0D"), ("\n", "%0A"))
@@ -30,12 +32,14 @@ def render(report: Report) -> str:
 
 
 def escape_data(text: str) -> str:
+    text = inert(text, keep="\r\n")
     for raw, escaped in _DATA_ESCAPES:
         text = text.replace(raw, escaped)
     return text
 
 
 def escape_property(text: str) -> str:
+    text = inert(text, keep="\r\n")
     for raw, escaped in _PROPERTY_ESCAPES:
         text = text.replace(raw, escaped)
     return text

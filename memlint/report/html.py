@@ -7,7 +7,9 @@ data travels as JSON in a `<script type="application/json">` island with `<`, `>
 written as \\u003c, \\u003e and \\u0026, so no text in it can close the script element. The
 script renders the table from that island PAGE_SIZE rows at a time (sortable, filterable), so
 a graph of many thousands of nodes stays responsive; the slowest PAGE_SIZE rows are also
-printed as static markup, for readers without scripts and for print.
+printed as static markup, for readers without scripts and for print. Control characters and
+invisible format characters (bidi overrides) in any printed string and in the island's cells
+are written as visible escapes (view.inert), so a name shows exactly what it holds.
 """
 
 from __future__ import annotations
@@ -40,6 +42,14 @@ _JSON_ESCAPES = {
 }
 
 
+def _finalize(value: object) -> object:
+    """Every {{ expression }}: plain strings made inert before autoescaping (markup is ours);
+    line breaks stay (multi-line tooltips; whitespace in HTML)."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return view.inert(value, keep="\n")
+    return value
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     return Environment(
@@ -49,6 +59,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        finalize=_finalize,
     )
 
 
@@ -64,8 +75,12 @@ def node_data(rows: tuple[view.NodeRow, ...]) -> dict[str, object]:
     return {
         "columns": list(NODE_COLUMNS),
         "page_size": PAGE_SIZE,
-        "rows": [[getattr(row, column) for column in NODE_COLUMNS] for row in rows],
+        "rows": [[_cell(getattr(row, column)) for column in NODE_COLUMNS] for row in rows],
     }
+
+
+def _cell(value: object) -> object:
+    return view.inert(value, keep="\n") if isinstance(value, str) else value
 
 
 def render(report: Report, *, timestamp: str | None = None) -> str:

@@ -9,11 +9,15 @@ note says what was cut.
 Autoescape is off (this is not HTML), so every data field in templates/report.md.j2 passes an
 explicit filter: `md` for Markdown text (backslash-escapes the characters that start Markdown
 syntax and writes <, > and & as HTML entities, so `<img ...>` shows as text) and `html` for text
-inside HTML tags such as <summary>.
+inside HTML tags such as <summary>. Both write control characters as visible escapes and keep
+names from a model from acting on GitHub: a word joiner (U+2060) after "@" stops @mentions
+(and e-mail autolinks), and one inside "http://", "https://", "ftp://" and "www." stops bare
+URLs from becoming links.
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -21,6 +25,7 @@ from markupsafe import escape
 
 from memlint.report import view
 from memlint.report.model import Report
+from memlint.report.view import inert
 
 LIMIT = 65_000  # characters; GitHub's limit for a comment body is 65,536
 DEFAULT_TOP = 15
@@ -53,14 +58,25 @@ _MD_ESCAPES = str.maketrans(
 )
 
 
+_WORD_JOINER = "\u2060"
+_MENTION = re.compile(r"@(?=[A-Za-z0-9])")
+_AUTOLINK = re.compile(r"(?i)\b(https?|ftp)(?=://)|\b(www)(?=\.)")
+
+
+def _inactive(text: str) -> str:
+    """No @mention, e-mail or bare-URL autolink: a word joiner breaks each pattern."""
+    text = _MENTION.sub("@" + _WORD_JOINER, text)
+    return _AUTOLINK.sub(lambda m: m.group(0) + _WORD_JOINER, text)
+
+
 def md(value: object) -> str:
     """Text safe in a Markdown paragraph or table cell: shown as written, never as markup."""
-    return str(value).translate(_MD_ESCAPES)
+    return _inactive(inert(str(value), keep="\r\n").translate(_MD_ESCAPES))
 
 
 def html_text(value: object) -> str:
     """Text safe inside an HTML element of the comment (e.g. <summary>)."""
-    return str(escape(str(value).replace("\n", " ")))
+    return _inactive(str(escape(inert(str(value).replace("\n", " ")))))
 
 
 @lru_cache(maxsize=1)

@@ -5,6 +5,11 @@ The output is deterministic (sorted keys, no timestamp unless one is given), so 
 only changes when a finding does. `partialFingerprints` lets code scanning match a finding
 across runs: it hashes the rule code, the model file's base name and the sorted node names, so
 it survives moving the model file and reordering its nodes.
+
+Message texts quote node names from the model, so they are plain text that cannot act: SARIF
+viewers turn "[text](target)" in a plain-text message into a link (SARIF 2.1.0, 3.11.6), so a
+message holding "](" has its brackets escaped ("\\[", "\\]"), and control characters are
+written as visible escapes. Logical locations keep node names exactly (they identify nodes).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from urllib.parse import quote
 from memlint import __version__, units
 from memlint.findings import Finding, Severity, Suppressed
 from memlint.report.model import Report
+from memlint.report.view import inert
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_VERSION = "2.1.0"
@@ -101,6 +107,15 @@ def finding_text(finding: Finding) -> str:
     return "\n".join(lines)
 
 
+def plain_text(text: str) -> str:
+    """A SARIF plain-text message that shows `text` as written: no control characters, and no
+    embedded link (brackets escaped when the text holds "](")."""
+    text = inert(text, keep="\n")
+    if "](" in text:
+        text = text.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+    return text
+
+
 def unwrap(text: str) -> str:
     """Docstring paragraphs as single lines (viewers wrap plain text themselves)."""
     return "\n\n".join(" ".join(p.split()) for p in text.split("\n\n") if p.strip())
@@ -165,7 +180,7 @@ def _result(report: Report, finding: Finding, index: dict[str, int]) -> dict[str
         "ruleId": finding.code,
         "ruleIndex": index[finding.code],
         "level": LEVELS[finding.severity],
-        "message": {"text": finding_text(finding)},
+        "message": {"text": plain_text(finding_text(finding))},
         "locations": [location],
         "partialFingerprints": {FINGERPRINT_KEY: fingerprint(report, finding)},
         "properties": {
@@ -180,7 +195,7 @@ def _result(report: Report, finding: Finding, index: dict[str, int]) -> dict[str
 
 def _suppressed_result(report: Report, hidden: Suppressed, index: dict[str, int]) -> dict[str, Any]:
     result = _result(report, hidden.finding, index)
-    result["suppressions"] = [{"kind": "external", "justification": hidden.reason}]
+    result["suppressions"] = [{"kind": "external", "justification": plain_text(hidden.reason)}]
     return result
 
 

@@ -1,4 +1,11 @@
-"""Terminal rendering with rich: readable without colour; NO_COLOR is honoured by rich."""
+"""Terminal rendering with rich: readable without colour; NO_COLOR is honoured by rich.
+
+Every string that comes from the model, a config or a hardware file (node names, op types,
+dims, messages, which quote node names) passes `inert` first: a node named "\\x1b[31m..." or
+"\\x1b]8;;http://...\\x07" prints as those characters, never as an escape sequence that would
+recolour the terminal, plant a hyperlink or rewrite the screen. Table cells are also escaped
+for rich markup.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ from rich.text import Text
 
 from memlint import __version__, units
 from memlint.report.model import Report
+from memlint.report.view import inert
 from memlint.roofline import Bound
 
 DEFAULT_TOP = 15
@@ -30,17 +38,17 @@ def render_to(console: Console, report: Report, *, top: int = DEFAULT_TOP) -> No
     summary, coverage, spec = report.summary, report.coverage, report.hardware
     console.print(
         Text.assemble(
-            ("memlint ", "bold"), f"{__version__}  ", (report.model.source, "bold"),
-            " on ", (spec.display_name, "bold"), f" ({spec.name})",
+            ("memlint ", "bold"), f"{__version__}  ", (inert(report.model.source), "bold"),
+            " on ", (inert(spec.display_name), "bold"), f" ({inert(spec.name)})",
         )
     )
-    bound = [f"{d.name}={d.value}" for d in report.model.dims if not d.assumed]
+    bound = [f"{inert(d.name)}={d.value}" for d in report.model.dims if not d.assumed]
     console.print(Text("dims: " + (", ".join(bound) or "none bound")))
     if report.assumed_dims:
         console.print(
             Text(
                 f"assumed dims (set to 1; bind them with --dim NAME=VALUE or --input-shape): "
-                f"{', '.join(report.assumed_dims)}",
+                f"{inert(', '.join(report.assumed_dims))}",
                 style="bold yellow",
             )
         )
@@ -61,7 +69,7 @@ def render_to(console: Console, report: Report, *, top: int = DEFAULT_TOP) -> No
     )
     table.add_row("predicted latency", units.seconds(summary.predicted_latency_s))
     table.add_row("memory-bound", f"{units.percent(summary.memory_bound_fraction)} of predicted time")
-    unmodelled = ", ".join(f"{op} x{n}" for op, n in coverage.unmodelled_ops.items())
+    unmodelled = inert(", ".join(f"{op} x{n}" for op, n in coverage.unmodelled_ops.items()))
     cov = (
         f"{coverage.nodes_modelled}/{coverage.nodes_total} nodes modelled "
         f"({units.percent(coverage.node_fraction)}); {coverage.tensors_resolved}/"
@@ -76,7 +84,8 @@ def render_to(console: Console, report: Report, *, top: int = DEFAULT_TOP) -> No
         table.add_row(
             "unresolved shapes",
             Text(
-                f"{coverage.unresolved_nodes} node(s), e.g. " + "; ".join(coverage.unresolved_examples)
+                f"{coverage.unresolved_nodes} node(s), e.g. "
+                + inert("; ".join(coverage.unresolved_examples))
                 + " (bind the dims the model needs, or check that the values fit the model)"
             ),
         )
@@ -107,8 +116,8 @@ def render_to(console: Console, report: Report, *, top: int = DEFAULT_TOP) -> No
         for n in ranked:
             style = "red" if n.timing.bound is Bound.MEMORY else "green"
             nodes.add_row(
-                escape(n.name),
-                escape(f"{n.domain}::{n.op_type}" if n.domain else n.op_type),
+                escape(inert(n.name)),
+                escape(inert(f"{n.domain}::{n.op_type}" if n.domain else n.op_type)),
                 units.flops(n.cost.flops),
                 units.nbytes(n.cost.bytes_moved),
                 units.intensity(n.intensity),
@@ -133,23 +142,23 @@ def _llm(console: Console, report: Report) -> None:
     from memlint.llm.view import blocks
 
     for block in blocks(report.llm):
-        console.print(Text(block.title, style="bold"))
+        console.print(Text(inert(block.title), style="bold"))
         if block.rows:
             rows = Table(show_header=False, box=None, pad_edge=False)
             rows.add_column(style="bold", no_wrap=True)
             rows.add_column()
             for label, value in block.rows:
-                rows.add_row(escape(label), escape(value))
+                rows.add_row(escape(inert(label)), escape(inert(value)))
             console.print(rows)
         if block.table is not None:
             table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
             for i, header in enumerate(block.table.headers):
-                table.add_column(escape(header), justify="left" if i == 0 else "right")
+                table.add_column(escape(inert(header)), justify="left" if i == 0 else "right")
             for row in block.table.rows:
-                table.add_row(*(escape(cell) for cell in row))
+                table.add_row(*(escape(inert(cell)) for cell in row))
             console.print(table)
             for note in block.table.notes:
-                console.print(Text(note, style="dim"))
+                console.print(Text(inert(note), style="dim"))
         console.print()
 
 
@@ -163,19 +172,19 @@ def _findings(console: Console, report: Report) -> None:
             f" and {len(finding.nodes) - 3} more" if len(finding.nodes) > 3 else ""
         )
         line = Text.assemble(
-            (finding.code, "bold"), " ",
+            (inert(finding.code), "bold"), " ",
             (finding.severity.value, _SEVERITY_STYLE[finding.severity.value]), " ",
-            (finding.name, "bold"),
+            (inert(finding.name), "bold"),
         )
         if where:
-            line.append(f"  {where}")
+            line.append(f"  {inert(where)}")
         if finding.source is not None:
-            line.append(f"  ({finding.source.file}:{finding.source.line})", style="dim")
+            line.append(f"  ({inert(finding.source.file)}:{finding.source.line})", style="dim")
         console.print(line)
-        console.print(Text(f"  {finding.message}"))
+        console.print(Text(f"  {inert(finding.message)}"))
         for fix in finding.fixes:
             saving = f" (saves {units.seconds(fix.saving_s)})" if fix.saving_s else ""
-            console.print(Text(f"  fix: {fix.text}{saving}", style="green"))
+            console.print(Text(f"  fix: {inert(fix.text)}{saving}", style="green"))
         console.print()
     counts = Counter(f.severity.value for f in report.findings)
     parts = [f"{counts[s]} {s}" for s in ("error", "warning", "info") if counts[s]]
@@ -195,15 +204,15 @@ def _findings(console: Console, report: Report) -> None:
         )
     console.print(Text(tally, style="bold"))
     if report.baseline is not None and report.baseline.fixed:
-        fixed = ", ".join(f"{e.code} {e.node}" for e in report.baseline.fixed[:5])
+        fixed = inert(", ".join(f"{e.code} {e.node}" for e in report.baseline.fixed[:5]))
         more = len(report.baseline.fixed) - 5
         console.print(Text(f"fixed since the baseline: {fixed}" + (f" and {more} more" if more > 0 else ""),
                            style="green"))
     for unused in report.unused_suppressions:
         console.print(
             Text(
-                f"unused suppression: code {unused.code} nodes {unused.nodes!r} "
-                f"({unused.reason}) matched no finding",
+                f"unused suppression: code {inert(unused.code)} nodes {unused.nodes!r} "
+                f"({inert(unused.reason)}) matched no finding",
                 style="yellow",
             )
         )

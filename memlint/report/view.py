@@ -28,6 +28,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from memlint import __version__, units
 from memlint.findings import Finding, Metric
@@ -44,6 +45,28 @@ from memlint.report.families import (  # noqa: F401 - family_of, css_key: part o
 )
 from memlint.report.model import CONVENTIONS, NodeResult, Report
 from memlint.roofline import Bound
+
+# Characters that never reach a terminal, a CI log or a page raw: C0 and C1 controls (ESC
+# starts ANSI escape sequences, BEL ends OSC 8 hyperlinks), DEL, and the invisible format
+# characters that hide or reorder text (zero-width marks and bidi overrides, "Trojan Source").
+_INVISIBLE = (
+    *range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), 0x061C, 0x180E, *range(0x200B, 0x2010),
+    *range(0x202A, 0x202F), *range(0x2060, 0x2070), 0xFEFF,
+)  # fmt: skip
+
+
+@lru_cache(maxsize=8)
+def _inert_table(keep: str) -> dict[int, str]:
+    return {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in _INVISIBLE
+            if chr(c) not in keep}
+
+
+def inert(text: str, keep: str = "") -> str:
+    """`text` with every control and invisible format character written as a visible escape
+    (ESC -> "\\x1b"): node names, doc strings and metadata of a model are data, and print as
+    data in every report. `keep` lists characters to leave as they are (e.g. "\\n")."""
+    return text.translate(_inert_table(keep))
+
 
 TOP_OPS = 8  # op types named in the time-by-op chart; the rest are "other"
 FINDING_NODES_SHOWN = 8  # node links shown before "and N more" in a finding

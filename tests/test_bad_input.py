@@ -1,0 +1,237 @@
+"""Bad input through the real command line: exit code 2, one line on stderr, no traceback, no
+hang, and nothing written half.
+
+Each case runs `python -m memlint.cli` in a subprocess with a timeout, as a user or a CI job
+runs it. Permission cases need a user whose permissions are enforced: as root (containers) the
+kernel lets every read and write through, so they are skipped there (os.access says so).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from memlint.errors import ModelLoadError
+from memlint.runner import LintRequest, lint_model
+
+REPO = Path(__file__).resolve().parent.parent
+SMALL_CNN = REPO / "sample_models" / "small_cnn.onnx"
+TIMEOUT_S = 60
+
+
+def memlint(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "memlint.cli", *map(str, args)],
+        capture_output=True, text=True, timeout=TIMEOUT_S, cwd=cwd, check=False,
+    )
+
+
+def assert_one_error_line(done: subprocess.CompletedProcess, *fragments: str) -> str:
+    """Exit code 2 and exactly one stderr line, `memlint: error: ...`, holding `fragments`."""
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr, done.stderr
+    assert lines[0].startswith("memlint: error: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary files a failed atomic write could leave behind."""
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+# -- the model argument -----------------------------------------------------------------------
+
+
+def test_folder_without_any_model(tmp_path: Path) -> None:
+    (tmp_path / "export" / "tokenizer").mkdir(parents=True)
+    (tmp_path / "export" / "config.json").write_text("{}\n")
+    (tmp_path / "export" / "tokenizer" / "vocab.txt").write_text("a\n")
+    done = memlint(tmp_path / "export")
+    assert_one_error_line(done, "export: a folder with no .onnx file in it")
+    assert done.stdout == ""
+
+
+def test_html_page_saved_as_a_model(tmp_path: Path) -> None:
+    page = tmp_path / "model.onnx"
+    page.write_text("<!DOCTYPE html>\n<html><head><title>Sign in</title></head></html>\n")
+    assert_one_error_line(memlint(page), "model.onnx: not a readable ONNX model", "HTML")
+
+
+def test_git_lfs_pointer_saved_as_a_model(tmp_path: Path) -> None:
+    pointer = tmp_path / "model.onnx"
+    pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 9\n")
+    assert_one_error_line(memlint(pointer), "Git LFS pointer", "git lfs pull")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    empty = tmp_path / "model.onnx"
+    empty.write_bytes(b"")
+    assert_one_error_line(memlint(empty), "model.onnx: empty file, not an ONNX model")
+
+
+def test_truncated_model(tmp_path: Path) -> None:
+    cut = tmp_path / "model.onnx"
+    cut.write_bytes(SMALL_CNN.read_bytes()[:1000])
+    assert_one_error_line(memlint(cut), "model.onnx: not a readable ONNX model")
+
+
+def test_file_larger_than_any_protobuf_is_not_read(tmp_path: Path) -> None:
+    """A 3 GiB file (sparse: no disk used) is refused from its size, not parsed into memory."""
+    big = tmp_path / "model.onnx"
+    with open(big, "wb") as handle:
+        handle.truncate(3 * 2**30)
+    assert_one_error_line(memlint(big), "3.0 GiB, larger than any protobuf can be")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    assert_one_error_line(memlint(tmp_path / "nope.onnx"), "nope.onnx: no such file")
+
+
+def test_file_without_read_permission(tmp_path: Path) -> None:
+    locked = tmp_path / "model.onnx"
+    locked.write_bytes(SMALL_CNN.read_bytes())
+    locked.chmod(0)
+    try:
+        if os.access(locked, os.R_OK):
+            pytest.skip("running as a user who can read a file with mode 000 (root)")
+        assert_one_error_line(memlint(locked), "model.onnx: permission denied")
+    finally:
+        locked.chmod(0o644)
+
+
+def test_folder_without_search_permission(tmp_path: Path) -> None:
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(SMALL_CNN.read_bytes())
+    folder.chmod(0o600)  # readable listing, but no x: its files cannot be opened
+    try:
+        if os.access(folder / "model.onnx", os.R_OK):
+            pytest.skip("running as a user who can open files in a folder without x (root)")
+        done = memlint(folder / "model.onnx")
+        assert_one_error_line(done)
+    finally:
+        folder.chmod(0o755)
+
+
+def test_unreadable_file_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The permission check itself, also where root would read the file anyway."""
+    model = tmp_path / "model.onnx"
+    model.write_bytes(SMALL_CNN.read_bytes())
+    monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)
+    with pytest.raises(ModelLoadError, match=r"model.onnx: permission denied$"):
+        lint_model(model, LintRequest(isolated=True))
+
+
+def test_one_bad_model_among_good_ones(tmp_path: Path) -> None:
+    """Many models: the bad one fails alone (one stderr line), the others are reported."""
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"")
+    done = memlint(SMALL_CNN, bad, "--isolated", "--fail-on", "never")
+    assert_one_error_line(done, "bad.onnx: empty file")
+    assert "small_cnn" in done.stdout
+
+
+# -- the --output path ------------------------------------------------------------------------
+
+
+def test_output_folder_does_not_exist(tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "deeper" / "report.json"
+    done = memlint(SMALL_CNN, "--isolated", "--format", "json", "-o", target)
+    assert_one_error_line(done, "report.json: cannot write the report")
+    assert not (tmp_path / "missing").exists()
+    assert done.stdout == ""
+
+
+def test_output_path_is_a_folder(tmp_path: Path) -> None:
+    """The report is written to a temporary file and moved into place: when the move fails the
+    temporary file is removed and what was at the path is untouched."""
+    target = tmp_path / "report.json"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine\n")
+    done = memlint(SMALL_CNN, "--isolated", "--format", "json", "-o", target)
+    assert_one_error_line(done, "report.json: cannot write the report")
+    assert leftovers(tmp_path) == []
+    assert sorted(p.name for p in target.iterdir()) == ["keep.txt"]
+    assert (target / "keep.txt").read_text() == "mine\n"
+
+
+def test_output_folder_without_write_permission(tmp_path: Path) -> None:
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    existing = folder / "report.md"
+    existing.write_text("old report\n")
+    folder.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("running as a user who can write into a folder with mode 555 (root)")
+        done = memlint(SMALL_CNN, "--isolated", "--format", "markdown", "-o", existing)
+        assert_one_error_line(done, "report.md: cannot write the report")
+        assert existing.read_text() == "old report\n"
+        assert leftovers(folder) == []
+    finally:
+        folder.chmod(0o755)
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_output_on_a_filesystem_that_refuses_files() -> None:
+    """/proc refuses new files even for root: the unwritable path every user can test."""
+    done = memlint(SMALL_CNN, "--isolated", "--format", "sarif", "-o", "/proc/memlint-report.sarif")
+    assert_one_error_line(done, "/proc/memlint-report.sarif: cannot write the report")
+
+
+def test_unwritable_baseline_output(tmp_path: Path) -> None:
+    done = memlint(SMALL_CNN, "--isolated", "--format", "json", "-o", tmp_path / "r.json",
+                   "--write-baseline", tmp_path / "no" / "baseline.json")
+    assert_one_error_line(done, "baseline.json: cannot write the report")
+    assert leftovers(tmp_path) == []
+
+
+# -- flags and side files ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--dim", "x=" + "9" * 40], "larger than any dim"),
+        (["--dim", "x"], "expected NAME=VALUE"),
+        (["--input-shape", "input=1,a"], "is not a whole number"),
+        (["--hw", "no-such-gpu"], "unknown hardware 'no-such-gpu'"),
+        (["--config", "/nonexistent/memlint.toml"], "cannot read the config file"),
+        (["--hw-file", "/nonexistent/gpus.toml"], "hardware file not found"),
+    ],
+    ids=["huge-dim", "dim-syntax", "shape-syntax", "unknown-hw", "missing-config",
+         "missing-hw-file"],
+)
+def test_bad_flags(args: list[str], fragment: str) -> None:
+    assert_one_error_line(memlint(SMALL_CNN, *args), fragment)
+
+
+def test_broken_config_file_found_beside_the_model(tmp_path: Path) -> None:
+    model = tmp_path / "model.onnx"
+    model.write_bytes(SMALL_CNN.read_bytes())
+    (tmp_path / "pyproject.toml").write_text("[tool]\nmemlint = 'on'\n")
+    assert_one_error_line(memlint(model), "pyproject.toml: [tool.memlint] must be a table")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+@pytest.mark.parametrize("flag", ["--config", "--hw-file", None], ids=["config", "hw", "model"])
+def test_named_pipe_instead_of_a_file(tmp_path: Path, flag: str | None) -> None:
+    """Opening a FIFO for reading waits for a writer: it must be refused, not hang."""
+    pipe = tmp_path / ("model.onnx" if flag is None else "settings.toml")
+    os.mkfifo(pipe)
+    done = memlint(pipe) if flag is None else memlint(SMALL_CNN, flag, pipe)
+    assert_one_error_line(done, "settings.toml" if flag else "model.onnx")
+
+
+def test_broken_hardware_file(tmp_path: Path) -> None:
+    spec = tmp_path / "gpus.toml"
+    spec.write_bytes(b"device = " + b"[" * 5000 + b"]" * 5000 + b"\n")
+    assert_one_error_line(memlint(SMALL_CNN, "--hw-file", spec), "gpus.toml", "nested too deeply")
