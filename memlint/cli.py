@@ -131,6 +131,9 @@ def _request(options: dict, **extra) -> LintRequest:  # noqa: ANN003
 @click.option("--baseline", "baseline_file", type=click.Path(path_type=Path), help="Fail only on findings that are not in this baseline file; report the fixed ones.")
 @click.option("--write-baseline", type=click.Path(path_type=Path), help="Record the current findings in this baseline file (then exit 0).")
 @click.option("--fail-on", type=click.Choice(FAIL_ON), default=None, help="Exit 1 when a finding has at least this severity.  [default: warning]")
+@click.option("--confirm", "confirm_run", is_flag=True, help="Run the model with onnxruntime (CUDA when available, else CPU) and compare measured with predicted times.")
+@click.option("--runs", default=10, show_default=True, type=click.IntRange(min=1), help="Timed runs per onnxruntime session for --confirm.")
+@click.option("--provider", type=click.Choice(("auto", "cpu", "cuda")), default="auto", show_default=True, help="onnxruntime execution provider for --confirm.")
 @click.option("--example-inputs", default=None, metavar="PACKAGE.MODULE:ATTR", help="For a MODEL given as package.module:factory (an nn.Module): a callable returning the example args, or (args, kwargs).")
 @click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1), help="Lint this many models at once (worker processes).")
 def check(
@@ -142,6 +145,9 @@ def check(
     baseline_file: Path | None,
     write_baseline: Path | None,
     fail_on: str | None,
+    confirm_run: bool,
+    runs: int,
+    provider: str,
     example_inputs: str | None,
     jobs: int,
     **options,  # noqa: ANN003 - the lint options
@@ -166,16 +172,21 @@ def check(
     stamp = _now() if timestamp else None
     paths = expand_models(models)
     if len(paths) == 1:
-        return _check_one(paths[0], request, fmt, output, stamp, top, write_baseline)
+        measure = (runs, provider) if confirm_run else None
+        return _check_one(paths[0], request, fmt, output, stamp, top, write_baseline, measure)
+    if confirm_run:
+        raise OutputError("--confirm measures one model at a time")
     request = dataclasses.replace(request, shared_dims=True)
     return _check_many(paths, request, fmt, output, stamp, top, write_baseline, jobs)
 
 
 def _check_one(model: Path, request, fmt: str, output: Path | None, stamp: str | None,  # noqa: ANN001
-               top: int, write_baseline: Path | None) -> int:
+               top: int, write_baseline: Path | None, measure: tuple[int, str] | None) -> int:
     from memlint.runner import fail_on_for, fails, lint_model
 
     report, config = lint_model(model, request)
+    if measure is not None:
+        report = dataclasses.replace(report, measurement=_measure(report, *measure))
     if fmt == "text" and output is None:
         from memlint.report.text import render_to, terminal_console
 
@@ -192,6 +203,30 @@ def _check_one(model: Path, request, fmt: str, output: Path | None, stamp: str |
         click.echo(f"memlint: wrote {len(report.findings)} finding(s) to {write_baseline}", err=True)
         return EXIT_OK
     return EXIT_FINDINGS if fails(report.findings, fail_on_for(config, request)) else EXIT_OK
+
+
+def _measure(report, runs: int, provider: str):  # noqa: ANN001, ANN202 - Report -> Measurement
+    """--confirm: the measured run, with a progress bar on stderr for runs over a second."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from memlint.confirm import confirm
+    from memlint.confirm.run import select_provider
+
+    chosen, device = select_provider(report, provider)
+    click.echo(f"memlint: measuring with onnxruntime {chosen} ({device}) against the "
+               f"{report.hardware.name} spec", err=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("onnxruntime", total=None, visible=False)
+
+        def progress(done: int, total: int, phase: str) -> None:
+            bar.update(task, completed=done, total=total, description=f"onnxruntime: {phase}",
+                       visible=True)
+
+        measurement = confirm(report, runs=runs, provider=provider, progress=progress)
+    click.echo(f"memlint: measured on {measurement.provider} ({measurement.runs} runs)", err=True)
+    return measurement
 
 
 def _check_many(models: list[Path], request, fmt: str, output: Path | None,  # noqa: ANN001
@@ -388,6 +423,32 @@ def hw_show(name: str, hw_files: tuple[Path, ...]) -> int:
         console.print(f"notes: {escape(spec.notes)}")
     if spec.origin:
         console.print(f"from: {escape(spec.origin)}")
+    return EXIT_OK
+
+
+@hw.command("calibrate")
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the spec here (TOML, usable with --hw-file).")
+@click.option("--save", is_flag=True, help="Save it as the user spec 'local' (then --hw local works everywhere).")
+@click.option("--seconds", default=20.0, show_default=True, type=click.FloatRange(min=1), help="Roughly how long the measurements may take.")
+@click.option("--device", type=click.Choice(("auto", "cpu", "gpu")), default="auto", show_default=True)
+def hw_calibrate(output: Path | None, save: bool, seconds: float, device: str) -> int:
+    """Measure this machine (memory bandwidth, peak FLOP/s per dtype, per-kernel overhead) and
+    write a hardware spec: to --output, to the user spec folder with --save, else to stdout."""
+    import datetime
+
+    from memlint.confirm.calibrate import calibrate
+    from memlint.hardware.loader import user_spec_dir
+
+    today = datetime.date.today().isoformat()
+    result = calibrate(seconds_budget=seconds, date=today, device=device, name="local",
+                       progress=lambda what: click.echo(f"memlint: measuring {what}", err=True))
+    if save:
+        folder = user_spec_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        _emit(result.toml, folder / "local.toml")
+        click.echo(f"memlint: saved {folder / 'local.toml'} (use --hw local)", err=True)
+    if output is not None or not save:
+        _emit(result.toml, output)
     return EXIT_OK
 
 

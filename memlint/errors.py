@@ -33,3 +33,7 @@ class RegistrationError(MemlintError):
 
 class OutputError(MemlintError):
     """The report could not be written."""
+
+
+class ConfirmError(MemlintError):
+    """A measured run (--confirm) or a calibration could not be set up or did not complete."""

@@ -109,7 +109,7 @@ def lint_model(model: Path, request: LintRequest):  # -> tuple[Report, Config]
     run = lint_llm(
         model,
         hw=request.hw or config.hw or DEFAULT_HARDWARE,
-        hw_files=request.hw_files,
+        hw_files=_hw_files(request),
         dims=dims,
         input_shapes=parse_shape_flags(request.input_shapes),
         strict_dims=request.strict_dims,
@@ -149,13 +149,20 @@ def _lint_torch(model: Path, request: LintRequest, config: Config, dims: dict): 
     return lint(
         source,
         hw=request.hw or config.hw or DEFAULT_HARDWARE,
-        hw_files=request.hw_files,
+        hw_files=_hw_files(request),
         dims=None if request.shared_dims else dims,
         default_dims=dims if request.shared_dims else None,
         strict_dims=request.strict_dims,
         tf32=bool(config.tf32) if request.tf32 is None else request.tf32,
         config=config,
     )
+
+
+def _hw_files(request: LintRequest) -> tuple[str, ...]:
+    """--hw-file files, then the user's saved specs (memlint hw calibrate --save: --hw local)."""
+    from memlint.hardware.loader import user_spec_files
+
+    return (*request.hw_files, *map(str, user_spec_files()))
 
 
 def fail_on_for(config: Config, request: LintRequest) -> str:

@@ -46,6 +46,7 @@ def test_wheel_layout(wheel):
         "memlint/costs/matmul.py",
         "memlint/frontends/onnx.py",
         "memlint/llm/structure.py",
+        "memlint/confirm/run.py",
         "memlint/report/html.py",
         "memlint/templates/report.html.j2",
     ):

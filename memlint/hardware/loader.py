@@ -134,3 +134,21 @@ def _index(specs: Iterable[HardwareSpec]) -> dict[str, HardwareSpec]:
                 )
             index[key] = spec
     return index
+
+
+def user_spec_dir() -> Path:
+    """Where `memlint hw calibrate --save` keeps specs that every run knows:
+    $MEMLINT_HARDWARE_DIR, else $XDG_CONFIG_HOME/memlint/hardware, else ~/.config/memlint/hardware."""
+    if os.environ.get("MEMLINT_HARDWARE_DIR"):
+        return Path(os.environ["MEMLINT_HARDWARE_DIR"])
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "memlint" / "hardware"
+
+
+def user_spec_files() -> tuple[Path, ...]:
+    """The user's saved specs (calibrations), sorted; none when the folder does not exist."""
+    folder = user_spec_dir()
+    if not folder.is_dir():
+        return ()
+    return tuple(sorted(p for p in folder.iterdir()
+                        if p.suffix in (".toml", ".yaml", ".yml") and p.is_file()))

@@ -82,6 +82,7 @@ def to_dict(report: Report) -> dict[str, Any]:
         },
         "nodes": [_node(n) for n in report.nodes],
         "llm": _llm(report),
+        "measurement": _measurement(report),
         "findings": [_finding(f) for f in report.findings],
         "rules_run": list(report.rules_run),
         "hidden_as_noise": report.hidden_as_noise,
@@ -109,6 +110,15 @@ def _llm(report: Report) -> dict[str, Any] | None:
     from memlint.llm.view import sections_dict
 
     return sections_dict(report.llm)
+
+
+def _measurement(report: Report) -> dict[str, Any] | None:
+    """The measured run of --confirm (docs/confirm.md), or None."""
+    if report.measurement is None:
+        return None
+    from memlint.report.sections import measurement_dict
+
+    return measurement_dict(report.measurement)
 
 
 def _finding(finding: Finding) -> dict[str, Any]:

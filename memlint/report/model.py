@@ -124,6 +124,7 @@ class Report:
     rules_run: tuple[str, ...] = ()
     baseline: BaselineResult | None = None  # set when a baseline was given
     llm: Any = None  # memlint.llm.session.LlmSections: the LLM sections, for decoders
+    measurement: Any = None  # memlint.confirm.Measurement: a measured run (--confirm)
 
     @property
     def dims(self) -> Mapping[str, int]:

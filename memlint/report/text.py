@@ -136,12 +136,10 @@ def render_to(console: Console, report: Report, *, top: int = DEFAULT_TOP) -> No
 
 
 def _llm(console: Console, report: Report) -> None:
-    """The LLM sections (serving, sweeps, generation, what-ifs) of a decoder."""
-    if report.llm is None:
-        return
-    from memlint.llm.view import blocks
+    """The LLM sections of a decoder and the measured run of --confirm."""
+    from memlint.report.sections import blocks
 
-    for block in blocks(report.llm):
+    for block in blocks(report):
         console.print(Text(inert(block.title), style="bold"))
         if block.rows:
             rows = Table(show_header=False, box=None, pad_edge=False)

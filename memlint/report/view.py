@@ -241,6 +241,7 @@ class ReportView:
     nodes_by_time: tuple[NodeRow, ...]  # slowest first (ties by graph order)
     llm: tuple = ()  # memlint.llm.view.Block: the LLM sections (decoders with a KV cache)
     llm_charts: tuple = ()  # memlint.report.sweep_chart.SweepChart: one per sweep
+    sections_title: str = ""  # the heading over `llm`: LLM serving and/or the measured run
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,6 +268,11 @@ def build(
     return ReportView(
         llm=llm_blocks(report),
         llm_charts=llm_charts(report),
+        sections_title=" and ".join(
+            t for t, present in (("LLM serving", report.llm is not None and report.llm.serving
+                                  is not None), ("Measured run", report.measurement is not None))
+            if present
+        ) or "Details",
         header=_header(report, timestamp),
         cards=_cards(report),
         coverage_notes=_coverage_notes(report),
@@ -304,11 +310,9 @@ def build(
 
 def llm_blocks(report: Report) -> tuple:
     """The LLM sections as titled rows or tables (memlint.llm.view), or () for other models."""
-    if report.llm is None:
-        return ()
-    from memlint.llm.view import blocks
+    from memlint.report.sections import blocks
 
-    return blocks(report.llm)
+    return blocks(report)
 
 
 def llm_charts(report: Report) -> tuple:

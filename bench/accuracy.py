@@ -1,0 +1,305 @@
+"""How well memlint's predictions match measured onnxruntime runs on this CPU (figures, not a test).
+
+    python bench/accuracy.py                       # calibrate, export, measure, print the table
+    python bench/accuracy.py --hw-file local.toml  # reuse a calibration
+    python bench/accuracy.py --models samples      # only the shipped sample models
+
+1. Calibrates this machine (memlint.confirm.calibrate) and lints with that spec.
+2. Models: the sample models, plus exports made here with random weights (seed 0) from
+   transformers configs through Optimum's main_export: BERT-base ("feature-extraction", batch 1,
+   sequence 128) and GPT-2 small ("text-generation-with-past", one decode step after 128 tokens).
+   Exports are cached in --workdir.
+3. For each model: `memlint.confirm.confirm`, then
+   - the total-latency error (predicted - measured) / measured, against the run with graph
+     optimisations off (the graph memlint predicts) and with them on;
+   - Spearman's rank correlation of predicted and measured per-node times over the nodes that
+     take at least 1% of the measured node time; when every such node has the same prediction
+     (BERT-base: only its 24 equal FFN MatMuls pass 1%) it is undefined, so two more are printed:
+     over nodes >= 0.1%, and over "signatures" (nodes of one op type with the same predicted
+     time, i.e. the same node in identical layers, times summed) >= 1%;
+   - the verdict on every finding, and on ML101 (low-intensity matmul) in particular.
+
+Targets (issue 7): BERT-base total within 30%, rank correlation >= 0.8, ML101 confirmed on the
+GPT-2 decode step. The machine should be idle: other processes on a 2-core machine make
+multi-threaded onnxruntime runs several times slower at random. So each measurement waits for
+the machine to be quiet (other processes under 0.1 cores for 3 s, read from /proc), measures how
+many cores other processes used meanwhile, and is repeated (--retries) when that exceeds 0.15;
+the table shows the figure of the attempt kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import os
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_models"
+DECODE = {"batch_size": 1, "sequence_length": 1, "past_sequence_length": 128}
+ENCODE = {"batch_size": 1, "sequence_length": 128}
+
+
+def models(which: str, workdir: Path) -> list[tuple[str, Path, dict[str, int]]]:
+    chosen = []
+    if which in ("all", "samples"):
+        chosen += [
+            ("sample gpt2 decode", SAMPLES / "gpt2_decoder_step.onnx", DECODE),
+            ("sample bert s128", SAMPLES / "bert_encoder.onnx", ENCODE),
+            ("sample cnn", SAMPLES / "small_cnn.onnx", {"batch_size": 1}),
+        ]
+    if which in ("all", "exports", "bert"):
+        chosen.append(("BERT-base s128", export_bert(workdir), ENCODE))
+    if which in ("all", "exports", "gpt2"):
+        chosen.append(("GPT-2 decode p128", export_gpt2(workdir), DECODE))
+    return chosen
+
+
+def export_bert(workdir: Path) -> Path:
+    out = workdir / "bert-base-onnx" / "model.onnx"
+    if not out.exists():
+        import torch
+        from transformers import BertConfig, BertModel
+
+        torch.manual_seed(0)
+        hf = workdir / "bert-base-hf"
+        BertModel(BertConfig()).save_pretrained(hf)
+        _export(hf, out.parent, "feature-extraction")
+    return out
+
+
+def export_gpt2(workdir: Path) -> Path:
+    out = workdir / "gpt2-onnx" / "model.onnx"
+    if not out.exists():
+        import torch
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        torch.manual_seed(0)
+        hf = workdir / "gpt2-hf"
+        GPT2LMHeadModel(GPT2Config()).save_pretrained(hf)
+        _export(hf, out.parent, "text-generation-with-past")
+    return out
+
+
+def _export(source: Path, output: Path, task: str) -> None:
+    from optimum.exporters.onnx import main_export
+
+    print(f"exporting {source.name} ({task}) ...", flush=True)
+    main_export(str(source), output=str(output), task=task, do_validation=False)
+
+
+# --- statistics -----------------------------------------------------------------------------
+
+
+def ranks(values: Sequence[float]) -> np.ndarray:
+    """Ranks from 1, ties sharing their average rank."""
+    array = np.asarray(values, dtype=float)
+    order = np.argsort(array, kind="stable")
+    result = np.empty(len(array))
+    result[order] = np.arange(1, len(array) + 1)
+    for value in np.unique(array):
+        tied = array == value
+        result[tied] = result[tied].mean()
+    return result
+
+
+def spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    """Spearman's rho (Pearson's r of the ranks); None when either side has no spread."""
+    if len(xs) < 2:
+        return None
+    a, b = ranks(xs), ranks(ys)
+    if a.std() == 0 or b.std() == 0:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def correlations(measurement) -> dict[str, tuple[float | None, int]]:
+    nodes = [n for n in measurement.nodes if n.measured_s > 0]
+    total = sum(n.measured_s for n in nodes)
+    result = {}
+    for label, share in (("1%", 0.01), ("0.1%", 0.001)):
+        kept = [n for n in nodes if n.measured_s >= share * total]
+        result[label] = (spearman([n.predicted_s for n in kept], [n.measured_s for n in kept]),
+                         len(kept))
+    groups: dict[tuple[str, float], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for n in nodes:
+        key = (n.op_type, float(f"{n.predicted_s:.6g}"))
+        groups[key][0] += n.predicted_s
+        groups[key][1] += n.measured_s
+    kept_groups = [g for g in groups.values() if g[1] >= 0.01 * total]
+    result["sig 1%"] = (spearman([g[0] for g in kept_groups], [g[1] for g in kept_groups]),
+                        len(kept_groups))
+    return result
+
+
+# --- other processes ------------------------------------------------------------------------
+
+
+def _busy_ticks() -> tuple[int, int]:
+    """(busy clock ticks of the whole machine, ticks of this process) from /proc."""
+    with open("/proc/stat", encoding="ascii") as handle:
+        fields = [int(x) for x in handle.readline().split()[1:]]
+    busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)  # minus idle, iowait
+    with open("/proc/self/stat", encoding="ascii") as handle:
+        own = handle.read().rsplit(")", 1)[1].split()
+    return busy, int(own[11]) + int(own[12])  # utime + stime, every thread
+
+
+class Others:
+    """How busy other processes keep the CPUs, in cores (Linux /proc; 0 elsewhere)."""
+
+    def __init__(self) -> None:
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.available = Path("/proc/stat").exists()
+
+    def during(self, seconds: float) -> float:
+        start, wall = self._sample(), time.perf_counter()
+        time.sleep(seconds)
+        return self._since(start, wall)
+
+    def wait(self, limit_s: float, threshold: float = 0.1) -> float:
+        """Wait (up to limit_s) until others use < threshold cores over 3 s; the last reading."""
+        deadline, reading = time.perf_counter() + limit_s, 0.0
+        while self.available:
+            reading = self.during(3.0)
+            if reading < threshold or time.perf_counter() > deadline:
+                break
+        return reading
+
+    def _sample(self) -> tuple[int, int]:
+        return _busy_ticks() if self.available else (0, 0)
+
+    def _since(self, start: tuple[int, int], wall: float) -> float:
+        if not self.available:
+            return 0.0
+        busy, own = self._sample()
+        seconds = max(time.perf_counter() - wall, 1e-9)
+        return max((busy - start[0]) - (own - start[1]), 0) / self.tick / seconds
+
+    def measure(self, run):  # noqa: ANN001, ANN201 - any callable, its result
+        start, wall = self._sample(), time.perf_counter()
+        result = run()
+        return result, self._since(start, wall)
+
+
+def quietly(others: Others, run, retries: int, wait_s: float, label: str):  # noqa: ANN001, ANN201
+    """Run when the machine is quiet; retry while other processes took > 0.15 cores meanwhile.
+    The attempt disturbed least, and how many cores others used during it."""
+    best = None
+    for attempt in range(1 + retries):
+        others.wait(wait_s)
+        result, busy = others.measure(run)
+        if best is None or busy < best[1]:
+            best = (result, busy)
+        if busy <= 0.15:
+            break
+        print(f"  {label}: other processes used {busy:.2f} cores during attempt {attempt + 1}",
+              flush=True)
+    return best
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hw-file", type=Path, help="a calibrated spec to use (skips calibrating)")
+    parser.add_argument("--budget", type=float, default=20.0, help="calibration seconds")
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads")
+    parser.add_argument("--models", default="all",
+                        choices=("all", "samples", "exports", "bert", "gpt2"))
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/memlint-accuracy"))
+    parser.add_argument("--verbose", action="store_true", help="print every finding's verdict")
+    parser.add_argument("--retries", type=int, default=3,
+                        help="re-measure a model while other processes disturb it")
+    parser.add_argument("--wait", type=float, default=300.0,
+                        help="seconds to wait for a quiet machine before each measurement")
+    args = parser.parse_args(argv)
+
+    import memlint
+    from memlint.confirm import confirm
+
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+          f"on {os.cpu_count()} CPUs (an idle machine reads near 0)")
+    others = Others()
+    hw_file = args.hw_file
+    if hw_file is None:
+        from memlint.confirm.calibrate import calibrate
+
+        start = time.perf_counter()
+        result, busy = quietly(others, lambda: calibrate(
+            seconds_budget=args.budget, threads=args.threads,
+            date=datetime.date.today().isoformat()), args.retries, args.wait, "calibration")
+        hw_file = args.workdir / "local.toml"
+        hw_file.write_text(result.toml, encoding="utf-8")
+        print(f"calibrated in {time.perf_counter() - start:.1f} s -> {hw_file} "
+              f"(other processes: {busy:.2f} cores)")
+        for figure in result.figures:
+            print(f"  {figure.field:<22} {figure.value:>9.4g} {figure.unit}")
+
+    rows = []
+    for label, path, dims in models(args.models, args.workdir):
+        report = memlint.lint(path, hw="local", hw_files=[hw_file], dims=dims)
+        measured, busy = quietly(
+            others, lambda report=report: confirm(
+                report, runs=args.runs, warmup=args.warmup, threads=args.threads),
+            args.retries, args.wait, label,
+        )
+        verdicts = Counter(c.verdict.value for c in measured.findings)
+        ml101 = Counter(c.verdict.value for c in measured.findings if c.code == "ML101")
+        rows.append((label, measured, correlations(measured), verdicts, ml101, busy))
+        if args.verbose:
+            for check in measured.findings:
+                print(f"  {label}: {check.code} {check.verdict.value}: {check.reason}")
+
+    print()
+    header = (f"{'model':<20} {'predicted':>10} {'unopt':>10} {'err':>7} {'opt':>10} {'err':>7} "
+              f"{'rho>=1%':>12} {'rho>=0.1%':>12} {'rho sig':>12} {'others':>6}  findings / ML101")
+    print(header)
+    print("-" * len(header))
+    for label, m, rho, verdicts, ml101, busy in rows:
+        print(
+            f"{label:<20} {_ms(m.predicted_latency_s)} {_ms(m.unoptimised_latency_s)} "
+            f"{_pct(m.total_error)} {_ms(m.optimised_latency_s)} {_pct(m.optimised_error)} "
+            f"{_rho(rho['1%'])} {_rho(rho['0.1%'])} {_rho(rho['sig 1%'])} {busy:6.2f}  "
+            f"{_verdicts(verdicts)} / {_verdicts(ml101) or '-'}"
+        )
+    print()
+    print("predicted: memlint's latency; unopt/opt: measured median latency with onnxruntime's "
+          "graph optimisations off/on; err = (predicted - measured) / measured; rho: Spearman "
+          "(nodes in the run) over nodes >= 1% / >= 0.1% of the measured node time, and over "
+          "signatures >= 1%; '-' undefined (no spread); others: CPU cores other processes used "
+          "while the model was measured. Verdicts: c confirmed, n not confirmed, m not measured.")
+    return 0
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:8.2f}ms"
+
+
+def _pct(fraction: float) -> str:
+    return f"{100 * fraction:+6.0f}%" if math.isfinite(fraction) else "    inf"
+
+
+def _rho(value: tuple[float | None, int]) -> str:
+    rho, count = value
+    return f"{'-' if rho is None else f'{rho:.2f}':>5} ({count:>3})"
+
+
+def _verdicts(counts: Counter) -> str:
+    short = {"confirmed": "c", "not confirmed": "n", "not measured": "m"}
+    return " ".join(f"{counts[k]}{v}" for k, v in short.items() if counts[k])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

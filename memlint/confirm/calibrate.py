@@ -1,0 +1,496 @@
+"""`memlint hw calibrate`: measure this machine's roofline and write it as a hardware spec.
+
+CPU (onnxruntime, CPU provider, its default threads; numpy for comparison):
+- memory bandwidth: an onnxruntime Add of two float32 arrays far larger than the last-level
+  cache, bytes counted as memlint counts them (two reads and one write) over the kernel time in
+  the profiler; a one-row MatMul streaming a 128 MiB weight (a decode step's kernel) is measured
+  too and quoted in the source;
+- peak FLOP/s per dtype: onnxruntime MatMul of two n x n matrices (float32 and float64),
+  2*n^3 FLOPs over the kernel time;
+- per-kernel overhead: the wall-clock cost of one more kernel in a run, from a chain of
+  one-element Adds (graph optimisations off, profiler off): (t(K) - t(1)) / (K - 1);
+- memory capacity: MemTotal of /proc/meminfo.
+
+The spec uses the onnxruntime figures because `--confirm` runs onnxruntime's kernels: numpy's
+copy/add (one thread) and matmul (its BLAS) are measured too and quoted in each source, so a
+reader sees how far the kernels are from each other.
+
+GPU (torch with CUDA): bandwidth from a device-to-device copy of 1 GiB (or an eighth of the
+memory), peaks from n x n matmuls (float16, bfloat16, float32 with and without TF32, int8 with
+torch._int_mm when it exists), per-kernel overhead from a chain of one-element adds, all timed
+with CUDA events; memory and L2 sizes from the device properties.
+
+Rates come from the lower quartile of the run times (a peak is what the hardware reaches when
+nothing else runs, and other processes only ever slow a run down; the single fastest run can be
+luck); the overhead from medians. Each phase runs at least three times and until its share of
+the budget is spent.
+
+Sources read "measured by memlint hw calibrate on <date>: ..."; the date comes only from the
+caller (the CLI passes today's), so the output is reproducible in tests.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memlint.confirm.inputs import ConfirmError
+from memlint.hardware import HardwareSpec
+from memlint.hardware.schema import parse_document
+
+CPU_NAME, GPU_NAME, ALIAS = "local-cpu", "local-gpu", "local"
+QUICK_BUDGET_S = 5.0  # below this, smaller arrays and matrices (still past the caches)
+TINY_BUDGET_S = 1.0  # below this, sizes for a smoke test (cache-resident: not a real figure)
+OVERHEAD_CHAIN = 257
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One calibrated number as it goes into the TOML file."""
+
+    field: str  # "memory_bandwidth", "memory_capacity", "kernel_overhead" or "peaks.<key>"
+    value: float  # in `unit`
+    unit: str  # a unit of memlint.hardware.UNITS
+    source: str
+
+
+@dataclass(frozen=True)
+class Calibration:
+    spec: HardwareSpec
+    toml: str
+    figures: tuple[Figure, ...]
+
+
+# progress(what is being measured now)
+Progress = Callable[[str], None]
+
+
+def calibrate(
+    *,
+    seconds_budget: float = 20.0,
+    date: str | None = None,
+    device: str = "auto",
+    threads: int = 0,
+    name: str | None = None,
+    progress: Progress | None = None,
+) -> Calibration:
+    """Measure this machine and return its spec and the TOML text that defines it.
+
+    device: "auto" (the GPU when torch sees CUDA, else the CPU), "cpu" or "gpu".
+    seconds_budget: roughly how long the measurements may take (at least three runs each).
+    date: written into every source ("measured by memlint hw calibrate on DATE"); none if None.
+    """
+    if seconds_budget <= 0:
+        raise ConfirmError(f"the calibration budget must be positive, got {seconds_budget}")
+    if device not in ("auto", "cpu", "gpu"):
+        raise ConfirmError(f"unknown device {device!r} to calibrate (auto, cpu or gpu)")
+    use_gpu = device == "gpu" or (device == "auto" and _torch_cuda() is not None)
+    stamp = f"measured by memlint hw calibrate on {date}" if date else (
+        "measured by memlint hw calibrate"
+    )
+    say = progress or (lambda _what: None)
+    if use_gpu:
+        torch = _torch_cuda()
+        if torch is None:
+            raise ConfirmError("calibrating the GPU needs torch with CUDA and a GPU")
+        figures, display, notes = _gpu_figures(torch, seconds_budget, stamp, say)
+        return _calibration(name or GPU_NAME, display, "gpu", notes, figures, date)
+    figures, display, notes = _cpu_figures(seconds_budget, stamp, threads, say)
+    return _calibration(name or CPU_NAME, display, "cpu", notes, figures, date)
+
+
+def _calibration(
+    name: str, display: str, kind: str, notes: str, figures: list[Figure], date: str | None
+) -> Calibration:
+    text = to_toml(name, display, kind, notes, figures, date)
+    (spec,) = parse_document(text.encode("utf-8"), "<memlint hw calibrate>", "toml")
+    return Calibration(spec=spec, toml=text, figures=tuple(figures))
+
+
+def to_toml(
+    name: str, display: str, kind: str, notes: str, figures: list[Figure], date: str | None
+) -> str:
+    """The hardware file (docs/hardware.md format) for one calibrated device."""
+    when = f" on {date}" if date else ""
+    lines = [
+        f"# Written by memlint hw calibrate{when}: this machine's measured roofline.",
+        "# Use it with --hw-file FILE (or save it in the user config folder for --hw local).",
+        "",
+        "[[device]]",
+        f"name = {_string(name)}",
+        f"display_name = {_string(display)}",
+        f"aliases = [{_string(ALIAS)}]",
+        f"kind = {_string(kind)}",
+        f"notes = {_string(notes)}",
+    ]
+    peaks = []
+    for figure in figures:
+        row = (f"{{ value = {_number(figure.value)}, unit = {_string(figure.unit)}, "
+               f"source = {_string(figure.source)} }}")
+        if figure.field.startswith("peaks."):
+            peaks.append(f"{_string(figure.field[len('peaks.'):])} = {row}")
+        else:
+            lines.append(f"{figure.field} = {row}")
+    lines += ["", "[device.peaks]", *peaks, ""]
+    return "\n".join(lines)
+
+
+def _string(text: str) -> str:
+    return json.dumps(text, ensure_ascii=True)  # a JSON string is a TOML basic string
+
+
+def _number(value: float) -> str:
+    text = f"{value:.4g}"
+    return text if any(c in text for c in ".e") else f"{text}.0"
+
+
+# --- CPU ------------------------------------------------------------------------------------
+
+
+def _cpu_figures(
+    budget: float, stamp: str, threads: int, say: Progress
+) -> tuple[list[Figure], str, str]:
+    from memlint.confirm.run import import_onnxruntime
+
+    ort = import_onnxruntime()
+    tier = 0 if budget < TINY_BUDGET_S else 1 if budget < QUICK_BUDGET_S else 2
+    elements = (2**20, 2**23, 2**25)[tier]  # 32 or 128 MiB per array: past the L3 cache
+    sizes = {"float32": (256, 512, 2048)[tier], "float64": (192, 384, 1536)[tier]}
+    gemv = (256, 1024, 4096)[tier]  # a gemv x 2gemv float32 weight: 128 MiB at full size
+    version = f"onnxruntime {ort.__version__}"
+
+    say("memory bandwidth")
+    add_s = _ort_kernel_times(ort, _add_model(elements), _add_feeds(elements), "add",
+                              budget * 0.3, threads)
+    bandwidth = 3 * 4 * elements / fast(add_s)
+    weight_bytes = 2 * gemv * gemv * 4
+    gemv_s = _ort_kernel_times(ort, _gemv_model(gemv), {"x": np.ones((1, gemv), np.float32)},
+                               "gemv", budget * 0.1, threads)
+    numpy_add, numpy_copy = _numpy_bandwidth(elements, budget * 0.05)
+    figures = [Figure(
+        "memory_bandwidth", bandwidth / 1e9, "GB/s",
+        f"{stamp}: {version} Add of two {elements * 4 >> 20} MiB float32 arrays, 12 B per "
+        f"element over the {QUARTILE_TEXT} kernel time of {len(add_s)} runs (for comparison: "
+        f"{version} MatMul streaming a {weight_bytes >> 20} MiB float32 weight "
+        f"{weight_bytes / fast(gemv_s) / 1e9:.3g} GB/s; numpy add {numpy_add / 1e9:.3g} GB/s "
+        f"and copy {numpy_copy / 1e9:.3g} GB/s, one thread)",
+    )]
+    for dtype, n in sizes.items():
+        say(f"{dtype} matmul peak")
+        share = budget * (0.25 if dtype == "float32" else 0.15)
+        mm_s = _ort_kernel_times(ort, _matmul_model(n, dtype), _matmul_feeds(n, dtype), "mm",
+                                 share, threads)
+        numpy_rate = _numpy_matmul(n, dtype, budget * 0.03)
+        figures.append(Figure(
+            f"peaks.vector.{dtype}", 2 * n**3 / fast(mm_s) / 1e9, "GFLOPS",
+            f"{stamp}: {version} MatMul {n}x{n} x {n}x{n} {dtype}, 2*n^3 FLOPs over the "
+            f"{QUARTILE_TEXT} kernel time of {len(mm_s)} runs (numpy matmul: "
+            f"{numpy_rate / 1e9:.3g} GFLOPS)",
+        ))
+    say("per-kernel overhead")
+    overhead = _ort_overhead(ort, budget * 0.07, threads)
+    figures.append(Figure(
+        "kernel_overhead", max(overhead * 1e6, 0.001), "us",
+        f"{stamp}: {version} wall-clock cost of one more one-element Add in a chain of "
+        f"{OVERHEAD_CHAIN} (graph optimisations and profiler off), medians",
+    ))
+    total = _memory_total()
+    if not total:
+        raise ConfirmError("cannot read this machine's memory size (no /proc/meminfo or sysconf)")
+    figures.insert(1, Figure("memory_capacity", total / 2**30, "GiB",
+                             f"{stamp}: MemTotal of /proc/meminfo"))
+    cpus = os.cpu_count() or 1
+    display = f"{_cpu_model()} ({cpus} CPUs, calibrated)"
+    notes = (
+        f"Calibrated with {version} (intra-op threads: {threads or 'default'}) and numpy "
+        f"{np.__version__} on {platform.machine()}; re-run memlint hw calibrate after changing "
+        "the machine or its load."
+    )
+    return figures, display, notes
+
+
+QUARTILE_TEXT = "lower-quartile"
+
+
+def fast(times: list[float]) -> float:
+    """The lower quartile of run times: what the hardware reaches when nothing else runs (other
+    processes only ever slow a run down), without trusting the single luckiest run."""
+    ordered = sorted(times)
+    return ordered[len(ordered) // 4]
+
+
+def _ort_kernel_times(
+    ort: Any, model: bytes, feeds: dict[str, np.ndarray], node: str, budget: float, threads: int
+) -> list[float]:
+    """Profiler kernel times of `node` over runs that fill `budget` (one warm-up, >= 3 runs)."""
+    import tempfile
+
+    from memlint.confirm.profile import read_trace
+
+    with tempfile.TemporaryDirectory(prefix="memlint-calibrate-") as tmp:
+        options = _session_options(ort, threads)
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "calibrate")
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        _repeat(functools.partial(session.run, None, feeds), budget)
+        trace = read_trace(session.end_profiling(), skip=1)
+        session = None
+    times = [run[node] for run in trace.runs if run.get(node, 0) > 0]
+    if not times:
+        raise ConfirmError("onnxruntime's profile has no kernel time for the calibration run")
+    return times
+
+
+def _ort_overhead(ort: Any, budget: float, threads: int) -> float:
+    """Seconds one more tiny kernel adds to a run: the slope between a 1- and a K-kernel chain."""
+    medians = []
+    for count in (1, OVERHEAD_CHAIN):
+        options = _session_options(ort, threads)
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        session = ort.InferenceSession(chain_model(count), options,
+                                       providers=["CPUExecutionProvider"])
+        feeds = {"x": np.ones(1, np.float32), "c": np.ones(1, np.float32)}
+        run = functools.partial(session.run, None, feeds)
+        medians.append(statistics.median(_repeat(run, budget / 2)))
+    return (medians[1] - medians[0]) / (OVERHEAD_CHAIN - 1)
+
+
+def _session_options(ort: Any, threads: int) -> Any:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    return options
+
+
+def _repeat(run: Callable[[], Any], budget: float, least: int = 3, most: int = 200) -> list[float]:
+    """Wall-clock seconds of runs after one warm-up, until `budget` is spent (>= `least`)."""
+    run()
+    times: list[float] = []
+    deadline = time.perf_counter() + budget
+    while len(times) < least or (len(times) < most and time.perf_counter() < deadline):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _numpy_bandwidth(elements: int, budget: float) -> tuple[float, float]:
+    a = np.ones(elements, np.float32)
+    b = np.ones(elements, np.float32)
+    out = np.empty_like(a)
+    add = fast(_repeat(lambda: np.add(a, b, out=out), budget / 2))
+    copy = fast(_repeat(lambda: np.copyto(out, a), budget / 2))
+    return 3 * a.nbytes / add, 2 * a.nbytes / copy
+
+
+def _numpy_matmul(n: int, dtype: str, budget: float) -> float:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    return 2 * n**3 / fast(_repeat(lambda: a @ b, budget))
+
+
+def _model(nodes: list, inputs: list, outputs: list) -> bytes:
+    from onnx import helper
+
+    graph = helper.make_graph(nodes, "calibrate", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def _add_model(elements: int) -> bytes:
+    """y = a + b, then a reduction so that y is an intermediate the arena reuses run to run."""
+    from onnx import TensorProto, helper
+
+    vector = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [elements]) for n in "ab"]
+    return _model(
+        [helper.make_node("Add", ["a", "b"], ["y"], name="add"),
+         helper.make_node("ReduceMax", ["y"], ["m"], name="max", keepdims=0)],
+        vector, [helper.make_tensor_value_info("m", TensorProto.FLOAT, [])],
+    )
+
+
+def _add_feeds(elements: int) -> dict[str, np.ndarray]:
+    return {"a": np.ones(elements, np.float32), "b": np.full(elements, 2.0, np.float32)}
+
+
+def _gemv_model(n: int) -> bytes:
+    """y = x @ w with w a 2n x ... initializer: one row streaming the whole weight, as a decode
+    step's matmuls do (onnxruntime prepacks initializer weights, as in a real model)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.random.default_rng(0).standard_normal((n, 2 * n)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="gemv")], "calibrate",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2 * n])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def _matmul_model(n: int, dtype: str) -> bytes:
+    from onnx import TensorProto, helper
+
+    elem = TensorProto.FLOAT if dtype == "float32" else TensorProto.DOUBLE
+    return _model(
+        [helper.make_node("MatMul", ["a", "b"], ["y"], name="mm")],
+        [helper.make_tensor_value_info(x, elem, [n, n]) for x in "ab"],
+        [helper.make_tensor_value_info("y", elem, [n, n])],
+    )
+
+
+def _matmul_feeds(n: int, dtype: str) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {x: rng.standard_normal((n, n)).astype(dtype) for x in "ab"}
+
+
+def chain_model(count: int) -> bytes:
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Add", [f"t{i}" if i else "x", "c"], [f"t{i + 1}"], name=f"add{i}")
+        for i in range(count)
+    ]
+    scalar = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in ("x", "c")]
+    output = helper.make_tensor_value_info(f"t{count}", TensorProto.FLOAT, [1])
+    return _model(nodes, scalar, [output])
+
+
+def _memory_total() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "CPU"
+
+
+# --- GPU (torch) ----------------------------------------------------------------------------
+
+
+def _torch_cuda() -> Any | None:
+    """torch, when it is installed and sees a CUDA GPU (imported only when a driver is there)."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("torch") is None:
+        return None
+    if sys.platform == "linux" and not any(
+        os.path.exists(p) for p in ("/dev/nvidiactl", "/proc/driver/nvidia/version")
+    ):
+        return None  # no NVIDIA driver: spare the seconds that importing torch takes
+    import torch
+
+    return torch if torch.cuda.is_available() else None
+
+
+def _gpu_figures(
+    torch: Any, budget: float, stamp: str, say: Progress
+) -> tuple[list[Figure], str, str]:  # pragma: no cover - needs a GPU
+    props = torch.cuda.get_device_properties(0)
+    share = budget / 7
+    say("memory bandwidth")
+    nbytes = min(2**30, props.total_memory // 8)
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device="cuda")
+    dst = torch.empty_like(src)
+    copy_s = _cuda_times(torch, functools.partial(dst.copy_, src), share)
+    figures = [Figure(
+        "memory_bandwidth", 2 * nbytes / fast(copy_s) / 1e9, "GB/s",
+        f"{stamp}: torch {torch.__version__} device-to-device copy of {nbytes >> 20} MiB, "
+        f"read + write over the {QUARTILE_TEXT} time of {len(copy_s)} runs (CUDA events)",
+    ), Figure("memory_capacity", props.total_memory / 2**30, "GiB",
+              f"{stamp}: torch.cuda.get_device_properties total_memory")]
+    src = dst = None
+    l2 = getattr(props, "L2_cache_size", 0)
+    if l2:
+        figures.append(Figure("l2_cache", l2 / 2**20, "MiB",
+                              f"{stamp}: torch.cuda.get_device_properties L2_cache_size"))
+    n = 8192
+    cases = [("tensor.float16", torch.float16, False), ("tensor.bfloat16", torch.bfloat16, False),
+             ("vector.float32", torch.float32, False), ("tensor.tf32", torch.float32, True)]
+    for key, dtype, tf32 in cases:
+        say(f"{key} peak")
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        a = torch.randn(n, n, device="cuda", dtype=dtype)
+        b = torch.randn(n, n, device="cuda", dtype=dtype)
+        times = _cuda_times(torch, functools.partial(torch.matmul, a, b), share)
+        figures.append(Figure(
+            f"peaks.{key}", 2 * n**3 / fast(times) / 1e12, "TFLOPS",
+            f"{stamp}: torch {torch.__version__} matmul {n}x{n} {str(dtype)[6:]}"
+            f"{' (TF32 on)' if tf32 else ''}, 2*n^3 FLOPs over the {QUARTILE_TEXT} time of "
+            f"{len(times)} runs",
+        ))
+        a = b = None
+    torch.backends.cuda.matmul.allow_tf32 = False
+    if hasattr(torch, "_int_mm"):
+        say("tensor.int8 peak")
+        a = torch.randint(-8, 8, (n, n), device="cuda", dtype=torch.int8)
+        b = torch.randint(-8, 8, (n, n), device="cuda", dtype=torch.int8)
+        times = _cuda_times(torch, functools.partial(torch._int_mm, a, b), share)
+        figures.append(Figure(
+            "peaks.tensor.int8", 2 * n**3 / fast(times) / 1e12, "TOPS",
+            f"{stamp}: torch._int_mm {n}x{n} int8, 2*n^3 ops over the {QUARTILE_TEXT} time of "
+            f"{len(times)} runs",
+        ))
+    say("per-kernel overhead")
+    x = torch.zeros(1, device="cuda")
+
+    def chain() -> None:
+        for _ in range(OVERHEAD_CHAIN):
+            x.add_(1)
+
+    per_chain = statistics.median(_cuda_times(torch, chain, share))
+    figures.append(Figure(
+        "kernel_overhead", per_chain / OVERHEAD_CHAIN * 1e6, "us",
+        f"{stamp}: torch {torch.__version__} {OVERHEAD_CHAIN} one-element adds back to back, "
+        "time per kernel (CUDA events)",
+    ))
+    display = f"{torch.cuda.get_device_name(0)} (calibrated)"
+    notes = f"Calibrated with torch {torch.__version__}; re-run memlint hw calibrate on a new GPU."
+    return figures, display, notes
+
+
+def _cuda_times(torch: Any, run: Callable[[], Any], budget: float) -> list[float]:
+    """Seconds per run by CUDA events, after a warm-up, until `budget` is spent (>= 3 runs)."""
+    run()
+    torch.cuda.synchronize()
+    times: list[float] = []
+    deadline = time.perf_counter() + budget
+    while len(times) < 3 or (len(times) < 200 and time.perf_counter() < deadline):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        run()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    return times

@@ -1,0 +1,173 @@
+"""What a measured run found: per-node times next to the prediction, and a verdict per finding.
+
+Plain frozen dataclasses (no onnxruntime here), so that the report and its renderers can hold and
+format a Measurement without importing the runtime.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from memlint.findings import Finding
+
+
+class Verdict(enum.Enum):
+    CONFIRMED = "confirmed"
+    NOT_CONFIRMED = "not confirmed"
+    NOT_MEASURED = "not measured"
+
+
+@dataclass(frozen=True)
+class NodeMeasurement:
+    """One IR node: its measured kernel time (graph optimisations off) next to its prediction.
+
+    `measured_s` is the median over the profiled runs of the node's kernel time in onnxruntime's
+    profiler, less the profiler's own cost per kernel (Measurement.profiler_floor_s).
+    `compute_time_s` and `memory_time_s` are the roofline's two terms for the node (FLOPs /
+    peak, bytes / bandwidth), so `compute_share` and `memory_share` say what fraction of each
+    roof the measured run reached. `optimised_s` is the node's share of the time of the
+    optimised run's kernel(s) that replaced it (None when no kernel of that run maps back to it).
+    """
+
+    name: str
+    op_type: str
+    measured_s: float
+    predicted_s: float
+    flops: int
+    bytes_moved: int
+    compute_time_s: float
+    memory_time_s: float
+    optimised_s: float | None = None
+
+    @property
+    def achieved_flops_per_s(self) -> float:
+        return self.flops / self.measured_s if self.measured_s > 0 else 0.0
+
+    @property
+    def achieved_bandwidth_bytes_per_s(self) -> float:
+        return self.bytes_moved / self.measured_s if self.measured_s > 0 else 0.0
+
+    @property
+    def roof_fraction(self) -> float | None:
+        """Predicted over measured time: 1.0 runs at the roof, 0.5 takes twice the roofline time."""
+        return self.predicted_s / self.measured_s if self.measured_s > 0 else None
+
+    @property
+    def compute_share(self) -> float:
+        """Achieved FLOP rate over the compute peak the prediction used."""
+        return self.compute_time_s / self.measured_s if self.measured_s > 0 else 0.0
+
+    @property
+    def memory_share(self) -> float:
+        """Achieved bandwidth over the memory bandwidth of the spec."""
+        return self.memory_time_s / self.measured_s if self.measured_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class OptimisedKernel:
+    """A kernel of the run with full graph optimisations, and the IR nodes it replaced.
+
+    `nodes` is empty when it could not be mapped back (a kernel onnxruntime inserted, such as a
+    layout reorder or a memory copy, or a fusion whose outputs are new tensors); `note` says why.
+    """
+
+    name: str
+    op_type: str
+    measured_s: float
+    nodes: tuple[str, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class FindingCheck:
+    """Whether a finding's premise held in the measured run, with the numbers behind it.
+
+    `compute_share` and `memory_share` are over the finding's measured nodes: the roofline's
+    compute (memory) time of those nodes over their measured time, i.e. achieved FLOP rate over
+    peak and achieved bandwidth over the spec's bandwidth (see docs/confirm.md).
+    """
+
+    finding: Finding
+    verdict: Verdict
+    reason: str
+    predicted_s: float | None = None
+    measured_s: float | None = None
+    optimised_s: float | None = None
+    compute_share: float | None = None
+    memory_share: float | None = None
+    nodes_measured: int = 0
+
+    @property
+    def code(self) -> str:
+        return self.finding.code
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A measured onnxruntime run of a linted model, joined to the report's nodes and findings.
+
+    Latencies are medians over the timed runs of one `InferenceSession.run` (wall clock, profiler
+    off). `predicted_latency_s` is the report's prediction for the graph as written (unfused), so
+    `total_error` compares it with the run that has graph optimisations off; `optimised_error`
+    compares it with the run onnxruntime optimises as it would in deployment.
+    """
+
+    provider: str  # "CPUExecutionProvider", "CUDAExecutionProvider"
+    device: str  # "cpu" or "gpu": the spec kind it matches
+    hardware: str  # the spec's name the prediction used
+    runs: int
+    warmup: int
+    threads: int  # onnxruntime intra-op threads (0: onnxruntime's default)
+    weights: str  # "real", "random" or "real and random"
+    predicted_latency_s: float
+    unoptimised_latency_s: float
+    optimised_latency_s: float
+    measured_nodes_s: float  # median over runs of the sum of node kernel times (optimisations off)
+    nodes: tuple[NodeMeasurement, ...]  # graph order; nodes that ran a kernel
+    not_run: tuple[str, ...]  # IR nodes with no kernel (constants, nodes onnxruntime folded)
+    unmapped_s: float  # kernel time of kernels that are no IR node (inserted casts, copies)
+    unmapped_kernels: tuple[str, ...]
+    kernels: tuple[OptimisedKernel, ...]  # the optimised run's kernels, slowest first
+    findings: tuple[FindingCheck, ...]
+    onnxruntime_version: str = ""
+    profiler_floor_s: float = 0.0  # the profiler's own cost taken off every kernel time
+    notes: tuple[str, ...] = ()
+
+    @property
+    def total_error(self) -> float:
+        """(predicted - measured) / measured against the unoptimised run's latency."""
+        return _error(self.predicted_latency_s, self.unoptimised_latency_s)
+
+    @property
+    def optimised_error(self) -> float:
+        """(predicted - measured) / measured against the optimised run's latency."""
+        return _error(self.predicted_latency_s, self.optimised_latency_s)
+
+    @property
+    def nodes_error(self) -> float:
+        """(predicted - measured) / measured against the sum of the measured node kernel times."""
+        return _error(self.predicted_latency_s, self.measured_nodes_s)
+
+    @property
+    def kernels_mapped_fraction(self) -> float:
+        """Share of the optimised run's kernel time that maps back to IR nodes."""
+        total = sum(k.measured_s for k in self.kernels)
+        mapped = sum(k.measured_s for k in self.kernels if k.nodes)
+        return mapped / total if total else 1.0
+
+    def node(self, name: str) -> NodeMeasurement | None:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        return None
+
+    def check_for(self, finding: Finding) -> FindingCheck | None:
+        for check in self.findings:
+            if check.finding is finding or check.finding == finding:
+                return check
+        return None
+
+
+def _error(predicted: float, measured: float) -> float:
+    return (predicted - measured) / measured if measured > 0 else float("inf")

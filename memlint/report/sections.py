@@ -1,0 +1,97 @@
+"""The optional report sections every renderer prints the same way: the LLM sections
+(memlint.llm.view) and the measured run of --confirm, as titled label/value rows or tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memlint import units
+from memlint.report.model import Report
+
+TOP_MEASURED = 12  # nodes in the predicted-vs-measured table
+
+
+def blocks(report: Report) -> tuple:
+    """memlint.llm.view.Block items, in report order (() for a plain lint)."""
+    found: list = []
+    if report.llm is not None:
+        from memlint.llm.view import blocks as llm_blocks
+
+        found += llm_blocks(report.llm)
+    if report.measurement is not None:
+        found += measured_blocks(report.measurement)
+    return tuple(found)
+
+
+def measured_blocks(m: Any) -> list:  # m: memlint.confirm.Measurement
+    from memlint.llm.view import Block, Table
+
+    def error(value: float) -> str:
+        return f"{100 * value:+.1f}%"
+
+    rows = (
+        ("run", f"onnxruntime {m.onnxruntime_version} {m.provider}, {m.runs} timed runs after "
+                f"{m.warmup} warm-up, {m.weights} weights; prediction on {m.hardware}"),
+        ("predicted", units.seconds(m.predicted_latency_s)),
+        ("measured, as written", f"{units.seconds(m.unoptimised_latency_s)} (graph optimisations "
+                                 f"off; prediction error {error(m.total_error)})"),
+        ("measured, optimised", f"{units.seconds(m.optimised_latency_s)} (onnxruntime's full "
+                                f"optimisations; prediction error {error(m.optimised_error)})"),
+        ("kernels mapped", f"{units.percent(m.kernels_mapped_fraction)} of the optimised run's "
+                           "kernel time maps back to graph nodes"),
+        *(("note", note) for note in m.notes),
+    )
+    findings = tuple(
+        (c.finding.code, ", ".join(c.finding.nodes[:2]) + (" ..." if len(c.finding.nodes) > 2 else ""),
+         c.verdict.value, c.reason)
+        for c in m.findings
+    )
+    slowest = sorted(m.nodes, key=lambda n: -n.measured_s)[:TOP_MEASURED]
+    nodes = tuple(
+        (n.name, n.op_type, units.seconds(n.predicted_s), units.seconds(n.measured_s),
+         units.si(n.achieved_bandwidth_bytes_per_s, "B/s"),
+         units.si(n.achieved_flops_per_s, "FLOP/s"),
+         "-" if n.roof_fraction is None else units.percent(n.roof_fraction))
+        for n in slowest
+    )
+    out = [Block("Measured (--confirm)", rows)]
+    if findings:
+        out.append(Block("Findings, measured", table=Table(
+            "Findings, measured", ("code", "nodes", "verdict", "why"), findings)))
+    if nodes:
+        out.append(Block("Predicted vs measured, slowest nodes", table=Table(
+            "Predicted vs measured, slowest nodes",
+            ("node", "op", "predicted", "measured", "bandwidth", "FLOP rate", "of roof"), nodes)))
+    return out
+
+
+def measurement_dict(m: Any) -> dict[str, Any]:
+    """The JSON report's "measurement" object (raw numbers, units in the keys)."""
+    return {
+        "provider": m.provider,
+        "onnxruntime_version": m.onnxruntime_version,
+        "runs": m.runs,
+        "warmup": m.warmup,
+        "weights": m.weights,
+        "predicted_latency_s": m.predicted_latency_s,
+        "unoptimised_latency_s": m.unoptimised_latency_s,
+        "optimised_latency_s": m.optimised_latency_s,
+        "measured_nodes_s": m.measured_nodes_s,
+        "total_error": m.total_error,
+        "optimised_error": m.optimised_error,
+        "kernels_mapped_fraction": m.kernels_mapped_fraction,
+        "nodes": [
+            {"name": n.name, "op_type": n.op_type, "predicted_s": n.predicted_s,
+             "measured_s": n.measured_s,
+             "achieved_bandwidth_bytes_per_s": n.achieved_bandwidth_bytes_per_s,
+             "achieved_flops_per_s": n.achieved_flops_per_s, "roof_fraction": n.roof_fraction}
+            for n in m.nodes
+        ],
+        "findings": [
+            {"code": c.finding.code, "nodes": list(c.finding.nodes), "verdict": c.verdict.value,
+             "reason": c.reason, "predicted_s": c.predicted_s, "measured_s": c.measured_s}
+            for c in m.findings
+        ],
+        "not_run": list(m.not_run),
+        "notes": list(m.notes),
+    }

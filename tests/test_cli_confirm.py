@@ -1,0 +1,60 @@
+"""--confirm and `memlint hw calibrate` through the real command line (CPU, onnxruntime)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
+_SCRIPT = Path(sys.executable).with_name("memlint")
+MEMLINT = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "memlint.cli"]
+
+
+def memlint(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_COLOR": "1", "MEMLINT_HARDWARE_DIR": str(tmp_path / "hw")}
+    return subprocess.run([*MEMLINT, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_confirm_on_cpu_reports_predicted_and_measured(tmp_path: Path):
+    result = memlint(str(SAMPLES / "small_cnn.onnx"), "--hw", "cpu", "--confirm", "--runs", "2",
+                     "--dim", "batch_size=1", "--format", "json", "--fail-on", "never",
+                     tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    measured = json.loads(result.stdout)["measurement"]
+    assert measured["provider"] == "CPUExecutionProvider" and measured["runs"] == 2
+    assert measured["unoptimised_latency_s"] > 0 and measured["optimised_latency_s"] > 0
+    conv = [n for n in measured["nodes"] if n["op_type"] == "Conv"]
+    assert conv and all(n["measured_s"] > 0 and n["predicted_s"] > 0 for n in conv)
+    assert "measured on CPUExecutionProvider" in result.stderr
+
+
+def test_confirming_a_gpu_prediction_on_the_cpu_is_refused(tmp_path: Path):
+    result = memlint(str(SAMPLES / "small_cnn.onnx"), "--hw", "a100", "--confirm",
+                     "--provider", "cpu", tmp_path=tmp_path)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "memlint: error:" in result.stderr
+
+
+def test_calibrate_writes_a_spec_that_lints(tmp_path: Path):
+    spec = tmp_path / "local.toml"
+    made = memlint("hw", "calibrate", "--seconds", "1", "--device", "cpu", "-o", str(spec),
+                   tmp_path=tmp_path)
+    assert made.returncode == 0, made.stderr
+    result = memlint(str(SAMPLES / "small_cnn.onnx"), "--hw", "local", "--hw-file", str(spec),
+                     "--format", "json", "--fail-on", "never", tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["hardware"]["name"] == "local"
+    saved = memlint("hw", "calibrate", "--seconds", "1", "--device", "cpu", "--save",
+                    tmp_path=tmp_path)
+    assert saved.returncode == 0 and (tmp_path / "hw" / "local.toml").is_file()
+    # saved specs are known to every run: --hw local with no --hw-file
+    again = memlint(str(SAMPLES / "small_cnn.onnx"), "--hw", "local", "--fail-on", "never",
+                    tmp_path=tmp_path)
+    assert again.returncode == 0, again.stderr
