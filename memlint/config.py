@@ -306,3 +306,43 @@ def parse_severity_flags(flags: tuple[str, ...]) -> dict[str, str]:
             raise ConfigError(f"--severity {flag!r}: expected CODE=info|warning|error")
         parsed[code] = level
     return parsed
+
+
+_BUDGETS = {  # --budget NAME -> the ML903 over-budget option it sets
+    "latency": "max-latency-s",
+    "memory-bound": "max-memory-bound-share",
+    "bytes-per-token": "max-bytes-per-token",
+    "coverage": "min-coverage",
+}
+_SUFFIXES = (  # longest first
+    ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9), ("s", 1.0),
+    ("kB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12), ("B", 1.0), ("%", 0.01),
+)
+
+
+def parse_budget_flags(flags: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """`--budget latency=5ms --budget memory-bound=80%` -> options of rule ML903 (over-budget).
+
+    Values take a unit: s/ms/us/ns for latency, B/kB/MB/GB/TB for bytes per token, % or a
+    fraction for the shares."""
+    options: dict[str, float] = {}
+    for flag in flags:
+        name, sep, text = flag.partition("=")
+        key = _BUDGETS.get(name.strip())
+        if not sep or key is None:
+            raise ConfigError(f"--budget {flag!r}: expected NAME=VALUE with NAME one of "
+                              f"{', '.join(_BUDGETS)} (e.g. latency=5ms, memory-bound=80%)")
+        text = text.strip().replace(" ", "")
+        scale = 1.0
+        for suffix, factor in sorted(_SUFFIXES, key=lambda item: -len(item[0])):
+            if text.endswith(suffix):
+                text, scale = text[: -len(suffix)], factor
+                break
+        try:
+            value = float(text) * scale
+        except ValueError:
+            raise ConfigError(f"--budget {flag!r}: {text!r} is not a number") from None
+        if not value >= 0:
+            raise ConfigError(f"--budget {flag!r}: a budget must be >= 0")
+        options[key] = value
+    return {"ML903": options} if options else {}

@@ -82,6 +82,7 @@ class Example:
     onnx_text: str
     dims: Mapping[str, int] = field(default_factory=lambda: EMPTY)
     hw: str = "a100"
+    options: Mapping[str, Any] = field(default_factory=lambda: EMPTY)  # the rule's, for this example
 
 
 class Rule:

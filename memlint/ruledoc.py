@@ -46,4 +46,6 @@ def _example(example: Example) -> list[str]:
     context = [f"on {example.hw}"]
     if example.dims:
         context.append("with " + ", ".join(f"{k}={v}" for k, v in example.dims.items()))
+    if example.options:
+        context.append("and options " + ", ".join(f"{k}={v!r}" for k, v in example.options.items()))
     return [*lines, f"({' '.join(context)})"]

@@ -14,7 +14,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from memlint.config import Config, load_config, parse_rule_option_flags, parse_severity_flags
+from memlint.config import (
+    Config,
+    load_config,
+    parse_budget_flags,
+    parse_rule_option_flags,
+    parse_severity_flags,
+)
 from memlint.errors import ConfigError, MemlintError, ModelLoadError
 from memlint.findings import Severity
 
@@ -55,6 +61,7 @@ class LintRequest:
     kv_dtype: str | None = None
     tp: int | None = None
     example_inputs: str | None = None  # "package.module:make_inputs" for a module factory
+    budgets: tuple[str, ...] = ()  # --budget NAME=VALUE (rule ML903 over-budget)
 
 
 _LLM_FLAGS = ("phase", "batch", "context", "prompt", "sweeps", "generate", "weights_dtype",
@@ -78,7 +85,8 @@ def config_for(model: Path, request: LintRequest) -> Config:
         select=request.select,
         ignore=request.ignore,
         severity=parse_severity_flags(request.severities),
-        rule_options=parse_rule_option_flags(request.rule_options),
+        rule_options={**parse_rule_option_flags(request.rule_options),
+                      **parse_budget_flags(request.budgets)},
     )
     changes = {
         "min_share": request.min_share,

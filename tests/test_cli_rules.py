@@ -60,7 +60,7 @@ def test_findings_in_json_and_fail_on(capsys):
     assert code == 1 and data["findings"][0]["severity"] == "error"
     # the longer (more specific) selector wins, as in ruff
     code, data = _json(capsys, "--ignore", "ML902", "--select", "ML9")
-    assert data["rules_run"] == ["ML901"]
+    assert data["rules_run"] == ["ML901", "ML903"]
     code, data = _json(capsys, "--ignore", "ML9", "--select", "ML902,ML901")
     assert data["rules_run"] == ["ML901", "ML902"]
 

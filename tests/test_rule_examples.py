@@ -16,7 +16,8 @@ RULES = load_rules().rules
 def _codes(rule, example) -> list[str]:
     report = analyse(load_example(example), resolve(example.hw))
     # Only this rule, and no noise threshold: the example is tiny on purpose.
-    config = Config(select=(rule.code,), min_share=0.0, min_saving_s=0.0)
+    config = Config(select=(rule.code,), min_share=0.0, min_saving_s=0.0,
+                    rule_options={rule.code: dict(example.options)})
     return [f.code for f in check(report, config).findings]
 
 
