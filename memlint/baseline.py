@@ -16,13 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import reprlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from memlint.errors import ConfigError
 from memlint.findings import Finding
+from memlint.textio import NotReadable, read_small_file, shown
 
 BASELINE_VERSION = 1
 GRAPH = "<graph>"  # the node name used for findings about the whole graph
@@ -102,10 +102,9 @@ def load_baseline(path: str | os.PathLike[str]) -> Baseline:
     """Read a baseline file; a missing, special or malformed one is a ConfigError naming it."""
     target = Path(path)
     try:
-        if not target.is_file():  # a FIFO or a device would block or never end
-            problem = "no such file" if not target.exists() else "not a regular file"
-            raise ConfigError(f"{path}: cannot read the baseline ({problem})")
-        data = json.loads(target.read_text(encoding="utf-8"))
+        data = json.loads(read_small_file(target).decode("utf-8"))
+    except NotReadable as exc:
+        raise ConfigError(f"{path}: cannot read the baseline ({exc})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the baseline ({exc.strerror or exc})") from None
     except (ValueError, RecursionError) as exc:
@@ -123,6 +122,6 @@ def load_baseline(path: str | os.PathLike[str]) -> Baseline:
     for row in rows:
         if not isinstance(row, dict) or not all(isinstance(row.get(k), str)
                                                 for k in ("code", "model", "node")):
-            raise ConfigError(f"{path}: malformed baseline entry {reprlib.repr(row)}")
+            raise ConfigError(f"{path}: malformed baseline entry {shown(row)}")
         entries.add(Entry(row["code"], row["model"], row["node"]))
     return Baseline(frozenset(entries), str(path))

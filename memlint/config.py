@@ -27,9 +27,6 @@ ruff.toml). Keys (kebab-case):
 from __future__ import annotations
 
 import difflib
-import os
-import reprlib
-import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -40,6 +37,7 @@ from typing import Any
 from memlint.errors import ConfigError
 from memlint.findings import Severity
 from memlint.ir import EMPTY
+from memlint.textio import NotReadable, read_small_file, shown
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -124,10 +122,10 @@ def _tool_table(document: Mapping[str, Any], path: Path) -> Mapping[str, Any] | 
     """The [tool.memlint] table of a pyproject.toml document (None when it has none)."""
     tool = document.get("tool", {})
     if not isinstance(tool, dict):
-        raise ConfigError(f"{path}: [tool] must be a table, got {_shown(tool)}")
+        raise ConfigError(f"{path}: [tool] must be a table, got {shown(tool)}")
     table = tool.get("memlint")
     if table is not None and not isinstance(table, dict):
-        raise ConfigError(f"{path}: [tool.memlint] must be a table, got {_shown(table)}")
+        raise ConfigError(f"{path}: [tool.memlint] must be a table, got {shown(table)}")
     return table
 
 
@@ -144,19 +142,11 @@ def load_config(path: Path | None = None, *, start: Path | None = None) -> Confi
     return parse_config(found[1], str(found[0]))
 
 
-MAX_FILE_BYTES = 16 * 2**20  # far more than any configuration needs
-
-
 def _read(path: Path) -> dict[str, Any]:
     try:
-        # O_NONBLOCK: opening a FIFO would otherwise wait for a writer (a hang)
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block or never end
-                raise ConfigError(f"{path}: not a regular file")
-            if info.st_size > MAX_FILE_BYTES:
-                raise ConfigError(f"{path}: {info.st_size:,} bytes, too large for a config file")
-            return tomllib.load(handle)
+        return tomllib.loads(read_small_file(path).decode("utf-8"))
+    except NotReadable as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
@@ -167,21 +157,11 @@ def _read(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML (arrays or tables nested too deeply)") from None
 
 
-_SHOWN = reprlib.Repr()
-_SHOWN.maxstring = _SHOWN.maxother = 60
-_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxtuple, _SHOWN.maxset = 2, 4, 4, 4, 4
-
-
-def _shown(value: Any) -> str:
-    """A value from a config file, quoted and cut short for a one-line message."""
-    return _SHOWN.repr(value)
-
-
 def _name(key: Any) -> str:
     """A key from a config file as written when it is a short printable string, else quoted."""
     if isinstance(key, str) and key.isprintable() and len(key) <= 60:
         return key
-    return _shown(key)
+    return shown(key)
 
 
 def parse_config(table: Mapping[str, Any], origin: str) -> Config:
@@ -204,7 +184,7 @@ def parse_config(table: Mapping[str, Any], origin: str) -> Config:
     if "fail-on" in table:
         fail_on = _typed(table["fail-on"], str, "fail-on", fail)
         if fail_on not in FAIL_ON:
-            raise fail("fail-on", f"{_shown(fail_on)} is not one of {', '.join(FAIL_ON)}")
+            raise fail("fail-on", f"{shown(fail_on)} is not one of {', '.join(FAIL_ON)}")
         values["fail_on"] = fail_on
     if "tf32" in table:
         values["tf32"] = _typed(table["tf32"], bool, "tf32", fail)
@@ -212,7 +192,7 @@ def parse_config(table: Mapping[str, Any], origin: str) -> Config:
         dims = _typed(table["dims"], dict, "dims", fail)
         for name, value in dims.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise fail("dims", f"{_name(name)} must be a whole number >= 0, got {_shown(value)}")
+                raise fail("dims", f"{_name(name)} must be a whole number >= 0, got {shown(value)}")
         values["dims"] = MappingProxyType(dict(dims))
     for key in ("select", "ignore", "models"):
         if key in table:
@@ -225,7 +205,7 @@ def parse_config(table: Mapping[str, Any], origin: str) -> Config:
         if key in table:
             number = table[key]
             if not isinstance(number, (int, float)) or isinstance(number, bool) or number < 0:
-                raise fail(key, f"must be a non-negative number, got {_shown(number)}")
+                raise fail(key, f"must be a non-negative number, got {shown(number)}")
             values[attr] = float(number)
     if "severity" in table:
         severities = _typed(table["severity"], dict, "severity", fail)
@@ -252,7 +232,7 @@ def parse_config(table: Mapping[str, Any], origin: str) -> Config:
 def _typed(value: Any, kind: type, key: str, fail) -> Any:
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         names = {str: "a string", bool: "true or false", dict: "a table", list: "a list"}
-        raise fail(key, f"must be {names[kind]}, got {_shown(value)}")
+        raise fail(key, f"must be {names[kind]}, got {shown(value)}")
     return value
 
 
@@ -269,7 +249,7 @@ def _suppression(entry: Any, index: int, fail) -> Suppression:
         raise fail(key, "must be a table with code, nodes and reason")
     unknown = set(entry) - {"code", "nodes", "reason"}
     if unknown:
-        raise fail(key, f"unknown key(s) {', '.join(_shown(k) for k in sorted(unknown))}")
+        raise fail(key, f"unknown key(s) {', '.join(shown(k) for k in sorted(unknown))}")
     for part in ("nodes", "reason"):
         if not isinstance(entry.get(part), str) or not entry[part].strip():
             raise fail(key, f"needs a non-empty `{part}` string")

@@ -11,7 +11,6 @@ import difflib
 import functools
 import os
 import re
-import stat
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -20,11 +19,11 @@ from types import MappingProxyType
 from memlint.errors import HardwareError
 from memlint.hardware.schema import parse_document
 from memlint.hardware.spec import HardwareSpec
+from memlint.textio import NotReadable, read_small_file
 
 PathLike = str | os.PathLike[str]
 
 _FORMATS = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml"}
-MAX_FILE_BYTES = 16 * 2**20  # far more than any list of devices needs
 
 
 def load_spec_file(path: PathLike) -> tuple[HardwareSpec, ...]:
@@ -36,16 +35,9 @@ def load_spec_file(path: PathLike) -> tuple[HardwareSpec, ...]:
             f"hardware file {path} has an unsupported extension (use .toml, .yaml or .yml)"
         )
     try:
-        # O_NONBLOCK: opening a FIFO would otherwise wait for a writer (a hang)
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block or never end
-                raise HardwareError(f"hardware file {path} is not a regular file")
-            if info.st_size > MAX_FILE_BYTES:
-                raise HardwareError(
-                    f"hardware file {path} is {info.st_size:,} bytes; a spec file is a few kB"
-                )
-            text = handle.read()
+        text = read_small_file(path)
+    except NotReadable as exc:
+        raise HardwareError(f"hardware file {path}: {exc}") from None
     except FileNotFoundError:
         raise HardwareError(f"hardware file not found: {path}") from None
     except OSError as exc:

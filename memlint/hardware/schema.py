@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import difflib
 import math
-import reprlib
 import sys
 from collections.abc import Mapping
 from typing import Any
 
 from memlint.errors import HardwareError
 from memlint.hardware.spec import KINDS, HardwareSpec, valid_peak_key
+from memlint.textio import shown
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -76,7 +76,7 @@ def parse_document(text: bytes, origin: str, fmt: str) -> tuple[HardwareSpec, ..
         raise HardwareError(f"{origin}: expected a list of device tables under the key 'device'")
     extra = sorted(map(str, set(data) - {"device"}))
     if extra:
-        raise HardwareError(f"{origin}: unknown top-level key {_shown(extra[0])} (only 'device')")
+        raise HardwareError(f"{origin}: unknown top-level key {shown(extra[0])} (only 'device')")
     specs: dict[str, HardwareSpec] = {}
     for index, entry in enumerate(data["device"]):
         spec = parse_device(entry, origin, index)
@@ -95,7 +95,7 @@ def parse_device(entry: Any, origin: str, index: int) -> HardwareSpec:
         where = f"{origin}: device {name!r}"
     for key in entry:
         if key not in KNOWN_FIELDS:
-            raise HardwareError(f"{where}: unknown field {_shown(key)}{_hint(key, KNOWN_FIELDS)}")
+            raise HardwareError(f"{where}: unknown field {shown(key)}{_hint(key, KNOWN_FIELDS)}")
     text = {key: _text(entry, key, where) for key in TEXT_FIELDS}
     for key in ("name", "kind"):
         if not text[key]:
@@ -125,7 +125,7 @@ def parse_device(entry: Any, origin: str, index: int) -> HardwareSpec:
     for key, raw in peaks_entry.items():
         if not isinstance(key, str) or not valid_peak_key(key):
             raise HardwareError(
-                f"{where}: unknown peak key {_shown(key)}{_hint(key, _EXAMPLE_KEYS)}"
+                f"{where}: unknown peak key {shown(key)}{_hint(key, _EXAMPLE_KEYS)}"
                 " (expected '<tensor|vector>.<dtype>', e.g. 'tensor.float16')"
             )
         peaks[key], sources[key] = _quantity(raw, f"peaks.{key}", "rate", where)
@@ -157,27 +157,27 @@ _EXAMPLE_KEYS = (
 def _quantity(raw: Any, key: str, measure: str, where: str) -> tuple[float, str]:
     """Check one {value, unit, source} table; return (value in SI base units, source)."""
     if not isinstance(raw, dict):
-        raise HardwareError(f"{where}: {key} must be a table {{value, unit, source}}, got {_shown(raw)}")
+        raise HardwareError(f"{where}: {key} must be a table {{value, unit, source}}, got {shown(raw)}")
     extra = sorted(map(str, set(raw) - QUANTITY_KEYS))
     if extra:
-        raise HardwareError(f"{where}: {key} has unknown key {_shown(extra[0])} (value, unit, source)")
+        raise HardwareError(f"{where}: {key} has unknown key {shown(extra[0])} (value, unit, source)")
     for needed in ("value", "unit", "source"):
         if needed not in raw:
             raise HardwareError(f"{where}: {key} is missing {needed!r}")
     value, unit, source = raw["value"], raw["unit"], raw["source"]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise HardwareError(f"{where}: {key} value must be a finite number, got {_shown(value)}")
+        raise HardwareError(f"{where}: {key} value must be a finite number, got {shown(value)}")
     if value <= 0:
         raise HardwareError(f"{where}: {key} value must be positive, got {value!r}")
     fitting = [u for u, (_, m) in UNITS.items() if m == measure]
     if not isinstance(unit, str) or unit not in UNITS:
         raise HardwareError(
-            f"{where}: {key} has unknown unit {_shown(unit)} (expected one of {', '.join(fitting)})"
+            f"{where}: {key} has unknown unit {shown(unit)} (expected one of {', '.join(fitting)})"
         )
     factor, unit_measure = UNITS[unit]
     if unit_measure != measure:
         raise HardwareError(
-            f"{where}: {key} unit {_shown(unit)} is not a {measure} unit"
+            f"{where}: {key} unit {shown(unit)} is not a {measure} unit"
             f" (use one of {', '.join(fitting)})"
         )
     if not isinstance(source, str) or not source.strip():
@@ -188,7 +188,7 @@ def _quantity(raw: Any, key: str, measure: str, where: str) -> tuple[float, str]
 def _text(entry: Mapping[str, Any], key: str, where: str) -> str:
     value = entry.get(key, "")
     if not isinstance(value, str):
-        raise HardwareError(f"{where}: {key!r} must be a string, got {_shown(value)}")
+        raise HardwareError(f"{where}: {key!r} must be a string, got {shown(value)}")
     return value.strip()
 
 
@@ -220,17 +220,6 @@ def _load_yaml(text: str, origin: str) -> Any:
         raise HardwareError(f"malformed YAML in {origin}: {_one_line(exc)}") from None
     except RecursionError:
         raise HardwareError(f"malformed YAML in {origin}: nested too deeply") from None
-
-
-_SHOWN = reprlib.Repr()
-_SHOWN.maxstring = _SHOWN.maxother = 60
-_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxtuple, _SHOWN.maxset = 2, 4, 4, 4, 4
-
-
-def _shown(value: Any) -> str:
-    """A value from a hardware file, quoted and cut short (YAML aliases can make a small file
-    hold a huge nested value) for a one-line message."""
-    return _SHOWN.repr(value)
 
 
 def _one_line(exc: Exception) -> str:
