@@ -420,25 +420,7 @@ def test_linting_onnx_never_imports_torch():
 # --- consistency with the ONNX export ----------------------------------------------------------
 
 
-class Block(nn.Module):
-    """A GPT-2 decoder block: pre-LayerNorm, matmul+softmax attention, GELU MLP."""
-
-    def __init__(self, d: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-        self.fc, self.out = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
-
-    def forward(self, x):
-        b, s, d = x.shape
-        head = d // self.heads
-        q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
-        q, k, v = (t.reshape(b, s, self.heads, head).transpose(1, 2) for t in (q, k, v))
-        att = ((q @ k.transpose(-2, -1)) / head**0.5).softmax(dim=-1)
-        y = (att @ v).transpose(1, 2).reshape(b, s, d)
-        x = x + self.proj(y)
-        return x + self.out(F.gelu(self.fc(self.ln2(x))))
+from torch_blocks import Block  # noqa: E402 - the block the ONNX tests export too
 
 
 def test_block_through_fx_matches_its_onnx_export(tmp_path):

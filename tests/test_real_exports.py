@@ -15,7 +15,6 @@ differently from what we bind makes the test fail loudly), and checked for:
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -26,7 +25,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
 from torch import nn  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
+from torch_blocks import Block  # noqa: E402
 
 from memlint.api import lint  # noqa: E402
 from memlint.config import Config  # noqa: E402
@@ -111,27 +110,6 @@ def contrib_ops(report) -> dict[str, int]:
 # --- torch modules ----------------------------------------------------------------------------
 
 VOCAB, D_MODEL, HEADS, LAYERS, MAX_POS = 100, 64, 4, 2, 64
-
-
-class Block(nn.Module):
-    """A GPT-2 decoder block: pre-LayerNorm, matmul+softmax attention (no mask), GELU MLP."""
-
-    def __init__(self, d: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-        self.fc, self.out = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
-
-    def forward(self, x):
-        b, s, d = x.shape
-        head = d // self.heads
-        q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
-        q, k, v = (t.reshape(b, s, self.heads, head).transpose(1, 2) for t in (q, k, v))
-        att = ((q @ k.transpose(-2, -1)) / math.sqrt(head)).softmax(dim=-1)
-        y = (att @ v).transpose(1, 2).reshape(b, s, d)
-        x = x + self.proj(y)
-        return x + self.out(F.gelu(self.fc(self.ln2(x))))
 
 
 class TinyGPT(nn.Module):
