@@ -299,13 +299,11 @@ def summary_table(outcomes: Sequence[ModelOutcome]) -> str:
 
 def summary_markdown(outcomes: Sequence[ModelOutcome]) -> str:
     from memlint import units
-
-    def cell(text: str) -> str:
-        return text.replace("&", "&amp;").replace("<", "&lt;").replace("|", "\\|")
+    from memlint.report.markdown import md
 
     lines = ["| model | result |", "|---|---|"]
     for o in outcomes:
         result = f"error: {o.error}" if o.error else (
             f"{o.findings} finding(s), {units.seconds(o.latency_s)}" + (" **fails**" if o.fails else ""))
-        lines.append(f"| `{cell(o.model)}` | {cell(result)} |")
+        lines.append(f"| {md(o.model)} | {md(result)} |")
     return "\n".join(lines)

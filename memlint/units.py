@@ -36,3 +36,20 @@ def intensity(value: float | None) -> str:
 
 def percent(fraction: float) -> str:
     return f"{100 * fraction:.1f}%"
+
+
+def by_unit(value: float, unit: str) -> str:
+    """A measured number formatted by its unit ("B", "s", "FLOP/B", "FLOP", "fraction", or any
+    other unit printed after the number), as evidence and diffs show it."""
+    if unit == "B":
+        return nbytes(value)
+    if unit == "s":
+        return seconds(value)
+    if unit == "FLOP/B":
+        return intensity(value)
+    if unit == "FLOP":
+        return flops(value)
+    if unit == "fraction":
+        return percent(value)
+    number = f"{int(value):,}" if float(value).is_integer() else f"{value:.4g}"
+    return f"{number} {unit}" if unit else number

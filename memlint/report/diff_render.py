@@ -8,18 +8,7 @@ from typing import Any
 from memlint import units
 from memlint.diff import Delta, ModelDiff
 from memlint.report.json_report import _finding
-
-
-def _value(unit: str, value: float) -> str:
-    if unit == "s":
-        return units.seconds(value)
-    if unit == "B":
-        return units.nbytes(value)
-    if unit == "FLOP":
-        return units.flops(value)
-    if unit == "fraction":
-        return units.percent(value)
-    return f"{value:g}"
+from memlint.report.markdown import md
 
 
 def _change(delta: Delta) -> str:
@@ -40,7 +29,7 @@ def _gate(delta: Delta) -> str:
 
 def rows(result: ModelDiff) -> list[tuple[str, str, str, str, str]]:
     return [
-        (d.label, _value(d.unit, d.old), _value(d.unit, d.new), _change(d), _gate(d))
+        (d.label, units.by_unit(d.old, d.unit), units.by_unit(d.new, d.unit), _change(d), _gate(d))
         for d in result.deltas
     ]
 
@@ -84,25 +73,19 @@ def render_json(result: ModelDiff) -> str:
     return json.dumps(to_dict(result), indent=2) + "\n"
 
 
-def _md(text: str) -> str:
-    """Markdown-safe text: HTML special characters as entities, table pipes and backticks escaped."""
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace("|", "\\|").replace("`", "\\`"))
-
-
 def render_markdown(result: ModelDiff) -> str:
     verdict = "fails its gates" if result.regressions else "passes its gates"
     lines = [
-        f"### memlint diff: `{_md(result.old.model.source)}` → `{_md(result.new.model.source)}`"
-        f" ({_md(result.new.hardware.name)}) {verdict}",
+        f"### memlint diff: {md(result.old.model.source)} → {md(result.new.model.source)}"
+        f" ({md(result.new.hardware.name)}) {verdict}",
         "",
         "| metric | old | new | change | gate |",
         "|---|---:|---:|---:|---|",
-        *(f"| {' | '.join(_md(c) for c in row)} |" for row in rows(result)),
+        *(f"| {' | '.join(md(c) for c in row)} |" for row in rows(result)),
         "",
         f"**{len(result.new_findings)} new finding(s), {len(result.fixed)} fixed**",
         "",
     ]
-    lines += [f"- new **{f.code}** {_md(f.name)}: {_md(f.message)}" for f in result.new_findings]
-    lines += [f"- fixed {e.code} `{_md(e.node)}`" for e in result.fixed]
+    lines += [f"- new **{f.code}** {md(f.name)}: {md(f.message)}" for f in result.new_findings]
+    lines += [f"- fixed {e.code} {md(e.node)}" for e in result.fixed]
     return "\n".join(lines).rstrip() + "\n"

@@ -333,19 +333,7 @@ def findings_tally(findings: Sequence[Finding]) -> str:
 
 def evidence_value(metric: Metric) -> str:
     """A finding's measured number, formatted by its unit."""
-    value, unit = metric.value, metric.unit
-    if unit == "B":
-        return units.nbytes(value)
-    if unit == "s":
-        return units.seconds(value)
-    if unit == "FLOP/B":
-        return units.intensity(value)
-    if unit == "FLOP":
-        return units.flops(value)
-    if unit == "fraction":
-        return units.percent(value)
-    number = f"{int(value):,}" if float(value).is_integer() else f"{value:.4g}"
-    return f"{number} {unit}" if unit else number
+    return units.by_unit(metric.value, metric.unit)
 
 
 def _slowest(report: Report) -> float:
