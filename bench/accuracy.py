@@ -12,11 +12,12 @@
 3. For each model: `memlint.confirm.confirm`, then
    - the total-latency error (predicted - measured) / measured, against the run with graph
      optimisations off (the graph memlint predicts) and with them on;
-   - Spearman's rank correlation of predicted and measured per-node times over the nodes that
-     take at least 1% of the measured node time; when every such node has the same prediction
-     (BERT-base: only its 24 equal FFN MatMuls pass 1%) it is undefined, so two more are printed:
-     over nodes >= 0.1%, and over "signatures" (nodes of one op type with the same predicted
-     time, i.e. the same node in identical layers, times summed) >= 1%;
+   - Spearman's rank correlation of predicted and measured times (memlint.confirm.
+     rank_correlation): over single nodes that take at least 1% of the measured node time, which
+     is undefined when every such node has the same prediction (BERT-base: only its 24 equal FFN
+     MatMuls pass 1%); over single nodes >= 0.1%; and, as the report prints it, over groups >= 1%
+     (the same node of identical layers taken as one: names alike but for their numbers, one op
+     type, one predicted time);
    - the verdict on every finding, and on ML101 (low-intensity matmul) in particular.
 
 Targets (issue 7): BERT-base total within 30%, rank correlation >= 0.8, ML101 confirmed on the
@@ -35,11 +36,10 @@ import math
 import os
 import sys
 import time
-from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections import Counter
 from pathlib import Path
 
-import numpy as np
+from memlint.confirm import RankCorrelation, rank_correlation
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_models"
@@ -98,45 +98,13 @@ def _export(source: Path, output: Path, task: str) -> None:
 # --- statistics -----------------------------------------------------------------------------
 
 
-def ranks(values: Sequence[float]) -> np.ndarray:
-    """Ranks from 1, ties sharing their average rank."""
-    array = np.asarray(values, dtype=float)
-    order = np.argsort(array, kind="stable")
-    result = np.empty(len(array))
-    result[order] = np.arange(1, len(array) + 1)
-    for value in np.unique(array):
-        tied = array == value
-        result[tied] = result[tied].mean()
-    return result
-
-
-def spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:
-    """Spearman's rho (Pearson's r of the ranks); None when either side has no spread."""
-    if len(xs) < 2:
-        return None
-    a, b = ranks(xs), ranks(ys)
-    if a.std() == 0 or b.std() == 0:
-        return None
-    return float(np.corrcoef(a, b)[0, 1])
-
-
-def correlations(measurement) -> dict[str, tuple[float | None, int]]:
-    nodes = [n for n in measurement.nodes if n.measured_s > 0]
-    total = sum(n.measured_s for n in nodes)
-    result = {}
-    for label, share in (("1%", 0.01), ("0.1%", 0.001)):
-        kept = [n for n in nodes if n.measured_s >= share * total]
-        result[label] = (spearman([n.predicted_s for n in kept], [n.measured_s for n in kept]),
-                         len(kept))
-    groups: dict[tuple[str, float], list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for n in nodes:
-        key = (n.op_type, float(f"{n.predicted_s:.6g}"))
-        groups[key][0] += n.predicted_s
-        groups[key][1] += n.measured_s
-    kept_groups = [g for g in groups.values() if g[1] >= 0.01 * total]
-    result["sig 1%"] = (spearman([g[0] for g in kept_groups], [g[1] for g in kept_groups]),
-                        len(kept_groups))
-    return result
+def correlations(measurement) -> dict[str, RankCorrelation]:
+    """Spearman over single nodes >= 1% and >= 0.1%, and over groups >= 1% (the report's)."""
+    return {
+        "1%": rank_correlation(measurement.nodes, 0.01, grouped=False),
+        "0.1%": rank_correlation(measurement.nodes, 0.001, grouped=False),
+        "groups 1%": measurement.rank_correlation,
+    }
 
 
 # --- other processes ------------------------------------------------------------------------
@@ -264,21 +232,21 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     header = (f"{'model':<20} {'predicted':>10} {'unopt':>10} {'err':>7} {'opt':>10} {'err':>7} "
-              f"{'rho>=1%':>12} {'rho>=0.1%':>12} {'rho sig':>12} {'others':>6}  findings / ML101")
+              f"{'rho>=1%':>12} {'rho>=0.1%':>12} {'rho groups':>12} {'others':>6}  findings / ML101")
     print(header)
     print("-" * len(header))
     for label, m, rho, verdicts, ml101, busy in rows:
         print(
             f"{label:<20} {_ms(m.predicted_latency_s)} {_ms(m.unoptimised_latency_s)} "
             f"{_pct(m.total_error)} {_ms(m.optimised_latency_s)} {_pct(m.optimised_error)} "
-            f"{_rho(rho['1%'])} {_rho(rho['0.1%'])} {_rho(rho['sig 1%'])} {busy:6.2f}  "
+            f"{_rho(rho['1%'])} {_rho(rho['0.1%'])} {_rho(rho['groups 1%'])} {busy:6.2f}  "
             f"{_verdicts(verdicts)} / {_verdicts(ml101) or '-'}"
         )
     print()
     print("predicted: memlint's latency; unopt/opt: measured median latency with onnxruntime's "
           "graph optimisations off/on; err = (predicted - measured) / measured; rho: Spearman "
           "(nodes in the run) over nodes >= 1% / >= 0.1% of the measured node time, and over "
-          "signatures >= 1%; '-' undefined (no spread); others: CPU cores other processes used "
+          "groups >= 1% (the same node of identical layers taken as one, as the report does); '-' undefined (no spread); others: CPU cores other processes used "
           "while the model was measured. Verdicts: c confirmed, n not confirmed, m not measured.")
     return 0
 
@@ -291,9 +259,8 @@ def _pct(fraction: float) -> str:
     return f"{100 * fraction:+6.0f}%" if math.isfinite(fraction) else "    inf"
 
 
-def _rho(value: tuple[float | None, int]) -> str:
-    rho, count = value
-    return f"{'-' if rho is None else f'{rho:.2f}':>5} ({count:>3})"
+def _rho(rank: RankCorrelation) -> str:
+    return f"{'-' if rank.rho is None else f'{rank.rho:.2f}':>5} ({rank.groups:>3})"
 
 
 def _verdicts(counts: Counter) -> str:

@@ -14,7 +14,6 @@ import fnmatch
 import importlib
 import logging
 import pkgutil
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -24,7 +23,7 @@ from typing import Any
 
 from memlint.config import Config, Suppression
 from memlint.errors import ConfigError, MemlintError, RegistrationError
-from memlint.findings import Finding, Fix, Metric, Suppressed
+from memlint.findings import Finding, Fix, Metric, Suppressed, layer_pattern
 from memlint.rulebase import Rule, RuleContext
 
 log = logging.getLogger(__name__)
@@ -256,9 +255,6 @@ def _suppress(
     return kept, hidden, [s for i, s in enumerate(rules) if i not in used]
 
 
-_DIGITS = re.compile(r"\d+")
-
-
 def _group(findings: list[Finding], ctx: RuleContext) -> list[Finding]:
     """Merge findings of one rule with the same signature whose (first) nodes' names differ only
     in their numbers (/h.0/mlp/... and /h.1/mlp/...): one finding with the totals."""
@@ -269,7 +265,7 @@ def _group(findings: list[Finding], ctx: RuleContext) -> list[Finding]:
         if not finding.signature or not finding.nodes or finding.time_s is None:
             singles.append(finding)
             continue
-        key = (finding.code, finding.signature, _DIGITS.sub("#", finding.nodes[0]))
+        key = (finding.code, finding.signature, layer_pattern(finding.nodes[0]))
         if key not in buckets:
             buckets[key] = []
             order.append(key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 from memlint.ir import SourceLocation
@@ -95,3 +96,13 @@ class Suppressed:
     finding: Finding
     reason: str
     pattern: str
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+def layer_pattern(node_name: str) -> str:
+    """The node's name with every run of digits as "#": the same node of identical layers
+    (/h.0/mlp/fc/MatMul, /h.1/mlp/fc/MatMul) shares one pattern. Findings on identical layers
+    are grouped by it, and so are nodes in the measured rank correlation."""
+    return _DIGITS.sub("#", node_name)

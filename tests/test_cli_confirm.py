@@ -32,7 +32,19 @@ def test_confirm_on_cpu_reports_predicted_and_measured(tmp_path: Path):
     assert measured["unoptimised_latency_s"] > 0 and measured["optimised_latency_s"] > 0
     conv = [n for n in measured["nodes"] if n["op_type"] == "Conv"]
     assert conv and all(n["measured_s"] > 0 and n["predicted_s"] > 0 for n in conv)
+    rank = measured["rank_correlation"]
+    assert rank["min_share"] == 0.01 and rank["groups"] <= rank["nodes"] <= len(measured["nodes"])
+    assert rank["rho"] is None or -1 <= rank["rho"] <= 1
     assert "measured on CPUExecutionProvider" in result.stderr
+
+
+def test_confirm_text_report_states_error_and_rank_correlation(tmp_path: Path):
+    result = memlint(str(SAMPLES / "bert_encoder.onnx"), "--hw", "cpu", "--confirm", "--runs", "2",
+                     "--dim", "batch_size=1", "--dim", "sequence_length=16", "--fail-on", "never",
+                     tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "prediction error" in result.stdout
+    assert "rank correlation" in result.stdout and "(Spearman) over the" in result.stdout
 
 
 def test_confirming_a_gpu_prediction_on_the_cpu_is_refused(tmp_path: Path):

@@ -19,7 +19,9 @@ from memlint.confirm.model import (
     Measurement,
     NodeMeasurement,
     OptimisedKernel,
+    RankCorrelation,
     Verdict,
+    rank_correlation,
 )
 
 if TYPE_CHECKING:
@@ -31,8 +33,10 @@ __all__ = [
     "Measurement",
     "NodeMeasurement",
     "OptimisedKernel",
+    "RankCorrelation",
     "Verdict",
     "confirm",
+    "rank_correlation",
 ]
 
 

@@ -39,6 +39,7 @@ def measured_blocks(m: Any) -> list:  # m: memlint.confirm.Measurement
                                 f"optimisations; prediction error {error(m.optimised_error)})"),
         ("kernels mapped", f"{units.percent(m.kernels_mapped_fraction)} of the optimised run's "
                            "kernel time maps back to graph nodes"),
+        ("rank correlation", rank_text(m.rank_correlation)),
         *(("note", note) for note in m.notes),
     )
     findings = tuple(
@@ -65,6 +66,19 @@ def measured_blocks(m: Any) -> list:  # m: memlint.confirm.Measurement
     return out
 
 
+def rank_text(rank: Any) -> str:  # rank: memlint.confirm.RankCorrelation
+    """The rank correlation with what it covers, e.g. "0.93 (Spearman) over 9 groups ..."."""
+    value = "undefined" if rank.rho is None else f"{rank.rho:.2f}"
+    unit = "groups" if rank.grouped else "nodes"
+    why = (" (fewer than three, or one prediction for all)" if rank.rho is None else "")
+    text = (f"{value} (Spearman) over the {rank.groups} {unit}{why} that take "
+            f">= {units.percent(rank.share)} of the measured node time")
+    if rank.grouped:
+        text += (f" ({rank.nodes} nodes: the same node of identical layers, named alike but "
+                 "for numbers, taken as one)")
+    return text
+
+
 def measurement_dict(m: Any) -> dict[str, Any]:
     """The JSON report's "measurement" object (raw numbers, units in the keys)."""
     return {
@@ -80,6 +94,10 @@ def measurement_dict(m: Any) -> dict[str, Any]:
         "total_error": m.total_error,
         "optimised_error": m.optimised_error,
         "kernels_mapped_fraction": m.kernels_mapped_fraction,
+        "rank_correlation": {
+            "rho": m.rank_correlation.rho, "groups": m.rank_correlation.groups,
+            "nodes": m.rank_correlation.nodes, "min_share": m.rank_correlation.share,
+        },
         "nodes": [
             {"name": n.name, "op_type": n.op_type, "predicted_s": n.predicted_s,
              "measured_s": n.measured_s,
