@@ -29,6 +29,33 @@ class Pattern:
 
 
 def recognise(ctx: RuleContext, chain: Chain) -> Pattern:
+    """The chain's pattern, with the fix for the graph's framework: the onnxruntime optimizer
+    for an ONNX file, torch's fused ops and torch.compile for a torch.fx graph."""
+    pattern = _recognise(ctx, chain)
+    if ctx.model.format == "fx":
+        return Pattern(pattern.name, _torch_fix(pattern.name))
+    return pattern
+
+
+def _torch_fix(name: str) -> str:
+    """The fix for a torch module, by the pattern's name."""
+    if "LayerNorm" in name:
+        return ("torch.nn.functional.layer_norm (nn.LayerNorm) is one kernel; torch.compile "
+                "(Inductor) fuses the bias and residual Adds with it")
+    if "RMSNorm" in name:
+        return ("torch.nn.functional.rms_norm (nn.RMSNorm, torch >= 2.4) replaces the decomposed "
+                "norm; torch.compile (Inductor) fuses the chain, residual Add included, into one "
+                "kernel")
+    if "GELU" in name:
+        return ("torch.nn.functional.gelu (approximate='tanh' for the tanh form) is one kernel; "
+                "torch.compile (Inductor) fuses the bias Add with it")
+    if "SiLU" in name:
+        return ("torch.compile (Inductor) fuses torch.nn.functional.silu and the gating Mul into "
+                "one kernel")
+    return "torch.compile (Inductor) fuses point-wise chains into one kernel"
+
+
+def _recognise(ctx: RuleContext, chain: Chain) -> Pattern:
     """Norms first (a residual or bias Add joins them), then GELU, SiLU, else a plain chain."""
     ops = Counter(n.op_type for n in chain.nodes)
     adds = [n for n in chain.nodes if n.op_type == "Add" and len(n.inputs) == 2]

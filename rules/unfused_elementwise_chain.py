@@ -33,7 +33,8 @@ class UnfusedElementwiseChain(Rule):
     Use the fused op: the onnxruntime transformers optimizer rewrites these patterns to
     com.microsoft Gelu / BiasGelu / FastGelu / SkipLayerNormalization /
     SimplifiedLayerNormalization and ONNX LayerNormalization; torch.compile (Inductor) and
-    TensorRT fuse point-wise chains on their own.
+    TensorRT fuse point-wise chains on their own. For a torch.fx graph the finding names torch's
+    fused op (torch.nn.functional.gelu, layer_norm, rms_norm) and torch.compile instead.
 
     ## Known limits
     Chains that feed or read a Softmax are left to ML103 (attention). Metadata views (Reshape,

@@ -509,3 +509,6 @@ def test_gpt2_findings_point_into_transformers(gpt2):
     assert "ML102" in codes  # the decomposed tanh GELU of transformers' NewGELUActivation
     gelu = next(f for f in report.findings if "GELU" in f.message)
     assert Path(gelu.source.file).name == "activations.py"
+    # a torch user is pointed at torch's fused op and torch.compile, not at an ONNX optimizer
+    assert "approximate='tanh'" in gelu.fixes[0].text and "torch.compile" in gelu.fixes[0].text
+    assert "onnxruntime" not in gelu.fixes[0].text
