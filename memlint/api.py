@@ -102,7 +102,7 @@ def load(
     object goes to the torch frontend (which imports torch), any other path to ONNX."""
     if isinstance(source, Model):
         return source
-    if isinstance(source, (str, os.PathLike)) and Path(source).suffix != ".pt2":
+    if _onnx_path(source):
         from memlint.frontends.onnx import load_onnx
 
         return load_onnx(source, dims=dims, input_shapes=input_shapes, strict_dims=strict_dims,
@@ -117,6 +117,20 @@ def load(
     if isinstance(source, (str, os.PathLike)):
         return fx.load_pt2(source, **bind)
     return fx.load_torch(source, example_inputs, example_kwargs, **bind)
+
+
+def parse(source: str | os.PathLike[str] | Any) -> Any:
+    """An ONNX file read once (memlint.frontends.onnx.ParsedOnnx) for several `load`s at other
+    dims; any other source (a torch object, a .pt2 file, a Model) is returned as it is."""
+    if _onnx_path(source):
+        from memlint.frontends.onnx import parse_onnx
+
+        return parse_onnx(source)
+    return source
+
+
+def _onnx_path(source: Any) -> bool:
+    return isinstance(source, (str, os.PathLike)) and Path(source).suffix != ".pt2"
 
 
 def _torch_frontend():  # noqa: ANN202 - the module memlint.frontends.fx

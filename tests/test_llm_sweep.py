@@ -114,3 +114,29 @@ def test_crossover_from_lines_and_by_bisection():
     assert _bisect(bound, {}, 4096) == 37
     assert _bisect(bound, {8: False, 64: True}, 4096) == 37
     assert _bisect(bound, {}, 16) is None
+
+
+def test_an_onnx_file_is_read_once_for_the_scenario_and_every_sweep_point(monkeypatch):
+    import memlint.frontends.onnx as onnx_frontend
+    from memlint.llm.session import lint_llm, sections
+
+    reads = []
+    real = onnx_frontend.read_proto
+    monkeypatch.setattr(onnx_frontend, "read_proto", lambda path: reads.append(path) or real(path))
+    run = lint_llm(GPT2, hw="a100")  # the default decode step: a second load at its dims
+    parts = sections(run, sweeps=["batch=1,8,64"])
+    assert [row.scenario.batch for row in parts.sweeps[0].rows] == [1, 8, 64]
+    assert run.evaluator.loads >= 2 and len(reads) == 1
+
+
+def test_loads_of_one_parsed_file_do_not_share_bindings():
+    from memlint.api import parse
+
+    parsed = parse(GPT2)
+    first = load(parsed, {"batch_size": 8, "past_sequence_length": 64, "sequence_length": 1})
+    second = load(parsed, {"batch_size": 1, "past_sequence_length": 128, "sequence_length": 1})
+    again = load(GPT2, {"batch_size": 8, "past_sequence_length": 64, "sequence_length": 1})
+    assert first.dims == again.dims != second.dims
+    shapes = [{v.name: v.shape for v in m.graph.values.values()} for m in (first, second, again)]
+    assert shapes[0] == shapes[2] != shapes[1]
+    assert parse(parsed) is parsed and Path(parsed) == GPT2 and first.source == str(GPT2)

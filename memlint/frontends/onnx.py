@@ -18,6 +18,7 @@ import os
 import re
 import stat
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
@@ -145,6 +146,32 @@ def _what_it_is(path: Path) -> str:
     return ""
 
 
+@dataclass(frozen=True, eq=False)
+class ParsedOnnx(os.PathLike):
+    """An ONNX file read once, its weight payloads dropped: loading it again at other dims (an
+    LLM scenario, each point of a sweep) skips reading and parsing the file. Each load binds a
+    copy of `proto`, which is never changed. It is a path-like (the file's path), so wherever a
+    model path goes, this can go instead."""
+
+    path: Path
+    proto: onnx.ModelProto
+    weights: Mapping[str, TensorType]  # initializers turned into typed inputs
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+
+def parse_onnx(source: str | os.PathLike[str]) -> ParsedOnnx:
+    """Read and check an ONNX file once, without its weights."""
+    if isinstance(source, ParsedOnnx):
+        return source
+    path = resolve_model_path(source)
+    proto = read_proto(path)
+    _require_text(proto.graph, path)
+    weights = _strip_weights(proto.graph, path.parent, path)
+    return ParsedOnnx(path, proto, weights)
+
+
 def load_onnx(
     source: str | os.PathLike[str],
     *,
@@ -153,11 +180,15 @@ def load_onnx(
     strict_dims: bool = False,
     default_dims: Mapping[str, int] | None = None,
 ) -> Model:
-    path = resolve_model_path(source)
-    return load_onnx_proto(
-        read_proto(path), path, dims=dims, input_shapes=input_shapes, strict_dims=strict_dims,
-        default_dims=default_dims,
-    )
+    """Load an ONNX file (or a ParsedOnnx, from a copy of its proto) into the IR."""
+    if isinstance(source, ParsedOnnx):
+        proto = onnx.ModelProto()
+        proto.CopyFrom(source.proto)
+        parsed = ParsedOnnx(source.path, proto, source.weights)
+    else:
+        parsed = parse_onnx(source)  # parsed for this load alone: bound in place
+    return _bind(parsed, dims=dims, input_shapes=input_shapes, strict_dims=strict_dims,
+                 default_dims=default_dims)
 
 
 def load_onnx_proto(
@@ -171,9 +202,23 @@ def load_onnx_proto(
 ) -> Model:
     """Load a parsed model (modified in place: weight payloads are dropped). `path` names it in
     messages, and its folder is where small external tensors are looked for."""
+    _require_text(proto.graph, path)
+    weights = _strip_weights(proto.graph, path.parent, path)
+    return _bind(ParsedOnnx(path, proto, weights), dims=dims, input_shapes=input_shapes,
+                 strict_dims=strict_dims, default_dims=default_dims)
+
+
+def _bind(
+    parsed: ParsedOnnx,
+    *,
+    dims: Mapping[str, int] | None,
+    input_shapes: Mapping[str, tuple[int, ...]] | None,
+    strict_dims: bool,
+    default_dims: Mapping[str, int] | None,
+) -> Model:
+    """Bind the dims of a stripped model (its proto changed in place), infer, build the IR."""
+    proto, path, weights = parsed.proto, parsed.path, parsed.weights
     graph = proto.graph
-    _require_text(graph, path)
-    weights = _strip_weights(graph, path.parent, path)
     constants: dict[str, np.ndarray] = {
         init.name: _small_array(init, path) for init in graph.initializer
     }

@@ -3,8 +3,9 @@
     run = lint_llm("model.onnx", hw="h100", phase="decode", batch=8, context=4096)
     parts = sections(run, sweeps=["batch=1,8,64"], generate=256, weights_dtype="int4", tp=2)
 
-`lint_llm` loads the model once to read its structure and, when the scenario binds dims the
-first load did not, once more at the scenario's dims; `run.report` is the ordinary Report (rules
+`lint_llm` reads an ONNX file once, loads it to read its structure and, when the scenario binds
+dims the first load did not, once more at the scenario's dims (from the copy in memory, as the
+sweeps and what-ifs do); `run.report` is the ordinary Report (rules
 run) of that step. `sections` adds the "LLM serving" numbers and whatever the flags ask for.
 """
 
@@ -14,7 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from memlint.api import analyse, check, load
+from memlint.api import analyse, check, load, parse
 from memlint.config import Config
 from memlint.hardware import HardwareSpec, resolve
 from memlint.llm.generate import Generation, generate
@@ -70,6 +71,7 @@ def lint_llm(
     # The config's dims bind the dims a model has (and are no error where it has none); the
     # caller's dims must all exist. Roles are read from both.
     given = {**config.dims, **(dims or {})}
+    source = parse(source)  # an ONNX file is read once for every load below and the evaluator's
     first = load(source, dims, input_shapes, strict_dims=False, default_dims=config.dims)
     structure = detect(first)
     scenario = resolve_scenario(
