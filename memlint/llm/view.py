@@ -37,6 +37,7 @@ class Table:
     headers: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     notes: tuple[str, ...] = ()
+    text_columns: int = 1  # the leading columns that hold words (left-aligned); then numbers
 
 
 @dataclass(frozen=True)

@@ -58,11 +58,13 @@ def measured_blocks(m: Any) -> list:  # m: memlint.confirm.Measurement
     out = [Block("Measured (--confirm)", rows)]
     if findings:
         out.append(Block("Findings, measured", table=Table(
-            "Findings, measured", ("code", "nodes", "verdict", "why"), findings)))
+            "Findings, measured", ("code", "nodes", "verdict", "why"), findings,
+            text_columns=4)))
     if nodes:
         out.append(Block("Predicted vs measured, slowest nodes", table=Table(
             "Predicted vs measured, slowest nodes",
-            ("node", "op", "predicted", "measured", "bandwidth", "FLOP rate", "of roof"), nodes)))
+            ("node", "op", "predicted", "measured", "bandwidth", "FLOP rate", "of roof"), nodes,
+            text_columns=2)))
     return out
 
 

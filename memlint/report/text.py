@@ -151,7 +151,7 @@ def _llm(console: Console, report: Report) -> None:
         if block.table is not None:
             table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
             for i, header in enumerate(block.table.headers):
-                table.add_column(escape(inert(header)), justify="left" if i == 0 else "right")
+                table.add_column(escape(inert(header)), justify="left" if i < block.table.text_columns else "right")
             for row in block.table.rows:
                 table.add_row(*(escape(inert(cell)) for cell in row))
             console.print(table)
