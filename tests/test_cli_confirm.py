@@ -45,6 +45,7 @@ def test_confirm_text_report_states_error_and_rank_correlation(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     assert "prediction error" in result.stdout
     assert "rank correlation" in result.stdout and "(Spearman) over the" in result.stdout
+    assert "small kernels" in result.stdout and "per-kernel overhead" in result.stdout
 
 
 def test_confirming_a_gpu_prediction_on_the_cpu_is_refused(tmp_path: Path):

@@ -135,6 +135,7 @@ class Measurement:
     onnxruntime_version: str = ""
     profiler_floor_s: float = 0.0  # the profiler's own cost taken off every kernel time
     notes: tuple[str, ...] = ()
+    kernel_overhead_s: float | None = None  # the spec's per-kernel overhead the prediction used
 
     @property
     def total_error(self) -> float:
@@ -171,11 +172,25 @@ class Measurement:
         return None
 
     @property
+    def small_kernels(self) -> tuple[int, float | None]:
+        """(count, median measured seconds) of the kernels with under SMALL_WORK_S of roofline
+        work (shape and index ops, views, scalars): what a kernel costs the runtime beyond its
+        work, next to the spec's per-kernel overhead. (0, None) when there are none."""
+        times = sorted(n.measured_s for n in self.nodes
+                       if max(n.compute_time_s, n.memory_time_s) < SMALL_WORK_S)
+        if not times:
+            return 0, None
+        middle = len(times) // 2
+        median = times[middle] if len(times) % 2 else (times[middle - 1] + times[middle]) / 2
+        return len(times), median
+
+    @property
     def rank_correlation(self) -> RankCorrelation:
         """How well the prediction orders the measured time: see `rank_correlation`."""
         return rank_correlation(self.nodes)
 
 
+SMALL_WORK_S = 0.5e-6  # roofline work under this: a kernel whose time is the runtime's own
 RANK_SHARE = 0.01  # the groups (nodes) the rank correlation covers take at least this share
 
 

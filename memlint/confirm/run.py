@@ -423,6 +423,7 @@ def _join(
         onnxruntime_version=str(getattr(ort, "__version__", "")),
         profiler_floor_s=floor_s,
         notes=tuple(notes),
+        kernel_overhead_s=report.hardware.kernel_overhead_s,
     )
 
 

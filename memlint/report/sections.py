@@ -40,6 +40,7 @@ def measured_blocks(m: Any) -> list:  # m: memlint.confirm.Measurement
         ("kernels mapped", f"{units.percent(m.kernels_mapped_fraction)} of the optimised run's "
                            "kernel time maps back to graph nodes"),
         ("rank correlation", rank_text(m.rank_correlation)),
+        *((("small kernels", small_kernels_text(m)),) if m.small_kernels[0] else ()),
         *(("note", note) for note in m.notes),
     )
     findings = tuple(
@@ -66,6 +67,15 @@ def measured_blocks(m: Any) -> list:  # m: memlint.confirm.Measurement
             ("node", "op", "predicted", "measured", "bandwidth", "FLOP rate", "of roof"), nodes,
             text_columns=2)))
     return out
+
+
+def small_kernels_text(m: Any) -> str:
+    """What kernels with next to no work cost in the run, against the spec's overhead."""
+    count, median = m.small_kernels
+    spec = ("no per-kernel overhead" if not m.kernel_overhead_s
+            else f"a per-kernel overhead of {units.seconds(m.kernel_overhead_s)}")
+    return (f"{count:,} kernels with under 0.5 us of roofline work (shape and index ops, views) "
+            f"took a median {units.seconds(median)} each; the prediction used {spec}")
 
 
 def rank_text(rank: Any) -> str:  # rank: memlint.confirm.RankCorrelation
@@ -96,6 +106,8 @@ def measurement_dict(m: Any) -> dict[str, Any]:
         "total_error": m.total_error,
         "optimised_error": m.optimised_error,
         "kernels_mapped_fraction": m.kernels_mapped_fraction,
+        "small_kernels": {"count": m.small_kernels[0], "median_s": m.small_kernels[1],
+                          "spec_kernel_overhead_s": m.kernel_overhead_s},
         "rank_correlation": {
             "rho": m.rank_correlation.rho, "groups": m.rank_correlation.groups,
             "nodes": m.rank_correlation.nodes, "min_share": m.rank_correlation.share,

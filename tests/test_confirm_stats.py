@@ -1,4 +1,5 @@
-"""The rank correlation --confirm reports: Spearman's rho with ties, identical layers taken together."""
+"""Figures --confirm derives from the measured nodes: the rank correlation (Spearman's rho with
+ties, identical layers taken as one) and the cost of kernels with next to no work."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 
 import pytest
 
-from memlint.confirm import NodeMeasurement, rank_correlation
+from memlint.confirm import Measurement, NodeMeasurement, rank_correlation
 from memlint.confirm.model import spearman
 
 
@@ -86,3 +87,25 @@ def test_different_nodes_with_one_prediction_stay_apart():
     rank = rank_correlation(layers)
     assert (rank.groups, rank.nodes) == (4, 7)
     assert rank.rho == pytest.approx(4.5 / math.sqrt(22.5))
+
+
+def _measurement(nodes: list[NodeMeasurement]) -> Measurement:
+    return Measurement(
+        provider="CPUExecutionProvider", device="cpu", hardware="local-cpu", runs=1, warmup=0,
+        threads=0, weights="real", predicted_latency_s=1.0, unoptimised_latency_s=1.0,
+        optimised_latency_s=1.0, measured_nodes_s=1.0, nodes=tuple(nodes), not_run=(),
+        unmapped_s=0.0, unmapped_kernels=(), kernels=(), findings=(), kernel_overhead_s=2.6e-7,
+    )
+
+
+def test_small_kernels_are_the_ones_with_under_half_a_microsecond_of_work():
+    # roofline work max(compute, memory): 0 (a Reshape), 0.4 us (a scalar Add) and 0.2 us count;
+    # 0.5 us and 4 us do not. Measured 2, 3 and 1 us: median 2 us.
+    def timed(name: str, work: float, measured: float) -> NodeMeasurement:
+        return NodeMeasurement(name, "Add", measured, work, 0, 0, 0.0, work)
+
+    nodes = [timed("reshape", 0.0, 2e-6), timed("add", 0.4e-6, 3e-6), timed("gather", 0.2e-6, 1e-6),
+             timed("mul", 0.5e-6, 9e-6), timed("matmul", 4e-6, 5e-6)]
+    assert _measurement(nodes).small_kernels == (3, pytest.approx(2e-6))
+    assert _measurement(nodes[:2]).small_kernels == (2, pytest.approx(2.5e-6))
+    assert _measurement(nodes[3:]).small_kernels == (0, None)
