@@ -26,7 +26,8 @@ from torch.nn import functional as F  # noqa: E402
 from memlint.api import lint  # noqa: E402
 from memlint.costs import CostStatus  # noqa: E402
 from memlint.errors import DimError, ModelLoadError  # noqa: E402
-from memlint.frontends.fx import load_factory, source_location  # noqa: E402
+from memlint.frontends.fx import load_factory  # noqa: E402
+from memlint.frontends.fx_graph import source_location  # noqa: E402
 from memlint.ir import ValueKind  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,14 +13,14 @@
 4. Every node carries the file:line of the innermost user frame of its stack trace (frames in
    torch, memlint and the standard library are skipped; transformers is user code).
 
-torch is imported here, and this module is imported only for torch sources: linting an ONNX file
-never imports torch.
+Capture (1) is here; building the IR (2-4) is memlint.frontends.fx_graph. torch is imported by
+these two modules alone, and they are imported only for torch sources: linting an ONNX file never
+imports torch.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
 import inspect
 import logging
@@ -28,12 +28,10 @@ import operator
 import os
 import re
 import sys
-import sysconfig
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -43,15 +41,12 @@ from torch.export import ExportedProgram
 from torch.fx.experimental.symbolic_shapes import ShapeEnv
 from torch.utils import _pytree as pytree
 
-import memlint
-from memlint.errors import DimError, ModelLoadError
-from memlint.frontends.fx_ops import Call, Emit, lowering_of
-from memlint.frontends.onnx import KV_NAME, KV_PASSTHROUGH, KV_SCALING, NON_KV_DTYPES
-from memlint.ir import DimBinding, DType, Graph, Model, Node, SourceLocation, Value, ValueKind
+from memlint.errors import ModelLoadError
+from memlint.frontends.fx_graph import Builder, Dims, Input, value_of
+from memlint.ir import Model, ValueKind
 
 log = logging.getLogger(__name__)
 
-_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
 _WEIGHT_SPECS = frozenset({"PARAMETER", "BUFFER", "CONSTANT_TENSOR"})
 # dynamo's names for lifted module state: L_self_modules_h_modules_0_parameters_weight_
 _DYNAMO_STATE = re.compile(r"_(?:modules|parameters|buffers)_")
@@ -65,14 +60,6 @@ class TorchSource:
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     label: str = ""
-
-
-@dataclass(frozen=True)
-class _Input:
-    """How a graph placeholder enters the IR: its display name and kind (None: by its name)."""
-
-    name: str
-    kind: ValueKind | None = None
 
 
 # --- entry points -----------------------------------------------------------------------------
@@ -98,7 +85,7 @@ def load_torch(
         label = obj.label
         obj, example_inputs, example_kwargs = obj.obj, obj.args, dict(obj.kwargs)
     label = label or type(obj).__name__
-    binding = _Dims(dims or {}, strict_dims, default_dims)
+    binding = Dims(dims or {}, strict_dims, default_dims)
     if isinstance(obj, ExportedProgram):
         return _from_program(obj, label, "torch.export", binding)
     if not isinstance(obj, torch.nn.Module):
@@ -109,8 +96,8 @@ def load_torch(
     args, kwargs = _example(example_inputs, example_kwargs)
     if isinstance(obj, fx.GraphModule) and args is None and not kwargs:
         if _is_aten_graph(obj):
-            inputs = {n.name: _Input(n.name) for n in obj.graph.nodes if n.op == "placeholder"}
-            return _Builder(obj, inputs, binding).model(label, "torch.fx GraphModule (aten)")
+            inputs = {n.name: Input(n.name) for n in obj.graph.nodes if n.op == "placeholder"}
+            return Builder(obj, inputs, binding).model(label, "torch.fx GraphModule (aten)")
         args = _placeholder_examples(obj)
     if args is None:
         raise ModelLoadError(
@@ -139,7 +126,7 @@ def load_pt2(
     except Exception as exc:  # noqa: BLE001 - any failure to read is a bad input file
         reason = _line(exc)
         raise ModelLoadError(f"{path}: not a readable torch.export program ({reason})") from None
-    binding = _Dims(dims or {}, strict_dims, default_dims)
+    binding = Dims(dims or {}, strict_dims, default_dims)
     return _from_program(program, str(path), "torch.export.load", binding)
 
 
@@ -186,10 +173,10 @@ def from_dynamo(gm: fx.GraphModule, example_inputs: Sequence[Any], label: str) -
         state = _DYNAMO_STATE.search(name) is not None
         if state or isinstance(example, torch.nn.Parameter):
             parts = _DYNAMO_STATE.split(name.strip("_"))
-            inputs.append(_Input(".".join(parts[1:]) or name, ValueKind.WEIGHT))
+            inputs.append(Input(".".join(parts[1:]) or name, ValueKind.WEIGHT))
         else:
-            inputs.append(_Input(re.sub(r"^[Ll]_", "", name).strip("_")))
-    return _capture(gm, tuple(example_inputs), {}, label, _Dims({}, False), inputs)
+            inputs.append(Input(re.sub(r"^[Ll]_", "", name).strip("_")))
+    return _capture(gm, tuple(example_inputs), {}, label, Dims({}, False), inputs)
 
 
 def load_factory(spec: str, example_inputs: str | None = None) -> TorchSource:
@@ -224,8 +211,8 @@ def _capture(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     label: str,
-    binding: _Dims,
-    user_inputs: Sequence[_Input] | None = None,
+    binding: Dims,
+    user_inputs: Sequence[Input] | None = None,
 ) -> Model:
     """torch.export first; symbolic_trace + fake-tensor propagation when export fails."""
     training = module.training
@@ -255,8 +242,8 @@ def _from_program(
     program: ExportedProgram,
     label: str,
     capture: str,
-    binding: _Dims,
-    user_inputs: Sequence[_Input] | None = None,
+    binding: Dims,
+    user_inputs: Sequence[Input] | None = None,
 ) -> Model:
     try:
         with warnings.catch_warnings():
@@ -264,22 +251,22 @@ def _from_program(
             program = program.run_decompositions({})
     except Exception as exc:  # noqa: BLE001 - keep the training IR, which maps as well
         log.info("%s: run_decompositions failed (%s); linting the graph as exported", label, exc)
-    inputs: dict[str, _Input] = {}
+    inputs: dict[str, Input] = {}
     users = iter(user_inputs or ())
     for spec in program.graph_signature.input_specs:
         name = getattr(spec.arg, "name", None)
         if name is None:
             continue
         if spec.kind.name in _WEIGHT_SPECS:
-            inputs[name] = _Input(spec.target or name, ValueKind.WEIGHT)
+            inputs[name] = Input(spec.target or name, ValueKind.WEIGHT)
         elif spec.kind.name == "USER_INPUT":
-            inputs[name] = next(users, None) or _Input(name)
-    return _Builder(program.graph_module, inputs, binding).model(label, capture)
+            inputs[name] = next(users, None) or Input(name)
+    return Builder(program.graph_module, inputs, binding).model(label, capture)
 
 
 def _fallback(
-    module, args, kwargs, label: str, binding: _Dims, reason: str,
-    user_inputs: Sequence[_Input] | None = None,
+    module, args, kwargs, label: str, binding: Dims, reason: str,
+    user_inputs: Sequence[Input] | None = None,
 ) -> Model:  # fmt: skip
     try:
         traced, inputs = _symbolic_trace(module, args, kwargs)
@@ -291,12 +278,12 @@ def _fallback(
         ) from None
     placeholders = [n.name for n in lowered.graph.nodes if n.op == "placeholder"]
     given = list(user_inputs or ())
-    given += [_Input(name) for name in list(inputs)[len(given):]]
-    labels = [_Input(n, ValueKind.WEIGHT) for n in names]
+    given += [Input(name) for name in list(inputs)[len(given):]]
+    labels = [Input(n, ValueKind.WEIGHT) for n in names]
     labels += [spec for spec, v in zip(given, inputs.values()) if isinstance(v, torch.Tensor)]
     specs = dict(zip(placeholders, labels))
     capture = f"torch.fx.symbolic_trace (torch.export failed: {reason})"
-    return _Builder(lowered, specs, binding).model(label, capture)
+    return Builder(lowered, specs, binding).model(label, capture)
 
 
 def _symbolic_trace(module, args, kwargs) -> tuple[fx.GraphModule, dict[str, Any]]:
@@ -351,289 +338,7 @@ def _lower(traced: fx.GraphModule, named: dict[str, Any]) -> tuple[fx.GraphModul
     return lowered, [n.removeprefix("traced.") for n in names]
 
 
-# --- the IR builder ---------------------------------------------------------------------------
-
-
-class _Builder:
-    """One pass over an aten graph: values from the fake tensors, nodes from the op table."""
-
-    def __init__(self, gm: fx.GraphModule, inputs: Mapping[str, _Input], binding: _Dims) -> None:
-        self.gm = gm
-        self.inputs = inputs
-        self.dims = binding
-        self.values: dict[str, Value] = {}
-        self.nodes: list[Node] = []
-        self.names: dict[fx.Node, str] = {}  # fx node -> its IR value name
-        self.graph_inputs: list[str] = []
-        self.used: dict[str, int] = {}
-        self.taken = {n.name for n in gm.graph.nodes}  # fx names, which name the IR values
-        self.total = self.resolved = 0
-
-    def model(self, label: str, capture: str) -> Model:
-        outputs: list[str] = []
-        for node in self.gm.graph.nodes:
-            if node.op == "placeholder":
-                self._placeholder(node)
-            elif node.op == "get_attr":
-                self._get_attr(node)
-            elif node.op == "output":
-                outputs = [self.names[n] for n in pytree.tree_leaves(node.args) if n in self.names]
-            elif node.op == "call_function" and node.target is operator.getitem:
-                self._getitem(node)
-            else:
-                self._call(node)
-        graph = Graph(
-            name=label,
-            nodes=tuple(self.nodes),
-            values=MappingProxyType(self.values),
-            inputs=tuple(self.graph_inputs),
-            outputs=tuple(outputs),
-        )
-        self.dims.check()
-        return Model(
-            graph=graph,
-            source=label,
-            format="fx",
-            producer=f"torch {torch.__version__}",
-            dims=self.dims.bindings,
-            tensors_total=self.total,
-            tensors_resolved=self.resolved,
-            metadata=MappingProxyType({"capture": capture}),
-        )
-
-    def _placeholder(self, node: fx.Node) -> None:
-        val = _val(node)
-        if not isinstance(val, torch.Tensor):
-            return
-        spec = self.inputs.get(node.name, _Input(node.name))
-        if spec.name != node.name and (spec.name in self.taken or spec.name in self.values):
-            spec = _Input(node.name, spec.kind)  # its own name would clash with another tensor
-        self.dims.label_inputs(spec.name, val)
-        kind = spec.kind
-        if kind is None:
-            kv = KV_NAME.search(spec.name) and _dtype(val.dtype) not in NON_KV_DTYPES
-            kind = ValueKind.KV_CACHE if kv else ValueKind.ACTIVATION
-        value = self._add(spec.name, val, kind, count=kind is not ValueKind.WEIGHT)
-        self.names[node] = value.name
-        if kind is not ValueKind.WEIGHT:
-            self.graph_inputs.append(value.name)
-
-    def _get_attr(self, node: fx.Node) -> None:
-        target = str(node.target)
-        val = _val(node)
-        if val is None:
-            attr: Any = self.gm
-            for part in target.split("."):
-                attr = getattr(attr, part, None)
-            val = attr
-        if isinstance(val, torch.Tensor):
-            self.names[node] = self._add(target, val, ValueKind.WEIGHT, count=False).name
-
-    def _getitem(self, node: fx.Node) -> None:
-        """A result of a multi-output call: its value was made with the call; else a source."""
-        if node in self.names or not isinstance(_val(node), torch.Tensor):
-            return
-        self.names[node] = self._add(node.name, _val(node), ValueKind.ACTIVATION).name
-
-    def _call(self, node: fx.Node) -> None:
-        results = _results(node)
-        if not any(results):
-            return  # asserts, size arithmetic, vmap bookkeeping: no tensor, no node
-        for out, _ in results:
-            if out:
-                self.names.setdefault(_fx_of(node, out), out)
-        call = Call(node, self._name_of, tuple(out for out, _ in results))
-        lower = lowering_of(node.target) if node.op == "call_function" else None
-        try:
-            emits = lower(call) if lower is not None else None
-        except Exception as exc:  # noqa: BLE001 - an odd call form: keep it, unmodelled
-            log.warning("%s (%s): not mapped, kept unmodelled (%s)", node.name, node.target, exc)
-            call.new_tensors.clear()
-            emits = None
-        if emits is None:
-            domain, op_type = _unmapped(node)
-            emits = [Emit(op_type, call.all_tensors(), call.outputs, domain=domain)]
-        made = {new.name: new for new in call.new_tensors}
-        vals = {out: val for out, val in results if out}
-        base = self._node_name(node)
-        source = source_location(node.meta.get("stack_trace"))
-        for emit in emits:
-            kind = self._kind(emit)
-            for out in emit.outputs:
-                if out and out not in self.values:
-                    if out in made:
-                        meta = torch.empty(made[out].shape, dtype=made[out].dtype, device="meta")
-                        self._add(out, meta, kind)
-                    elif out in vals:
-                        self._add(out, vals[out], kind)
-            self.nodes.append(
-                Node(
-                    name=f"{base}/{emit.suffix}" if emit.suffix else base,
-                    op_type=emit.op_type,
-                    domain=emit.domain,
-                    inputs=emit.inputs,
-                    outputs=emit.outputs,
-                    attributes=MappingProxyType(dict(emit.attributes)),
-                    source=source,
-                )
-            )
-
-    def _name_of(self, node: fx.Node) -> str:
-        return self.names.get(node, node.name)
-
-    def _kind(self, emit: Emit) -> ValueKind:
-        """KV cache passed on, all-weight (constant) inputs, or an activation (as for ONNX)."""
-        ins = [self.values[n] for n in emit.inputs if n in self.values]
-        kv = [v for v in ins if v.kind is ValueKind.KV_CACHE]
-        if kv and not emit.domain:
-            if emit.op_type in KV_PASSTHROUGH or emit.op_type in {"Identity", "Dropout"}:
-                return ValueKind.KV_CACHE
-            others = [v for v in ins if v.kind is not ValueKind.KV_CACHE]
-            scaling = all(v.kind is ValueKind.WEIGHT or v.numel == 1 for v in others)
-            if emit.op_type in KV_SCALING and scaling:
-                return ValueKind.KV_CACHE
-        if ins and len(ins) == len([n for n in emit.inputs if n]) and all(
-            v.kind is ValueKind.WEIGHT for v in ins
-        ):
-            return ValueKind.WEIGHT
-        return ValueKind.ACTIVATION
-
-    def _add(self, name: str, val: torch.Tensor, kind: ValueKind, count: bool = True) -> Value:
-        shape = tuple(self.dims.size(d) for d in val.shape)
-        value = Value(name, shape, _dtype(val.dtype), kind)
-        self.values[name] = value
-        if count:
-            self.total += 1
-            self.resolved += value.is_resolved
-        return value
-
-    def _node_name(self, node: fx.Node) -> str:
-        """`module.path/op`: names that differ across identical layers only in their numbers, so
-        findings on repeated layers group; a repeat within one module gets _1, _2, ..."""
-        target = node.target
-        op_name = getattr(target, "_opname", None) or getattr(target, "__name__", str(target))
-        path = module_path(node.meta.get("nn_module_stack"))
-        base = f"{path}/{op_name}" if path else op_name
-        name, count = base, self.used.get(base, 0)
-        while name in self.used:
-            count += 1
-            name = f"{base}_{count}"
-        self.used[base] = count
-        self.used[name] = 0
-        return name
-
-
-class _Dims:
-    """Sizes of fake-tensor dims: ints as they are; a symbolic dim (a program exported with
-    dynamic shapes) from `dims`, by its symbol ("s0") or by the first input axis that has it
-    ("past_key[2]"), else its example value, recorded as assumed."""
-
-    def __init__(
-        self, dims: Mapping[str, int], strict: bool, defaults: Mapping[str, int] | None = None
-    ) -> None:
-        self.given = {**(defaults or {}), **dims}
-        self.required = set(dims)  # names the user gave: each must name a dim of the graph
-        self.strict = strict
-        self.labels: dict[str, str] = {}  # symbol -> "input[axis]"
-        self.used: dict[str, DimBinding] = {}
-
-    @property
-    def bindings(self) -> tuple[DimBinding, ...]:
-        return tuple(self.used.values())
-
-    def label_inputs(self, name: str, val: torch.Tensor) -> None:
-        for axis, dim in enumerate(val.shape):
-            expr = getattr(getattr(dim, "node", None), "expr", None)
-            if expr is not None and expr.is_Symbol:
-                self.labels.setdefault(str(expr), f"{name}[{axis}]")
-
-    def size(self, dim: Any) -> int | None:
-        if isinstance(dim, int):
-            return dim
-        node = getattr(dim, "node", None)
-        expr = getattr(node, "expr", None)
-        if expr is None:
-            return None
-        values = {}
-        for symbol in expr.free_symbols:
-            label = self.labels.get(str(symbol), str(symbol))
-            given = self.given.get(label, self.given.get(str(symbol)))
-            if given is None:
-                env = node.shape_env
-                given = env.backed_var_to_val.get(symbol) if env is not None else None
-                if given is None:
-                    return None
-                self.used.setdefault(label, DimBinding(label, int(given), assumed=True))
-            else:
-                self.used.setdefault(label, DimBinding(label, int(given), assumed=False))
-            values[symbol] = int(given)
-        return int(expr.subs(values))
-
-    def check(self) -> None:
-        known = set(self.labels) | set(self.labels.values()) | set(self.used)
-        unknown = sorted(self.required - known)
-        if unknown:
-            listed = ", ".join(sorted(self.labels.values())) or (
-                "none: a module is linted at the shapes of its example inputs"
-            )
-            raise DimError(f"--dim {', '.join(unknown)}: no such dim in the model (its dims: "
-                           f"{listed})")  # fmt: skip
-        assumed = [b.name for b in self.used.values() if b.assumed]
-        if self.strict and assumed:
-            flags = " ".join(f"--dim {n}=N" for n in assumed)
-            raise DimError(f"symbolic dims left at their example values: {flags}")
-
-
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def _val(node: fx.Node) -> Any:
-    meta = node.meta
-    if "val" in meta:
-        return meta["val"]
-    if "example_value" in meta:
-        return meta["example_value"]
-    tm = meta.get("tensor_meta")
-    if tm is not None and hasattr(tm, "shape"):
-        return torch.empty_strided(tm.shape, tm.stride, dtype=tm.dtype, device="meta")
-    return None
-
-
-def _results(node: fx.Node) -> list[tuple[str, Any]]:
-    """(IR value name, example tensor) per result of a call; "" for a non-tensor result. A tuple
-    result is named by the getitem that reads it, else `name.i`."""
-    val = _val(node)
-    if isinstance(val, torch.Tensor):
-        return [(node.name, val)]
-    if not isinstance(val, (tuple, list)):
-        return []
-    readers = {
-        u.args[1]: u.name for u in node.users
-        if u.op == "call_function" and u.target is operator.getitem and isinstance(u.args[1], int)
-    }  # fmt: skip
-    return [
-        (readers.get(i, f"{node.name}.{i}"), v) if isinstance(v, torch.Tensor) else ("", None)
-        for i, v in enumerate(val)
-    ]
-
-
-def _fx_of(node: fx.Node, out: str) -> fx.Node:
-    """The fx node whose name is `out`: the call itself or the getitem reading one result."""
-    if out == node.name:
-        return node
-    return next((u for u in node.users if u.name == out), node)
-
-
-def _unmapped(node: fx.Node) -> tuple[str, str]:
-    """(domain, op_type) of a call the table does not map: aten::foo, or the callable's name."""
-    target = node.target
-    if isinstance(target, torch._ops.OpOverload):
-        return target.namespace, target._opname
-    if isinstance(target, torch._ops.HigherOrderOperator):
-        return "higher_order", target.name()
-    if node.op != "call_function":
-        return "python", f"{node.op}:{target}"
-    return "python", getattr(target, "__name__", str(target))
 
 
 def _is_aten_graph(gm: fx.GraphModule) -> bool:
@@ -643,7 +348,7 @@ def _is_aten_graph(gm: fx.GraphModule) -> bool:
             return False
         if node.op == "call_function":
             aten = isinstance(node.target, torch._ops.OpOverload) or node.target is operator.getitem
-            if not aten or _val(node) is None:
+            if not aten or value_of(node) is None:
                 return False
     return True
 
@@ -653,7 +358,7 @@ def _placeholder_examples(gm: fx.GraphModule) -> tuple[Any, ...]:
     for node in gm.graph.nodes:
         if node.op != "placeholder":
             continue
-        val = _val(node)
+        val = value_of(node)
         if not isinstance(val, torch.Tensor):
             raise ModelLoadError(
                 f"{type(gm).__name__}: input {node.name!r} has no example value; pass "
@@ -765,61 +470,6 @@ def _line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     first = text[0] if text else type(exc).__name__
     return first if len(first) <= 240 else first[:237] + "..."
-
-
-_DTYPES = {d.label: d for d in DType}
-
-
-def _dtype(dtype: torch.dtype) -> DType:
-    label = str(dtype).removeprefix("torch.").replace("_", "")
-    return _DTYPES.get(label, DType.UNKNOWN)
-
-
-def module_path(stack: Mapping[str, tuple[str, Any]] | None) -> str:
-    """The innermost module's qualified name (dynamo's "L['self'].h[0]" spelled "h.0")."""
-    if not stack:
-        return ""
-    path = str(list(stack.values())[-1][0])
-    path = re.sub(r"^L\[['\"][^'\"]*['\"]\]", "", path)
-    path = re.sub(r"\._modules\[['\"]([^'\"]+)['\"]\]", r".\1", path)
-    path = re.sub(r"\[['\"]?([^'\"\]]+)['\"]?\]", r".\1", path)
-    return path.strip(".")
-
-
-def source_location(stack_trace: str | None) -> SourceLocation | None:
-    """The innermost frame of a node's stack trace that is user code (not torch, memlint or the
-    standard library; site-packages such as transformers count as user code)."""
-    if not stack_trace:
-        return None
-    for file, line in reversed(_FRAME.findall(stack_trace)):
-        if _is_user_file(file):
-            return SourceLocation(file, int(line))
-    return None
-
-
-@functools.lru_cache(maxsize=4096)
-def _is_user_file(path: str) -> bool:
-    if path.startswith("<"):
-        return False
-    full = os.path.abspath(path)
-    if any(full.startswith(d) for d in _internal_dirs()):
-        return False
-    return not (
-        full.startswith(_stdlib_dir()) and "site-packages" not in full
-        and "dist-packages" not in full
-    )  # fmt: skip
-
-
-@functools.lru_cache(maxsize=1)
-def _internal_dirs() -> tuple[str, ...]:
-    return tuple(
-        os.path.dirname(os.path.abspath(m.__file__)) + os.sep for m in (torch, memlint)
-    )
-
-
-@functools.lru_cache(maxsize=1)
-def _stdlib_dir() -> str:
-    return os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
 
 
 __all__ = ["TorchSource", "from_dynamo", "load_factory", "load_pt2", "load_torch"]
