@@ -7,9 +7,10 @@ _PREFIXES = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
 def si(value: float, unit: str, digits: int = 3) -> str:
     """1.23e9, 'FLOP' -> '1.23 GFLOP'; powers of ten, as hardware datasheets count."""
-    for scale, prefix in _PREFIXES:
-        if abs(value) >= scale:
-            return f"{value / scale:.{digits}g} {prefix}{unit}"
+    for scale, prefix in _PREFIXES:  # the largest prefix whose rounded figure is at least 1
+        text = f"{value / scale:.{digits}g}"
+        if abs(float(text)) >= 1:
+            return f"{text} {prefix}{unit}"
     return f"{value:.{digits}g} {unit}"
 
 
@@ -24,9 +25,10 @@ def flops(value: float) -> str:
 def seconds(value: float) -> str:
     if value == 0:
         return "0 s"
-    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "us")):
-        if value >= scale:
-            return f"{value / scale:.3g} {unit}"
+    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "us")):  # as si(): 0.99996 ms is 1 ms
+        text = f"{value / scale:.3g}"
+        if abs(float(text)) >= 1:
+            return f"{text} {unit}"
     return f"{value / 1e-9:.3g} ns"
 
 
