@@ -37,3 +37,11 @@ class OutputError(MemlintError):
 
 class ConfirmError(MemlintError):
     """A measured run (--confirm) or a calibration could not be set up or did not complete."""
+
+
+def first_line(exc: BaseException, limit: int = 240) -> str:
+    """An exception from another library (torch, onnxruntime, user code) as one short line for
+    a memlint error: its first non-empty line (else its type's name), cut at `limit`."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -72,3 +72,86 @@ def test_calibrating_a_gpu_without_one_is_refused(monkeypatch):
 def test_bad_arguments_are_refused(options, match):
     with pytest.raises(ConfirmError, match=match):
         calibrate(**options)
+
+
+class _FakeDType(str):
+    """A torch dtype as the calibration uses it: str() gives "torch.<name>"."""
+
+    def __str__(self) -> str:
+        return f"torch.{str.__str__(self)}"
+
+
+class _FakeCuda:
+    """Just enough of torch (and torch.cuda) for the GPU calibration to run without a GPU: every
+    timed run "takes" `run_ms`, and matmuls of the dtypes in `broken` fail as an old GPU's do."""
+
+    def __init__(self, run_ms: float, broken: tuple[str, ...] = ()) -> None:
+        from types import SimpleNamespace
+
+        self.__version__ = "9.9.9"
+        self.float16, self.bfloat16, self.float32, self.int8 = (
+            _FakeDType(n) for n in ("float16", "bfloat16", "float32", "int8"))
+        self.backends = SimpleNamespace(cuda=SimpleNamespace(matmul=SimpleNamespace(allow_tf32=False)))
+        props = SimpleNamespace(total_memory=80 * 2**30, L2_cache_size=40 * 2**20)
+
+        class Event:
+            def __init__(self, enable_timing: bool) -> None:
+                assert enable_timing
+
+            def record(self) -> None: ...
+
+            def synchronize(self) -> None: ...
+
+            def elapsed_time(self, end: object) -> float:
+                return run_ms
+
+        self.cuda = SimpleNamespace(
+            get_device_properties=lambda index: props, Event=Event, synchronize=lambda: None,
+            get_device_name=lambda index: "Fake GPU")
+        self.broken = broken
+
+    def _tensor(self, dtype):  # noqa: ANN001, ANN202
+        from types import SimpleNamespace
+
+        return SimpleNamespace(dtype=dtype, copy_=lambda src: None, add_=lambda x: None)
+
+    def empty(self, n, dtype, device):  # noqa: ANN001, ANN201
+        return self._tensor(dtype)
+
+    def empty_like(self, t):  # noqa: ANN001, ANN201
+        return self._tensor(t.dtype)
+
+    def zeros(self, n, device):  # noqa: ANN001, ANN201
+        return self._tensor(self.float32)
+
+    def randn(self, *shape, device, dtype):  # noqa: ANN001, ANN201
+        if str(dtype).removeprefix("torch.") in self.broken:
+            raise RuntimeError(f"\"addmm_cuda\" not implemented for '{dtype}'\nmore detail")
+        return self._tensor(dtype)
+
+    def randint(self, low, high, shape, device, dtype):  # noqa: ANN001, ANN201
+        return self._tensor(dtype)
+
+    def matmul(self, a, b):  # noqa: ANN001, ANN201
+        return a
+
+    def _int_mm(self, a, b):  # noqa: ANN001, ANN201
+        return a
+
+
+def test_the_gpu_calibration_writes_a_gpu_spec(monkeypatch):
+    # every timed run takes 1 ms: copy of 1 GiB read + written = 2 GiB / 1 ms = 2147.5 GB/s;
+    # 8192^3 * 2 FLOPs / 1 ms = 1099.5 TFLOPS; 257 adds per chain in 1 ms = 3.891 us per kernel
+    monkeypatch.setattr(calibrate_module, "_torch_cuda", lambda: _FakeCuda(1.0, ("bfloat16",)))
+    result = calibrate(seconds_budget=0.05, date="2026-01-02", device="gpu")
+    spec = result.spec
+    assert spec.kind == "gpu" and spec.name == "local-gpu" and "Fake GPU" in spec.display_name
+    assert spec.memory_bandwidth_bytes_per_s == pytest.approx(2 * 2**30 / 1e-3, rel=1e-3)
+    assert spec.kernel_overhead_s == pytest.approx(1e-3 / 257, rel=1e-3)
+    assert spec.l2_cache_bytes == 40 * 2**20
+    peaks = dict(spec.peak_flops_per_s)
+    assert set(peaks) == {"tensor.float16", "vector.float32", "tensor.tf32", "tensor.int8"}
+    assert peaks["tensor.float16"] == pytest.approx(2 * 8192**3 / 1e-3, rel=1e-3)
+    # the dtype the GPU lacks is left out and said so in one line
+    assert "Not measured (the matmul failed): tensor.bfloat16" in result.toml
+    assert "more detail" not in result.toml

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from memlint.confirm.inputs import ConfirmError
+from memlint.errors import first_line
 from memlint.hardware import HardwareSpec
 from memlint.hardware.schema import parse_document
 
@@ -428,7 +429,7 @@ def _torch_cuda() -> Any | None:
 
 def _gpu_figures(
     torch: Any, budget: float, stamp: str, say: Progress
-) -> tuple[list[Figure], str, str]:  # pragma: no cover - needs a GPU
+) -> tuple[list[Figure], str, str]:
     props = torch.cuda.get_device_properties(0)
     share = budget / 7
     say("memory bandwidth")
@@ -450,30 +451,42 @@ def _gpu_figures(
     n = 8192
     cases = [("tensor.float16", torch.float16, False), ("tensor.bfloat16", torch.bfloat16, False),
              ("vector.float32", torch.float32, False), ("tensor.tf32", torch.float32, True)]
+    skipped = []
     for key, dtype, tf32 in cases:
         say(f"{key} peak")
         torch.backends.cuda.matmul.allow_tf32 = tf32
-        a = torch.randn(n, n, device="cuda", dtype=dtype)
-        b = torch.randn(n, n, device="cuda", dtype=dtype)
-        times = _cuda_times(torch, functools.partial(torch.matmul, a, b), share)
+        try:
+            a = torch.randn(n, n, device="cuda", dtype=dtype)
+            b = torch.randn(n, n, device="cuda", dtype=dtype)
+            times = _cuda_times(torch, functools.partial(torch.matmul, a, b), share)
+        except RuntimeError as exc:  # a dtype this GPU or its libraries lack (bf16 before sm80)
+            skipped.append(f"{key} ({first_line(exc, 160)})")
+            continue
+        finally:
+            a = b = None
         figures.append(Figure(
             f"peaks.{key}", 2 * n**3 / fast(times) / 1e12, "TFLOPS",
             f"{stamp}: torch {torch.__version__} matmul {n}x{n} {str(dtype)[6:]}"
             f"{' (TF32 on)' if tf32 else ''}, 2*n^3 FLOPs over the {QUARTILE_TEXT} time of "
             f"{len(times)} runs",
         ))
-        a = b = None
     torch.backends.cuda.matmul.allow_tf32 = False
     if hasattr(torch, "_int_mm"):
         say("tensor.int8 peak")
-        a = torch.randint(-8, 8, (n, n), device="cuda", dtype=torch.int8)
-        b = torch.randint(-8, 8, (n, n), device="cuda", dtype=torch.int8)
-        times = _cuda_times(torch, functools.partial(torch._int_mm, a, b), share)
-        figures.append(Figure(
-            "peaks.tensor.int8", 2 * n**3 / fast(times) / 1e12, "TOPS",
-            f"{stamp}: torch._int_mm {n}x{n} int8, 2*n^3 ops over the {QUARTILE_TEXT} time of "
-            f"{len(times)} runs",
-        ))
+        try:
+            a = torch.randint(-8, 8, (n, n), device="cuda", dtype=torch.int8)
+            b = torch.randint(-8, 8, (n, n), device="cuda", dtype=torch.int8)
+            times = _cuda_times(torch, functools.partial(torch._int_mm, a, b), share)
+        except RuntimeError as exc:
+            skipped.append(f"tensor.int8 ({first_line(exc, 160)})")
+        else:
+            figures.append(Figure(
+                "peaks.tensor.int8", 2 * n**3 / fast(times) / 1e12, "TOPS",
+                f"{stamp}: torch._int_mm {n}x{n} int8, 2*n^3 ops over the {QUARTILE_TEXT} "
+                f"time of {len(times)} runs",
+            ))
+        finally:
+            a = b = None
     say("per-kernel overhead")
     x = torch.zeros(1, device="cuda")
 
@@ -489,6 +502,8 @@ def _gpu_figures(
     ))
     display = f"{torch.cuda.get_device_name(0)} (calibrated)"
     notes = f"Calibrated with torch {torch.__version__}; re-run memlint hw calibrate on a new GPU."
+    if skipped:
+        notes += f" Not measured (the matmul failed): {'; '.join(skipped)}."
     return figures, display, notes
 
 

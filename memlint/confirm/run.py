@@ -36,6 +36,7 @@ from memlint.confirm.inputs import ConfirmError, PreparedModel, prepare_model, s
 from memlint.confirm.model import Measurement, NodeMeasurement, OptimisedKernel
 from memlint.confirm.profile import Trace, read_trace, replaced_nodes
 from memlint.confirm.verdicts import judge
+from memlint.errors import first_line
 from memlint.hardware import HardwareSpec
 from memlint.report.model import Report
 
@@ -233,7 +234,7 @@ def _session(
         )
     except Exception as exc:  # noqa: BLE001 - onnxruntime's errors are long; keep one line
         raise ConfirmError(
-            f"onnxruntime cannot load {report.model.source} ({label}): {_first_line(exc)}"
+            f"onnxruntime cannot load {report.model.source} ({label}): {first_line(exc)}"
         ) from None
 
 
@@ -329,13 +330,8 @@ def _run_many(session: Any, feeds: Mapping[str, Any], count: int, counter: _Coun
         reported += 1
         counter.step(phase)
     if failure:
-        raise ConfirmError(f"onnxruntime failed to run the model: {_first_line(failure[0])}")
+        raise ConfirmError(f"onnxruntime failed to run the model: {first_line(failure[0])}")
     return times
-
-
-def _first_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:300]
 
 
 def _read_optimised(path: Path) -> Any | None:

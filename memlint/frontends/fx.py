@@ -41,7 +41,7 @@ from torch.export import ExportedProgram
 from torch.fx.experimental.symbolic_shapes import ShapeEnv
 from torch.utils import _pytree as pytree
 
-from memlint.errors import ModelLoadError
+from memlint.errors import ModelLoadError, first_line
 from memlint.frontends.fx_graph import Builder, Dims, Input, value_of
 from memlint.ir import Model, ValueKind
 
@@ -124,7 +124,7 @@ def load_pt2(
             warnings.simplefilter("ignore")
             program = torch.export.load(str(path))
     except Exception as exc:  # noqa: BLE001 - any failure to read is a bad input file
-        reason = _line(exc)
+        reason = first_line(exc)
         raise ModelLoadError(f"{path}: not a readable torch.export program ({reason})") from None
     binding = Dims(dims or {}, strict_dims, default_dims)
     return _from_program(program, str(path), "torch.export.load", binding)
@@ -227,7 +227,7 @@ def _capture(
             try:
                 program = torch.export.export(module, args, kwargs, strict=False)
             except Exception as exc:  # noqa: BLE001 - any export failure: fall back, saying why
-                reason = _line(exc)
+                reason = first_line(exc)
                 log.warning(
                     "%s: torch.export failed (%s); falling back to torch.fx.symbolic_trace with "
                     "shapes propagated on fake tensors", label, reason,
@@ -274,7 +274,7 @@ def _fallback(
     except Exception as exc:  # noqa: BLE001 - both captures failed: one clear line
         raise ModelLoadError(
             f"{label}: torch.export failed ({reason}); the torch.fx.symbolic_trace fallback "
-            f"failed too ({_line(exc)})"
+            f"failed too ({first_line(exc)})"
         ) from None
     placeholders = [n.name for n in lowered.graph.nodes if n.op == "placeholder"]
     given = list(user_inputs or ())
@@ -403,7 +403,7 @@ def _import(spec: str, what: str) -> Any:
     try:
         obj: Any = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001 - user code: report any import failure
-        raise ModelLoadError(f"{spec}: cannot import {module_name!r} ({_line(exc)})") from None
+        raise ModelLoadError(f"{spec}: cannot import {module_name!r} ({first_line(exc)})") from None
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise ModelLoadError(f"{spec}: {module_name!r} has no attribute {attr!r}")
@@ -415,7 +415,7 @@ def _call(factory: Any, spec: str) -> Any:
     try:
         return factory()
     except Exception as exc:  # noqa: BLE001 - user code: report any failure in one line
-        raise ModelLoadError(f"{spec}: raised {type(exc).__name__}: {_line(exc)}") from None
+        raise ModelLoadError(f"{spec}: raised {type(exc).__name__}: {first_line(exc)}") from None
 
 
 def _concrete(value: Any) -> Any:
@@ -464,12 +464,6 @@ def _fake(mode: FakeTensorMode, tensor: torch.Tensor) -> torch.Tensor:
     if tensor.device.type == "meta":
         return FakeTensor(mode, tensor.detach(), torch.device("cpu"))
     return mode.from_tensor(tensor)
-
-
-def _line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else type(exc).__name__
-    return first if len(first) <= 240 else first[:237] + "..."
 
 
 __all__ = ["TorchSource", "from_dynamo", "load_factory", "load_pt2", "load_torch"]
