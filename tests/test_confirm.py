@@ -130,6 +130,41 @@ def test_gpu_spec_on_a_cpu_run_is_refused_with_one_line(tmp_path):
     assert "\n" not in message and "(gpu)" in message and "memlint hw calibrate" in message
 
 
+class _FakeOrt:
+    """onnxruntime as onnxruntime-gpu presents itself: CUDA listed; a probe session gets it
+    only when `gpu_answers` (a driver and a GPU are there)."""
+
+    def __init__(self, gpu_answers: bool) -> None:
+        self.answers = gpu_answers
+
+    def get_available_providers(self) -> list[str]:
+        return [run_module.CUDA, run_module.CPU]
+
+    def SessionOptions(self):  # noqa: ANN201, N802 - onnxruntime's spelling
+        return type("Options", (), {})()
+
+    def InferenceSession(self, model, options, providers):  # noqa: ANN001, ANN201, N802
+        got = providers if self.answers else [run_module.CPU]
+        return type("Session", (), {"get_providers": lambda session: got})()
+
+
+def test_cuda_is_chosen_when_a_gpu_answers_the_probe():
+    assert run_module.choose_provider(_FakeOrt(True), None) == (run_module.CUDA, "gpu")
+    assert run_module.choose_provider(_FakeOrt(True), "cpu") == (run_module.CPU, "cpu")
+    # onnxruntime-gpu without a driver or a GPU: auto falls back to the CPU, cuda is refused
+    assert run_module.choose_provider(_FakeOrt(False), "auto") == (run_module.CPU, "cpu")
+    with pytest.raises(ConfirmError, match="no GPU answered"):
+        run_module.choose_provider(_FakeOrt(False), "cuda")
+
+
+def test_a_gpu_run_needs_a_gpu_spec(tmp_path):
+    gpu = memlint.lint(_mlp(tmp_path), hw="a100", dims={"batch": 1}).hardware
+    cpu = memlint.lint(_mlp(tmp_path), hw="cpu", dims={"batch": 1}).hardware
+    run_module.check_spec(gpu, "gpu", run_module.CUDA)  # an A100 prediction, a CUDA run: fine
+    with pytest.raises(ConfirmError, match=r"\(cpu\) with a run on CUDAExecutionProvider"):
+        run_module.check_spec(cpu, "gpu", run_module.CUDA)
+
+
 def test_a_provider_onnxruntime_lacks_is_refused(tmp_path):
     report = memlint.lint(_mlp(tmp_path), hw="cpu", dims={"batch": 1})
     with pytest.raises(ConfirmError, match="no NopeExecutionProvider"):
