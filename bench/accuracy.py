@@ -251,11 +251,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:8.2f}ms"
+def _ms(seconds: float | None) -> str:
+    return "         -" if seconds is None else f"{seconds * 1e3:8.2f}ms"
 
 
-def _pct(fraction: float) -> str:
+def _pct(fraction: float | None) -> str:
+    if fraction is None:
+        return "      -"
     return f"{100 * fraction:+6.0f}%" if math.isfinite(fraction) else "    inf"
 
 

@@ -115,8 +115,8 @@ def load(
     fx = _torch_frontend()
     bind = {"dims": dims, "default_dims": default_dims, "strict_dims": strict_dims}
     if isinstance(source, (str, os.PathLike)):
-        return fx.load_pt2(source, **bind)
-    return fx.load_torch(source, example_inputs, example_kwargs, **bind)
+        return fx.capture_pt2(source, **bind).model
+    return fx.capture(source, example_inputs, example_kwargs, **bind).model
 
 
 def parse(source: str | os.PathLike[str] | Any) -> Any:

@@ -133,9 +133,9 @@ def _request(options: dict, **extra) -> LintRequest:  # noqa: ANN003
 @click.option("--baseline", "baseline_file", type=click.Path(path_type=Path), help="Fail only on findings that are not in this baseline file; report the fixed ones.")
 @click.option("--write-baseline", type=click.Path(path_type=Path), help="Record the current findings in this baseline file (then exit 0).")
 @click.option("--fail-on", type=click.Choice(FAIL_ON), default=None, help="Exit 1 when a finding has at least this severity.  [default: warning]")
-@click.option("--confirm", "confirm_run", is_flag=True, help="Run the model with onnxruntime (CUDA when available, else CPU) and compare measured with predicted times.")
-@click.option("--runs", default=10, show_default=True, type=click.IntRange(min=1), help="Timed runs per onnxruntime session for --confirm.")
-@click.option("--provider", type=click.Choice(("auto", "cpu", "cuda")), default="auto", show_default=True, help="onnxruntime execution provider for --confirm.")
+@click.option("--confirm", "confirm_run", is_flag=True, help="Run the model (onnxruntime for an ONNX file, torch eager for a torch target; CUDA when available, else CPU) and compare measured with predicted times.")
+@click.option("--runs", default=10, show_default=True, type=click.IntRange(min=1), help="Timed runs (per onnxruntime session) for --confirm.")
+@click.option("--provider", type=click.Choice(("auto", "cpu", "cuda")), default="auto", show_default=True, help="Where --confirm runs: onnxruntime's execution provider, or torch's device.")
 @click.option("--example-inputs", default=None, metavar="PACKAGE.MODULE:ATTR", help="For a MODEL given as package.module:factory (an nn.Module): a callable returning the example args, or (args, kwargs).")
 @click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1), help="Lint this many models at once (worker processes).")
 def check(
@@ -188,7 +188,7 @@ def _check_one(model: Path, request, fmt: str, output: Path | None, stamp: str |
 
     report, config = lint_model(model, request)
     if measure is not None:
-        report = dataclasses.replace(report, measurement=_measure(report, *measure))
+        report = dataclasses.replace(report, measurement=_measure(report, model, request, *measure))
     if fmt == "text" and output is None:
         from memlint.report.text import render_to, terminal_console
 
@@ -207,26 +207,45 @@ def _check_one(model: Path, request, fmt: str, output: Path | None, stamp: str |
     return EXIT_FINDINGS if fails(report.findings, fail_on_for(config, request)) else EXIT_OK
 
 
-def _measure(report, runs: int, provider: str):  # noqa: ANN001, ANN202 - Report -> Measurement
-    """--confirm: the measured run, with a progress bar on stderr for runs over a second."""
+def _measure(report, model: Path, request, runs: int, provider: str):  # noqa: ANN001, ANN202
+    """--confirm: the measured run (onnxruntime for an ONNX file, torch for a torch target), with
+    a progress bar on stderr for runs over a second. Report -> Measurement."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from memlint.confirm import confirm
-    from memlint.confirm.run import select_provider
+    if report.model.format == "fx":
+        import torch
 
-    chosen, device = select_provider(report, provider)
-    click.echo(f"memlint: measuring with onnxruntime {chosen} ({device}) against the "
-               f"{report.hardware.name} spec", err=True)
+        from memlint.confirm.torch_run import confirm_torch, select_device
+        from memlint.runner import torch_source
+
+        name, device = "torch", select_device(torch, provider)
+        click.echo(f"memlint: measuring with torch {torch.__version__} eager on {device} against "
+                   f"the {report.hardware.name} spec", err=True)
+
+        def run(progress):  # noqa: ANN001, ANN202
+            return confirm_torch(report, torch_source(model, request), runs=runs, device=device,
+                                 progress=progress)
+    else:
+        from memlint.confirm import confirm
+        from memlint.confirm.run import select_provider
+
+        chosen, device = select_provider(report, provider)
+        name = "onnxruntime"
+        click.echo(f"memlint: measuring with onnxruntime {chosen} ({device}) against the "
+                   f"{report.hardware.name} spec", err=True)
+
+        def run(progress):  # noqa: ANN001, ANN202
+            return confirm(report, runs=runs, provider=provider, progress=progress)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("onnxruntime", total=None, visible=False)
+        task = bar.add_task(name, total=None, visible=False)
 
         def progress(done: int, total: int, phase: str) -> None:
-            bar.update(task, completed=done, total=total, description=f"onnxruntime: {phase}",
+            bar.update(task, completed=done, total=total, description=f"{name}: {phase}",
                        visible=True)
 
-        measurement = confirm(report, runs=runs, provider=provider, progress=progress)
+        measurement = run(progress)
     click.echo(f"memlint: measured on {measurement.provider} ({measurement.runs} runs)", err=True)
     return measurement
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from memlint.config import (
     Config,
@@ -149,13 +150,8 @@ def _lint_torch(model: Path, request: LintRequest, config: Config, dims: dict): 
     if given:
         raise ConfigError(f"{', '.join(given)}: LLM scenarios re-bind the dims of an ONNX model; "
                           "a torch model is linted at the shapes of its example inputs")
-    source = str(model)
-    if model.suffix != ".pt2":
-        from memlint.api import _torch_frontend
-
-        source = _torch_frontend().load_factory(str(model), request.example_inputs)
     return lint(
-        source,
+        torch_source(model, request),
         hw=request.hw or config.hw or DEFAULT_HARDWARE,
         hw_files=_hw_files(request),
         dims=None if request.shared_dims else dims,
@@ -164,6 +160,16 @@ def _lint_torch(model: Path, request: LintRequest, config: Config, dims: dict): 
         tf32=bool(config.tf32) if request.tf32 is None else request.tf32,
         config=config,
     )
+
+
+def torch_source(model: Path, request: LintRequest) -> Any:
+    """What a torch target names: the .pt2 path, or the module a factory spec makes (imported
+    and called) with its --example-inputs, as a memlint.frontends.fx.TorchSource."""
+    if model.suffix == ".pt2":
+        return str(model)
+    from memlint.api import _torch_frontend
+
+    return _torch_frontend().load_factory(str(model), request.example_inputs)
 
 
 def _hw_files(request: LintRequest) -> tuple[str, ...]:

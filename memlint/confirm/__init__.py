@@ -3,10 +3,12 @@
     from memlint.confirm import confirm
     from memlint.confirm.calibrate import calibrate
     measurement = confirm(report, runs=10)          # report from memlint.lint(path, hw=...)
+    measurement = confirm_torch(report, module, (x,))  # report from memlint.lint(module, ...)
     calibration = calibrate(seconds_budget=20)      # this machine's spec, and its TOML text
 
 This package is the only part of memlint that imports onnxruntime (lazily, when a function runs),
-and, with the frontends, the only one that reads ONNX protos. See docs/confirm.md.
+and, with the frontends, the only one that reads ONNX protos; torch_run imports torch the same
+way. See docs/confirm.md.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "RankCorrelation",
     "Verdict",
     "confirm",
+    "confirm_torch",
     "rank_correlation",
 ]
 
@@ -45,3 +48,10 @@ def confirm(report: Report, **options: Any) -> Measurement:
     from memlint.confirm.run import confirm as _confirm
 
     return _confirm(report, **options)
+
+
+def confirm_torch(report: Report, source: Any, *args: Any, **options: Any) -> Measurement:
+    """See memlint.confirm.torch_run.confirm_torch."""
+    from memlint.confirm.torch_run import confirm_torch as _confirm_torch
+
+    return _confirm_torch(report, source, *args, **options)

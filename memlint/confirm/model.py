@@ -107,15 +107,18 @@ class FindingCheck:
 
 @dataclass(frozen=True)
 class Measurement:
-    """A measured onnxruntime run of a linted model, joined to the report's nodes and findings.
+    """A measured run of a linted model, joined to the report's nodes and findings.
 
-    Latencies are medians over the timed runs of one `InferenceSession.run` (wall clock, profiler
-    off). `predicted_latency_s` is the report's prediction for the graph as written (unfused), so
-    `total_error` compares it with the run that has graph optimisations off; `optimised_error`
-    compares it with the run onnxruntime optimises as it would in deployment.
+    onnxruntime (an ONNX file): latencies are medians over the timed runs of one
+    `InferenceSession.run` (wall clock, profiler off). `predicted_latency_s` is the report's
+    prediction for the graph as written (unfused), so `total_error` compares it with the run
+    that has graph optimisations off; `optimised_error` compares it with the run onnxruntime
+    optimises as it would in deployment. torch (a torch.export graph, memlint.confirm.
+    torch_run): the graph as written runs eagerly, op by op; there is no optimised run
+    (`optimised_latency_s` None).
     """
 
-    provider: str  # "CPUExecutionProvider", "CUDAExecutionProvider"
+    provider: str  # "CPUExecutionProvider", "CUDAExecutionProvider", "torch eager (cpu)", ...
     device: str  # "cpu" or "gpu": the spec kind it matches
     hardware: str  # the spec's name the prediction used
     runs: int
@@ -124,7 +127,7 @@ class Measurement:
     weights: str  # "real", "random" or "real and random"
     predicted_latency_s: float
     unoptimised_latency_s: float
-    optimised_latency_s: float
+    optimised_latency_s: float | None  # None: no optimised run (torch)
     measured_nodes_s: float  # median over runs of the sum of node kernel times (optimisations off)
     nodes: tuple[NodeMeasurement, ...]  # graph order; nodes that ran a kernel
     not_run: tuple[str, ...]  # IR nodes with no kernel (constants, nodes onnxruntime folded)
@@ -136,6 +139,7 @@ class Measurement:
     profiler_floor_s: float = 0.0  # the profiler's own cost taken off every kernel time
     notes: tuple[str, ...] = ()
     kernel_overhead_s: float | None = None  # the spec's per-kernel overhead the prediction used
+    runtime: str = ""  # what ran it: "onnxruntime 1.32.0", "torch 2.13.0"
 
     @property
     def total_error(self) -> float:
@@ -143,8 +147,10 @@ class Measurement:
         return _error(self.predicted_latency_s, self.unoptimised_latency_s)
 
     @property
-    def optimised_error(self) -> float:
-        """(predicted - measured) / measured against the optimised run's latency."""
+    def optimised_error(self) -> float | None:
+        """(predicted - measured) / measured against the optimised run's latency (None: none)."""
+        if self.optimised_latency_s is None:
+            return None
         return _error(self.predicted_latency_s, self.optimised_latency_s)
 
     @property

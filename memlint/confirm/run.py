@@ -81,8 +81,10 @@ def confirm(
         raise ConfirmError(f"need at least one timed run and no negative warm-up, got runs={runs}, "
                            f"warmup={warmup}")
     if report.model.format != "onnx":
-        raise ConfirmError("measuring needs an ONNX model file (this report is of a "
-                           f"{report.model.format} graph)")
+        raise ConfirmError(
+            f"onnxruntime measures ONNX files; this report is of a {report.model.format} graph: "
+            "measure it with memlint.confirm.confirm_torch(report, module, example_inputs)"
+        )
     ort = import_onnxruntime()
     chosen, device = choose_provider(ort, provider)
     check_spec(report.hardware, device, chosen)
@@ -389,11 +391,7 @@ def _join(
     checks = tuple(
         judge(f, by_name, _optimised_time(f.nodes, optimised_share)) for f in report.findings
     )
-    if not _calibrated(report.hardware):
-        notes.append(
-            f"the figures of {report.hardware.name} were not measured on this machine "
-            "(memlint hw calibrate): errors measure the spec as much as the model"
-        )
+    notes += spec_notes(report.hardware)
     if device == "gpu" and not trace.runs:
         notes.append("no per-kernel GPU times in onnxruntime's profile")
     if prepared.weights != "real":
@@ -417,6 +415,7 @@ def _join(
         kernels=optimised_kernels,
         findings=checks,
         onnxruntime_version=str(getattr(ort, "__version__", "")),
+        runtime=f"onnxruntime {getattr(ort, '__version__', '')}".strip(),
         profiler_floor_s=floor_s,
         notes=tuple(notes),
         kernel_overhead_s=report.hardware.kernel_overhead_s,
@@ -454,5 +453,9 @@ def _optimised_time(names: tuple[str, ...], share: Mapping[str, float]) -> float
     return sum(times) if times else None
 
 
-def _calibrated(spec: HardwareSpec) -> bool:
-    return any(CALIBRATED_MARK in source for source in spec.sources.values())
+def spec_notes(spec: HardwareSpec) -> list[str]:
+    """What a measurement says about the spec it checks: whether it was calibrated here."""
+    if any(CALIBRATED_MARK in source for source in spec.sources.values()):
+        return []
+    return [f"the figures of {spec.name} were not measured on this machine (memlint hw "
+            "calibrate): errors measure the spec as much as the model"]

@@ -32,6 +32,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -62,10 +63,27 @@ class TorchSource:
     label: str = ""
 
 
+@dataclass(frozen=True)
+class Captured:
+    """A captured graph: its IR, and what running it needs (memlint.confirm.torch_run).
+
+    `graph_module` is the aten graph the IR was built from; `origins` maps each of its node
+    names to the IR nodes it became. `program` is the torch.export program whose state feeds
+    the graph's weight placeholders (None when the graph came from another capture, which
+    memlint does not run), and `example` the leaves of the example (args, kwargs).
+    """
+
+    model: Model
+    graph_module: fx.GraphModule
+    origins: Mapping[str, tuple[str, ...]]
+    program: ExportedProgram | None = None
+    example: tuple[Any, ...] = ()
+
+
 # --- entry points -----------------------------------------------------------------------------
 
 
-def load_torch(
+def capture(
     obj: Any,
     example_inputs: Any = None,
     example_kwargs: Mapping[str, Any] | None = None,
@@ -73,9 +91,10 @@ def load_torch(
     dims: Mapping[str, int] | None = None,
     default_dims: Mapping[str, int] | None = None,
     strict_dims: bool = False,
-) -> Model:
+) -> Captured:
     """An nn.Module (with example inputs), an fx.GraphModule, an ExportedProgram or a
-    TorchSource -> ir.Model. Raises ModelLoadError with one clear line when capture fails.
+    TorchSource -> its graph and IR (`.model`). Raises ModelLoadError with one clear line when
+    capture fails.
 
     A module is captured at the shapes of its example inputs; `dims` binds the symbolic dims of
     a program exported with dynamic shapes (naming one it does not have is an error),
@@ -97,7 +116,7 @@ def load_torch(
     if isinstance(obj, fx.GraphModule) and args is None and not kwargs:
         if _is_aten_graph(obj):
             inputs = {n.name: Input(n.name) for n in obj.graph.nodes if n.op == "placeholder"}
-            return Builder(obj, inputs, binding).model(label, "torch.fx GraphModule (aten)")
+            return _build(obj, inputs, binding, label, "torch.fx GraphModule (aten)")
         args = _placeholder_examples(obj)
     if args is None:
         raise ModelLoadError(
@@ -107,27 +126,32 @@ def load_torch(
     return _capture(obj, args, kwargs, label, binding)
 
 
-def load_pt2(
+def capture_pt2(
     path: str | os.PathLike[str],
     *,
     dims: Mapping[str, int] | None = None,
     default_dims: Mapping[str, int] | None = None,
     strict_dims: bool = False,
-) -> Model:
-    """A program saved with torch.export.save; dims as for load_torch. Nothing in the file is
-    unpickled (see _no_unpickling): a .pt2 cannot run code."""
+) -> Captured:
+    """A program saved with torch.export.save -> its graph and IR; dims as for capture.
+    Nothing in the file is unpickled (see _no_unpickling): a .pt2 cannot run code."""
+    program = read_pt2(path)
+    binding = Dims(dims or {}, strict_dims, default_dims)
+    return _from_program(program, str(path), "torch.export.load", binding)
+
+
+def read_pt2(path: str | os.PathLike[str]) -> ExportedProgram:
+    """The program of a .pt2 file, read without unpickling anything."""
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such file")
     try:
         with warnings.catch_warnings(), _no_unpickling():
             warnings.simplefilter("ignore")
-            program = torch.export.load(str(path))
+            return torch.export.load(str(path))
     except Exception as exc:  # noqa: BLE001 - any failure to read is a bad input file
         reason = first_line(exc)
         raise ModelLoadError(f"{path}: not a readable torch.export program ({reason})") from None
-    binding = Dims(dims or {}, strict_dims, default_dims)
-    return _from_program(program, str(path), "torch.export.load", binding)
 
 
 @contextlib.contextmanager
@@ -176,7 +200,7 @@ def from_dynamo(gm: fx.GraphModule, example_inputs: Sequence[Any], label: str) -
             inputs.append(Input(".".join(parts[1:]) or name, ValueKind.WEIGHT))
         else:
             inputs.append(Input(re.sub(r"^[Ll]_", "", name).strip("_")))
-    return _capture(gm, tuple(example_inputs), {}, label, Dims({}, False), inputs)
+    return _capture(gm, tuple(example_inputs), {}, label, Dims({}, False), inputs).model
 
 
 def load_factory(spec: str, example_inputs: str | None = None) -> TorchSource:
@@ -213,7 +237,7 @@ def _capture(
     label: str,
     binding: Dims,
     user_inputs: Sequence[Input] | None = None,
-) -> Model:
+) -> Captured:
     """torch.export first; symbolic_trace + fake-tensor propagation when export fails."""
     training = module.training
     module.eval()  # memlint lints inference: dropout off, batch norm on running stats
@@ -233,7 +257,8 @@ def _capture(
                     "shapes propagated on fake tensors", label, reason,
                 )  # fmt: skip
                 return _fallback(module, args, kwargs, label, binding, reason, user_inputs)
-            return _from_program(program, label, "torch.export", binding, user_inputs)
+            example = tuple(pytree.tree_leaves((args, kwargs)))
+            return _from_program(program, label, "torch.export", binding, user_inputs, example)
     finally:
         module.train(training)
 
@@ -244,7 +269,8 @@ def _from_program(
     capture: str,
     binding: Dims,
     user_inputs: Sequence[Input] | None = None,
-) -> Model:
+    example: tuple[Any, ...] = (),
+) -> Captured:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -261,13 +287,16 @@ def _from_program(
             inputs[name] = Input(spec.target or name, ValueKind.WEIGHT)
         elif spec.kind.name == "USER_INPUT":
             inputs[name] = next(users, None) or Input(name)
-    return Builder(program.graph_module, inputs, binding).model(label, capture)
+    saved = getattr(program, "example_inputs", None)  # what torch.export recorded, if anything
+    if not example and saved is not None:
+        example = tuple(pytree.tree_leaves(saved))
+    return _build(program.graph_module, inputs, binding, label, capture, program, example)
 
 
 def _fallback(
     module, args, kwargs, label: str, binding: Dims, reason: str,
     user_inputs: Sequence[Input] | None = None,
-) -> Model:  # fmt: skip
+) -> Captured:  # fmt: skip
     try:
         traced, inputs = _symbolic_trace(module, args, kwargs)
         lowered, names = _lower(traced, inputs)
@@ -283,7 +312,17 @@ def _fallback(
     labels += [spec for spec, v in zip(given, inputs.values()) if isinstance(v, torch.Tensor)]
     specs = dict(zip(placeholders, labels))
     capture = f"torch.fx.symbolic_trace (torch.export failed: {reason})"
-    return Builder(lowered, specs, binding).model(label, capture)
+    return _build(lowered, specs, binding, label, capture)
+
+
+def _build(
+    gm: fx.GraphModule, inputs: Mapping[str, Input], binding: Dims, label: str, how: str,
+    program: ExportedProgram | None = None, example: tuple[Any, ...] = (),
+) -> Captured:
+    builder = Builder(gm, inputs, binding)
+    model = builder.model(label, how)
+    origins = MappingProxyType({k: tuple(v) for k, v in builder.origins.items()})
+    return Captured(model, gm, origins, program, example)
 
 
 def _symbolic_trace(module, args, kwargs) -> tuple[fx.GraphModule, dict[str, Any]]:
@@ -466,4 +505,5 @@ def _fake(mode: FakeTensorMode, tensor: torch.Tensor) -> torch.Tensor:
     return mode.from_tensor(tensor)
 
 
-__all__ = ["TorchSource", "from_dynamo", "load_factory", "load_pt2", "load_torch"]
+__all__ = ["Captured", "TorchSource", "capture", "capture_pt2", "from_dynamo", "load_factory",
+           "read_pt2"]

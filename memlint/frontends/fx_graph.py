@@ -58,6 +58,7 @@ class Builder:
         self.used: dict[str, int] = {}
         self.taken = {n.name for n in gm.graph.nodes}  # fx names, which name the IR values
         self.total = self.resolved = 0
+        self.origins: dict[str, list[str]] = {}  # fx node name -> the IR nodes it became
 
     def model(self, label: str, capture: str) -> Model:
         outputs: list[str] = []
@@ -147,6 +148,7 @@ class Builder:
         vals = {out: val for out, val in results if out}
         base = self._node_name(node)
         source = source_location(node.meta.get("stack_trace"))
+        made_nodes = self.origins.setdefault(node.name, [])
         for emit in emits:
             kind = self._kind(emit)
             for out in emit.outputs:
@@ -156,9 +158,10 @@ class Builder:
                         self._add(out, meta, kind)
                     elif out in vals:
                         self._add(out, vals[out], kind)
+            made_nodes.append(f"{base}/{emit.suffix}" if emit.suffix else base)
             self.nodes.append(
                 Node(
-                    name=f"{base}/{emit.suffix}" if emit.suffix else base,
+                    name=made_nodes[-1],
                     op_type=emit.op_type,
                     domain=emit.domain,
                     inputs=emit.inputs,

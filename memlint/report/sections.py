@@ -29,16 +29,19 @@ def measured_blocks(m: Any) -> list:  # m: memlint.confirm.Measurement
     def error(value: float) -> str:
         return f"{100 * value:+.1f}%"
 
+    onnxruntime = m.optimised_latency_s is not None
+    as_written = "graph optimisations off" if onnxruntime else "eager, op by op"
     rows = (
-        ("run", f"onnxruntime {m.onnxruntime_version} {m.provider}, {m.runs} timed runs after "
+        ("run", f"{m.runtime} {m.provider}, {m.runs} timed runs after "
                 f"{m.warmup} warm-up, {m.weights} weights; prediction on {m.hardware}"),
         ("predicted", units.seconds(m.predicted_latency_s)),
-        ("measured, as written", f"{units.seconds(m.unoptimised_latency_s)} (graph optimisations "
-                                 f"off; prediction error {error(m.total_error)})"),
-        ("measured, optimised", f"{units.seconds(m.optimised_latency_s)} (onnxruntime's full "
-                                f"optimisations; prediction error {error(m.optimised_error)})"),
-        ("kernels mapped", f"{units.percent(m.kernels_mapped_fraction)} of the optimised run's "
-                           "kernel time maps back to graph nodes"),
+        ("measured, as written", f"{units.seconds(m.unoptimised_latency_s)} ({as_written}; "
+                                 f"prediction error {error(m.total_error)})"),
+        *((("measured, optimised", f"{units.seconds(m.optimised_latency_s)} (onnxruntime's full "
+                                   f"optimisations; prediction error {error(m.optimised_error)})"),
+           ("kernels mapped", f"{units.percent(m.kernels_mapped_fraction)} of the optimised "
+                              "run's kernel time maps back to graph nodes"))
+          if onnxruntime else ()),
         ("rank correlation", rank_text(m.rank_correlation)),
         *((("small kernels", small_kernels_text(m)),) if m.small_kernels[0] else ()),
         *(("note", note) for note in m.notes),
@@ -95,6 +98,7 @@ def measurement_dict(m: Any) -> dict[str, Any]:
     """The JSON report's "measurement" object (raw numbers, units in the keys)."""
     return {
         "provider": m.provider,
+        "runtime": m.runtime,
         "onnxruntime_version": m.onnxruntime_version,
         "runs": m.runs,
         "warmup": m.warmup,
