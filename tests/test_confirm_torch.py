@@ -56,6 +56,10 @@ def test_a_node_that_became_several_ir_nodes_shares_its_time_by_prediction(measu
     assert by_name["0.qkv/linear"].measured_s > 0
     assert by_name["0.qkv/linear/flatten"].measured_s == 0
     assert by_name["0.qkv/linear/unflatten"].measured_s == 0
+    assert by_name["0.qkv/linear"].shared and by_name["0.qkv/linear/flatten"].shared
+    # shares are not kernels of their own: the small-kernel figure leaves them out
+    small = [n for n in m.nodes if not n.shared and max(n.compute_time_s, n.memory_time_s) < 5e-7]
+    assert m.small_kernels[0] == len(small) > 0
     # split into q, k, v: three equal slices, three equal shares
     parts = [by_name[f"0/split/{i}"].measured_s for i in range(3)]
     assert parts[0] > 0 and parts[0] == pytest.approx(parts[1]) == pytest.approx(parts[2])

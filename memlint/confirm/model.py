@@ -41,6 +41,7 @@ class NodeMeasurement:
     compute_time_s: float
     memory_time_s: float
     optimised_s: float | None = None
+    shared: bool = False  # measured_s is this node's share of one kernel that ran several nodes
 
     @property
     def achieved_flops_per_s(self) -> float:
@@ -180,10 +181,11 @@ class Measurement:
     @property
     def small_kernels(self) -> tuple[int, float | None]:
         """(count, median measured seconds) of the kernels with under SMALL_WORK_S of roofline
-        work (shape and index ops, views, scalars): what a kernel costs the runtime beyond its
-        work, next to the spec's per-kernel overhead. (0, None) when there are none."""
-        times = sorted(n.measured_s for n in self.nodes
-                       if max(n.compute_time_s, n.memory_time_s) < SMALL_WORK_S)
+        work (shape and index ops, views, scalars) that ran on their own (not a share of a
+        kernel that ran several nodes): what a kernel costs the runtime beyond its work, next
+        to the spec's per-kernel overhead. (0, None) when there are none."""
+        times = sorted(n.measured_s for n in self.nodes if not n.shared
+                       and max(n.compute_time_s, n.memory_time_s) < SMALL_WORK_S)
         if not times:
             return 0, None
         middle = len(times) // 2

@@ -266,6 +266,7 @@ def _node_measurements(report: Report, origins: Mapping[str, tuple[str, ...]],
     became in proportion to their predicted times (evenly when those are all zero)."""
     results = {n.name: n for n in report.nodes}
     measured: dict[str, float] = {}
+    shared: set[str] = set()
     for fx_name, names in origins.items():
         if fx_name not in times or not names:
             continue
@@ -274,12 +275,14 @@ def _node_measurements(report: Report, origins: Mapping[str, tuple[str, ...]],
         whole = sum(predicted)
         for name, part in zip(names, predicted, strict=True):
             measured[name] = median * (part / whole if whole else 1 / len(names))
+        if len(names) > 1:
+            shared.update(names)
     return tuple(
         NodeMeasurement(
             name=n.name, op_type=n.op_type, measured_s=measured[n.name],
             predicted_s=n.timing.predicted_latency_s, flops=n.cost.flops,
             bytes_moved=n.cost.bytes_moved, compute_time_s=n.timing.compute_time_s,
-            memory_time_s=n.timing.memory_time_s,
+            memory_time_s=n.timing.memory_time_s, shared=n.name in shared,
         )
         for n in report.nodes
         if n.name in measured

@@ -120,7 +120,8 @@ def measurement_dict(m: Any) -> dict[str, Any]:
             {"name": n.name, "op_type": n.op_type, "predicted_s": n.predicted_s,
              "measured_s": n.measured_s,
              "achieved_bandwidth_bytes_per_s": n.achieved_bandwidth_bytes_per_s,
-             "achieved_flops_per_s": n.achieved_flops_per_s, "roof_fraction": n.roof_fraction}
+             "achieved_flops_per_s": n.achieved_flops_per_s, "roof_fraction": n.roof_fraction,
+             "shared": n.shared}
             for n in m.nodes
         ],
         "findings": [
