@@ -8,7 +8,8 @@
 2. Models: the sample models, plus exports made here with random weights (seed 0) from
    transformers configs through Optimum's main_export: BERT-base ("feature-extraction", batch 1,
    sequence 128) and GPT-2 small ("text-generation-with-past", one decode step after 128 tokens).
-   Exports are cached in --workdir.
+   Exports are cached in --workdir. The same BERT-base and GPT-2 (prefill of 128 tokens) also
+   run as torch modules through confirm_torch (torch eager, op by op; no optimised run).
 3. For each model: `memlint.confirm.confirm`, then
    - the total-latency error (predicted - measured) / measured, against the run with graph
      optimisations off (the graph memlint predicts) and with them on;
@@ -38,6 +39,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from memlint.confirm import RankCorrelation, rank_correlation
 
@@ -60,6 +62,37 @@ def models(which: str, workdir: Path) -> list[tuple[str, Path, dict[str, int]]]:
     if which in ("all", "exports", "gpt2"):
         chosen.append(("GPT-2 decode p128", export_gpt2(workdir), DECODE))
     return chosen
+
+
+def torch_models(which: str, workdir: Path) -> list[tuple[str, Any]]:
+    """(label, make) for the torch runs: make() -> (module, example inputs), the same random
+    weights as the ONNX exports (the saved transformers folders), measured by confirm_torch."""
+    if which not in ("all", "torch"):
+        return []
+
+    def bert() -> tuple[Any, tuple]:
+        import torch
+        from transformers import BertModel
+
+        export_bert(workdir)  # makes the saved folder too
+        model = BertModel.from_pretrained(workdir / "bert-base-hf").eval()
+        return model, (torch.randint(0, 30000, (1, 128), generator=_seeded()),)
+
+    def gpt2() -> tuple[Any, tuple]:
+        import torch
+        from transformers import GPT2LMHeadModel
+
+        export_gpt2(workdir)
+        model = GPT2LMHeadModel.from_pretrained(workdir / "gpt2-hf", use_cache=False).eval()
+        return model, (torch.randint(0, 50000, (1, 128), generator=_seeded()),)
+
+    return [("torch BERT-base s128", bert), ("torch GPT-2 prefill", gpt2)]
+
+
+def _seeded() -> Any:
+    import torch
+
+    return torch.Generator().manual_seed(0)
 
 
 def export_bert(workdir: Path) -> Path:
@@ -184,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads")
     parser.add_argument("--models", default="all",
-                        choices=("all", "samples", "exports", "bert", "gpt2"))
+                        choices=("all", "samples", "exports", "bert", "gpt2", "torch"))
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/memlint-accuracy"))
     parser.add_argument("--verbose", action="store_true", help="print every finding's verdict")
     parser.add_argument("--retries", type=int, default=3,
@@ -194,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import memlint
-    from memlint.confirm import confirm
+    from memlint.confirm import confirm, confirm_torch
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
@@ -215,14 +248,19 @@ def main(argv: list[str] | None = None) -> int:
         for figure in result.figures:
             print(f"  {figure.field:<22} {figure.value:>9.4g} {figure.unit}")
 
-    rows = []
+    jobs = []
     for label, path, dims in models(args.models, args.workdir):
         report = memlint.lint(path, hw="local", hw_files=[hw_file], dims=dims)
-        measured, busy = quietly(
-            others, lambda report=report: confirm(
-                report, runs=args.runs, warmup=args.warmup, threads=args.threads),
-            args.retries, args.wait, label,
-        )
+        jobs.append((label, lambda report=report: confirm(
+            report, runs=args.runs, warmup=args.warmup, threads=args.threads)))
+    for label, make in torch_models(args.models, args.workdir):
+        module, inputs = make()
+        report = memlint.lint(module, example_inputs=inputs, hw="local", hw_files=[hw_file])
+        jobs.append((label, lambda r=report, m=module, i=inputs: confirm_torch(
+            r, m, i, runs=args.runs, warmup=args.warmup)))
+    rows = []
+    for label, measure in jobs:
+        measured, busy = quietly(others, measure, args.retries, args.wait, label)
         verdicts = Counter(c.verdict.value for c in measured.findings)
         ml101 = Counter(c.verdict.value for c in measured.findings if c.code == "ML101")
         rows.append((label, measured, correlations(measured), verdicts, ml101, busy))
