@@ -7,7 +7,7 @@ format a Measurement without importing the runtime.
 from __future__ import annotations
 
 import enum
-import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -119,7 +119,7 @@ class Measurement:
     (`optimised_latency_s` None).
     """
 
-    provider: str  # "CPUExecutionProvider", "CUDAExecutionProvider", "torch eager (cpu)", ...
+    provider: str  # "CPUExecutionProvider", "CUDAExecutionProvider", "eager (cpu)" (torch), ...
     device: str  # "cpu" or "gpu": the spec kind it matches
     hardware: str  # the spec's name the prediction used
     runs: int
@@ -184,13 +184,9 @@ class Measurement:
         work (shape and index ops, views, scalars) that ran on their own (not a share of a
         kernel that ran several nodes): what a kernel costs the runtime beyond its work, next
         to the spec's per-kernel overhead. (0, None) when there are none."""
-        times = sorted(n.measured_s for n in self.nodes if not n.shared
-                       and max(n.compute_time_s, n.memory_time_s) < SMALL_WORK_S)
-        if not times:
-            return 0, None
-        middle = len(times) // 2
-        median = times[middle] if len(times) % 2 else (times[middle - 1] + times[middle]) / 2
-        return len(times), median
+        times = [n.measured_s for n in self.nodes if not n.shared
+                 and max(n.compute_time_s, n.memory_time_s) < SMALL_WORK_S]
+        return len(times), statistics.median(times) if times else None
 
     @property
     def rank_correlation(self) -> RankCorrelation:
@@ -253,14 +249,10 @@ def spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:
         raise ValueError("spearman needs pairs")
     if len(xs) < 3:
         return None
-    a, b = _ranks(xs), _ranks(ys)
-    mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
-    da = [x - mean_a for x in a]
-    db = [y - mean_b for y in b]
-    spread = math.sqrt(sum(x * x for x in da) * sum(y * y for y in db))
-    if spread == 0:
+    try:
+        return statistics.correlation(_ranks(xs), _ranks(ys))
+    except statistics.StatisticsError:  # either side has no spread
         return None
-    return sum(x * y for x, y in zip(da, db, strict=True)) / spread
 
 
 def _ranks(values: Sequence[float]) -> list[float]:
