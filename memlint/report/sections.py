@@ -29,8 +29,9 @@ def measured_blocks(m: Any) -> list:  # m: memlint.confirm.Measurement
     def error(value: float) -> str:
         return f"{100 * value:+.1f}%"
 
-    onnxruntime = m.optimised_latency_s is not None
-    as_written = "graph optimisations off" if onnxruntime else "eager, op by op"
+    optimised = m.optimised_latency_s is not None  # onnxruntime's second run; torch has none
+    as_written = "eager, op by op" if m.runtime.startswith("torch") else "graph optimisations off"
+    small = m.small_kernels
     rows = (
         ("run", f"{m.runtime} {m.provider}, {m.runs} timed runs after "
                 f"{m.warmup} warm-up, {m.weights} weights; prediction on {m.hardware}"),
@@ -41,9 +42,9 @@ def measured_blocks(m: Any) -> list:  # m: memlint.confirm.Measurement
                                    f"optimisations; prediction error {error(m.optimised_error)})"),
            ("kernels mapped", f"{units.percent(m.kernels_mapped_fraction)} of the optimised "
                               "run's kernel time maps back to graph nodes"))
-          if onnxruntime else ()),
+          if optimised else ()),
         ("rank correlation", rank_text(m.rank_correlation)),
-        *((("small kernels", small_kernels_text(m)),) if m.small_kernels[0] else ()),
+        *((("small kernels", small_kernels_text(small, m.kernel_overhead_s)),) if small[0] else ()),
         *(("note", note) for note in m.notes),
     )
     findings = tuple(
@@ -72,11 +73,12 @@ def measured_blocks(m: Any) -> list:  # m: memlint.confirm.Measurement
     return out
 
 
-def small_kernels_text(m: Any) -> str:
-    """What kernels with next to no work cost in the run, against the spec's overhead."""
-    count, median = m.small_kernels
-    spec = ("no per-kernel overhead" if not m.kernel_overhead_s
-            else f"a per-kernel overhead of {units.seconds(m.kernel_overhead_s)}")
+def small_kernels_text(small: tuple[int, float | None], overhead_s: float | None) -> str:
+    """What kernels with next to no work cost in the run (Measurement.small_kernels), against
+    the spec's per-kernel overhead."""
+    count, median = small
+    spec = ("no per-kernel overhead" if not overhead_s
+            else f"a per-kernel overhead of {units.seconds(overhead_s)}")
     return (f"{count:,} kernels with under 0.5 us of roofline work (shape and index ops, views) "
             f"took a median {units.seconds(median)} each; the prediction used {spec}")
 
@@ -96,6 +98,7 @@ def rank_text(rank: Any) -> str:  # rank: memlint.confirm.RankCorrelation
 
 def measurement_dict(m: Any) -> dict[str, Any]:
     """The JSON report's "measurement" object (raw numbers, units in the keys)."""
+    small, rank = m.small_kernels, m.rank_correlation
     return {
         "provider": m.provider,
         "runtime": m.runtime,
@@ -110,12 +113,10 @@ def measurement_dict(m: Any) -> dict[str, Any]:
         "total_error": m.total_error,
         "optimised_error": m.optimised_error,
         "kernels_mapped_fraction": m.kernels_mapped_fraction,
-        "small_kernels": {"count": m.small_kernels[0], "median_s": m.small_kernels[1],
+        "small_kernels": {"count": small[0], "median_s": small[1],
                           "spec_kernel_overhead_s": m.kernel_overhead_s},
-        "rank_correlation": {
-            "rho": m.rank_correlation.rho, "groups": m.rank_correlation.groups,
-            "nodes": m.rank_correlation.nodes, "min_share": m.rank_correlation.share,
-        },
+        "rank_correlation": {"rho": rank.rho, "groups": rank.groups, "nodes": rank.nodes,
+                             "min_share": rank.share},
         "nodes": [
             {"name": n.name, "op_type": n.op_type, "predicted_s": n.predicted_s,
              "measured_s": n.measured_s,
