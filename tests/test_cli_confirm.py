@@ -71,3 +71,23 @@ def test_calibrate_writes_a_spec_that_lints(tmp_path: Path):
     again = memlint(str(SAMPLES / "small_cnn.onnx"), "--hw", "local", "--fail-on", "never",
                     tmp_path=tmp_path)
     assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.parametrize("fmt", ["sarif", "github"])
+def test_code_scanning_formats_carry_the_measured_verdicts(tmp_path: Path, fmt: str):
+    result = memlint(str(SAMPLES / "bert_encoder.onnx"), "--hw", "cpu", "--confirm", "--runs", "2",
+                     "--dim", "batch_size=1", "--dim", "sequence_length=16", "--format", fmt,
+                     "--fail-on", "never", tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    if fmt == "sarif":
+        run = json.loads(result.stdout)["runs"][0]
+        measured = run["properties"]["measurement"]
+        assert measured["runtime"].startswith("onnxruntime") and measured["total_error"] is not None
+        results = run["results"]
+        assert results and all("\nmeasured: " in r["message"]["text"] for r in results)
+        assert all(r["properties"]["measured"]["verdict"] in ("confirmed", "not confirmed",
+                                                               "not measured") for r in results)
+    else:
+        annotations = [line for line in result.stdout.splitlines() if "title=ML" in line]
+        assert annotations and all("%0Ameasured: " in line for line in annotations)
+        assert "as written with onnxruntime" in result.stdout.splitlines()[-1]

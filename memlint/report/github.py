@@ -57,7 +57,7 @@ def command(name: str, message: str, **properties: str | int | None) -> str:
 def _annotation(report: Report, finding: Finding) -> str:
     file, line = location_of(report, finding)
     where = _nodes(finding)
-    text = finding_text(finding)
+    text = finding_text(finding, report)
     return command(
         COMMANDS[finding.severity],
         f"{where}: {text}" if where else text,
@@ -85,8 +85,13 @@ def _summary(report: Report) -> str:
         tally += f", {report.hidden_as_noise} hidden as noise"
     if report.suppressed:
         tally += f", {len(report.suppressed)} suppressed"
+    measured = ""
+    m = report.measurement
+    if m is not None:
+        measured = (f"; measured {units.seconds(m.unoptimised_latency_s)} as written with "
+                    f"{m.runtime} {m.provider} (prediction error {100 * m.total_error:+.1f}%)")
     return (
         f"{report_path(report.model.source)} on {report.hardware.display_name}: predicted "
         f"latency {units.seconds(summary.predicted_latency_s)}, "
-        f"{units.percent(summary.memory_bound_fraction)} memory-bound; {tally}"
+        f"{units.percent(summary.memory_bound_fraction)} memory-bound{measured}; {tally}"
     )

@@ -68,6 +68,15 @@ def to_dict(report: Report, *, timestamp: str | None = None) -> dict[str, Any]:
             "memory_bound_fraction": _number(report.summary.memory_bound_fraction),
         },
     }
+    m = report.measurement
+    if m is not None:
+        run["properties"]["measurement"] = {
+            "runtime": m.runtime, "provider": m.provider, "runs": m.runs,
+            "unoptimised_latency_s": _number(m.unoptimised_latency_s),
+            "optimised_latency_s": _number(m.optimised_latency_s),
+            "total_error": _number(m.total_error), "rank_correlation": _number(
+                m.rank_correlation.rho),
+        }
     if timestamp is not None:
         run["invocations"] = [{"executionSuccessful": True, "startTimeUtc": timestamp}]
     return {"$schema": SCHEMA_URI, "version": SARIF_VERSION, "runs": [run]}
@@ -98,13 +107,24 @@ def location_of(report: Report, finding: Finding) -> tuple[str, int | None]:
     return report_path(report.model.source), None
 
 
-def finding_text(finding: Finding) -> str:
-    """The finding's message, then one line per fix with the time it saves."""
+def finding_text(finding: Finding, report: Report | None = None) -> str:
+    """The finding's message, then one line per fix with the time it saves, then (when the
+    report has a --confirm run) the measured verdict."""
     lines = [finding.message]
     for fix in finding.fixes:
         saving = f" (saves {units.seconds(fix.saving_s)})" if fix.saving_s else ""
         lines.append(f"fix: {fix.text}{saving}")
+    check = measured_check(report, finding)
+    if check is not None:
+        lines.append(f"measured: {check.verdict.value}: {check.reason}")
     return "\n".join(lines)
+
+
+def measured_check(report: Report | None, finding: Finding) -> Any:
+    """The --confirm verdict on `finding` (a memlint.confirm.FindingCheck), or None."""
+    if report is None or report.measurement is None:
+        return None
+    return report.measurement.check_for(finding)
 
 
 def plain_text(text: str) -> str:
@@ -176,20 +196,28 @@ def _result(report: Report, finding: Finding, index: dict[str, int]) -> dict[str
             {"name": node, "fullyQualifiedName": f"{graph}/{node}", "kind": NODE_KIND}
             for node in finding.nodes
         ]
+    properties: dict[str, Any] = {
+        "time_s": _number(finding.time_s),
+        "share": _number(finding.share),
+        "saving_s": _number(finding.saving_s),
+        "count": finding.count,
+        "evidence": {m.name: _number(m.value) for m in finding.evidence},
+    }
+    check = measured_check(report, finding)
+    if check is not None:
+        properties["measured"] = {
+            "verdict": check.verdict.value, "predicted_s": _number(check.predicted_s),
+            "measured_s": _number(check.measured_s), "compute_share": _number(check.compute_share),
+            "memory_share": _number(check.memory_share),
+        }
     return {
         "ruleId": finding.code,
         "ruleIndex": index[finding.code],
         "level": LEVELS[finding.severity],
-        "message": {"text": plain_text(finding_text(finding))},
+        "message": {"text": plain_text(finding_text(finding, report))},
         "locations": [location],
         "partialFingerprints": {FINGERPRINT_KEY: fingerprint(report, finding)},
-        "properties": {
-            "time_s": _number(finding.time_s),
-            "share": _number(finding.share),
-            "saving_s": _number(finding.saving_s),
-            "count": finding.count,
-            "evidence": {m.name: _number(m.value) for m in finding.evidence},
-        },
+        "properties": properties,
     }
 
 
