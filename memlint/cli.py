@@ -463,6 +463,9 @@ def hw_calibrate(output: Path | None, save: bool, seconds: float, device: str) -
     today = datetime.date.today().isoformat()
     result = calibrate(seconds_budget=seconds, date=today, device=device, name="local",
                        progress=lambda what: click.echo(f"memlint: measuring {what}", err=True))
+    for figure in result.figures:  # what was measured, before where it was written
+        click.echo(f"memlint:   {figure.field.removeprefix('peaks.'):<20} {figure.value:>9.4g} "
+                   f"{figure.unit}", err=True)
     if save:
         folder = user_spec_dir()
         folder.mkdir(parents=True, exist_ok=True)

@@ -60,6 +60,8 @@ def test_calibrate_writes_a_spec_that_lints(tmp_path: Path):
     made = memlint("hw", "calibrate", "--seconds", "1", "--device", "cpu", "-o", str(spec),
                    tmp_path=tmp_path)
     assert made.returncode == 0, made.stderr
+    figures = {line.split()[1] for line in made.stderr.splitlines() if line.startswith("memlint:   ")}
+    assert {"memory_bandwidth", "vector.float32", "kernel_overhead"} <= figures
     result = memlint(str(SAMPLES / "small_cnn.onnx"), "--hw", "local", "--hw-file", str(spec),
                      "--format", "json", "--fail-on", "never", tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
