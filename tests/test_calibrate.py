@@ -155,3 +155,95 @@ def test_the_gpu_calibration_writes_a_gpu_spec(monkeypatch):
     # the dtype the GPU lacks is left out and said so in one line
     assert "Not measured (the matmul failed): tensor.bfloat16" in result.toml
     assert "more detail" not in result.toml
+
+
+class _Clock:
+    """A perf_counter that moves only when a fake GPU run takes time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+class _FakeOrtGpu:
+    """onnxruntime-gpu without a GPU: a run "takes" 14 us of launch and framework plus
+    12 B / element / 2 TB/s for Adds, 4 us more per extra Add of a chain, and 2*n^3 FLOPs at
+    1000 TFLOPS (float16), 150 (float32, TF32 on) or 60 (float32, TF32 off) for MatMuls."""
+
+    __version__ = "9.9.9"
+
+    def __init__(self, clock: _Clock) -> None:
+        from types import SimpleNamespace
+
+        self.clock = clock
+        self.OrtValue = SimpleNamespace(  # noqa: N815 - onnxruntime's spelling
+            ortvalue_from_shape_and_type=lambda shape, dtype, device, index: (shape, dtype, device))
+
+    def get_available_providers(self) -> list[str]:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    def SessionOptions(self):  # noqa: ANN201, N802
+        return type("Options", (), {})()
+
+    def InferenceSession(self, model, options, providers):  # noqa: ANN001, ANN201, N802
+        import onnx
+
+        graph = onnx.load_from_string(model).graph
+        ops = [n.op_type for n in graph.node]
+        dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
+        seconds = 14e-6
+        if ops[0] == "MatMul":
+            half = graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+            tf32 = providers[0][1]["use_tf32"] == "1"
+            seconds += 2 * dims[0] ** 3 / ((1000 if half else 150 if tf32 else 60) * 1e12)
+        else:
+            seconds += 12 * dims[0] / 2e12 + 4e-6 * (len(ops) - 1)
+        clock = self.clock
+
+        class Binding:
+            def bind_ortvalue_input(self, name, value) -> None:  # noqa: ANN001
+                assert value[2] == "cuda"
+
+            def bind_output(self, name, device) -> None:  # noqa: ANN001
+                assert device == "cuda"
+
+            def synchronize_outputs(self) -> None: ...
+
+        class Session:
+            def io_binding(self) -> Binding:
+                return Binding()
+
+            def get_outputs(self) -> list:
+                from types import SimpleNamespace
+
+                return [SimpleNamespace(name=o.name) for o in graph.output]
+
+            def run_with_iobinding(self, binding: Binding) -> None:
+                clock.now += seconds
+
+        return Session()
+
+
+def test_the_gpu_is_calibrated_through_onnxruntime_gpu_without_torch(monkeypatch):
+    from types import SimpleNamespace
+
+    clock = _Clock()
+    monkeypatch.setattr(calibrate_module, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    monkeypatch.setattr(calibrate_module, "_torch_cuda", lambda: None)
+    monkeypatch.setattr(calibrate_module, "_ort_cuda", lambda: _FakeOrtGpu(clock))
+    monkeypatch.setattr(calibrate_module, "_nvidia_smi", lambda: ("Fake GPU", 80 * 2**30))
+    result = calibrate(seconds_budget=0.01, date="2026-01-02")  # device "auto" finds the GPU
+    spec = result.spec
+    assert spec.kind == "gpu" and spec.display_name == "Fake GPU (calibrated)"
+    # the one-element run's 14 us come off every time: the rates are the fake's exactly
+    assert spec.memory_bandwidth_bytes_per_s == pytest.approx(2e12, rel=1e-6)
+    peaks = dict(spec.peak_flops_per_s)
+    assert set(peaks) == {"tensor.float16", "vector.float32", "tensor.tf32"}
+    assert peaks["tensor.float16"] == pytest.approx(1000e12, rel=1e-6)
+    assert peaks["tensor.tf32"] == pytest.approx(150e12, rel=1e-6)
+    assert peaks["vector.float32"] == pytest.approx(60e12, rel=1e-6)
+    assert spec.kernel_overhead_s == pytest.approx(4e-6, rel=1e-6)
+    assert spec.memory_capacity_bytes == 80 * 2**30
+    assert "onnxruntime 9.9.9 CUDA Add" in spec.sources["memory_bandwidth"]

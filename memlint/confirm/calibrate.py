@@ -22,7 +22,9 @@ reader sees how far the kernels are from each other.
 GPU (torch with CUDA): bandwidth from a device-to-device copy of 1 GiB (or an eighth of the
 memory), peaks from n x n matmuls (float16, bfloat16, float32 with and without TF32, int8 with
 torch._int_mm when it exists), per-kernel overhead from a chain of one-element adds, all timed
-with CUDA events; memory and L2 sizes from the device properties.
+with CUDA events; memory and L2 sizes from the device properties. Without torch, onnxruntime-gpu
+(its CUDA provider, operands bound on the device): wall-clock times less a one-element run's,
+float16 / float32 / TF32 peaks, name and memory from nvidia-smi.
 
 Rates come from the lower quartile of the run times (a peak is what the hardware reaches when
 nothing else runs, and other processes only ever slow a run down; the single fastest run can be
@@ -91,7 +93,8 @@ def calibrate(
 ) -> Calibration:
     """Measure this machine and return its spec and the TOML text that defines it.
 
-    device: "auto" (the GPU when torch sees CUDA, else the CPU), "cpu" or "gpu".
+    device: "auto" (the GPU when torch sees CUDA or onnxruntime-gpu reaches a GPU, else the
+    CPU), "cpu" or "gpu".
     seconds_budget: roughly how long the measurements may take (at least three runs each).
     date: written into every source ("measured by memlint hw calibrate on DATE"); none if None.
     """
@@ -99,17 +102,22 @@ def calibrate(
         raise ConfirmError(f"the calibration budget must be positive, got {seconds_budget}")
     if device not in ("auto", "cpu", "gpu"):
         raise ConfirmError(f"unknown device {device!r} to calibrate (auto, cpu or gpu)")
-    use_gpu = device == "gpu" or (device == "auto" and _torch_cuda() is not None)
     stamp = f"measured by memlint hw calibrate on {date}" if date else (
         "measured by memlint hw calibrate"
     )
     say = progress or (lambda _what: None)
-    if use_gpu:
+    if device != "cpu":
         torch = _torch_cuda()
-        if torch is None:
-            raise ConfirmError("calibrating the GPU needs torch with CUDA and a GPU")
-        figures, display, notes = _gpu_figures(torch, seconds_budget, stamp, say)
-        return _calibration(name or GPU_NAME, display, "gpu", notes, figures, date)
+        ort = None if torch is not None else _ort_cuda()
+        if torch is not None:
+            figures, display, notes = _gpu_figures(torch, seconds_budget, stamp, say)
+            return _calibration(name or GPU_NAME, display, "gpu", notes, figures, date)
+        if ort is not None:
+            figures, display, notes = _ort_gpu_figures(ort, seconds_budget, stamp, say)
+            return _calibration(name or GPU_NAME, display, "gpu", notes, figures, date)
+        if device == "gpu":
+            raise ConfirmError("calibrating the GPU needs torch with CUDA, or onnxruntime-gpu, "
+                               "and a GPU")
     figures, display, notes = _cpu_figures(seconds_budget, stamp, threads, say)
     return _calibration(name or CPU_NAME, display, "cpu", notes, figures, date)
 
@@ -414,17 +422,153 @@ def _cpu_model() -> str:
 def _torch_cuda() -> Any | None:
     """torch, when it is installed and sees a CUDA GPU (imported only when a driver is there)."""
     import importlib.util
-    import sys
 
     if importlib.util.find_spec("torch") is None:
         return None
-    if sys.platform == "linux" and not any(
-        os.path.exists(p) for p in ("/dev/nvidiactl", "/proc/driver/nvidia/version")
-    ):
+    if not _driver_present():
         return None  # no NVIDIA driver: spare the seconds that importing torch takes
     import torch
 
     return torch if torch.cuda.is_available() else None
+
+
+def _driver_present() -> bool:
+    """An NVIDIA driver is loaded (always assumed off Linux, where this cannot be read)."""
+    import sys
+
+    return sys.platform != "linux" or any(
+        os.path.exists(p) for p in ("/dev/nvidiactl", "/proc/driver/nvidia/version")
+    )
+
+
+def _ort_cuda() -> Any | None:
+    """onnxruntime, when it has the CUDA provider and a probe session really gets it."""
+    if not _driver_present():
+        return None
+    from memlint.confirm.run import CUDA, _cuda_answers, import_onnxruntime
+
+    try:
+        ort = import_onnxruntime()
+    except ConfirmError:
+        return None
+    return ort if CUDA in ort.get_available_providers() and _cuda_answers(ort) else None
+
+
+def _ort_gpu_figures(
+    ort: Any, budget: float, stamp: str, say: Progress
+) -> tuple[list[Figure], str, str]:
+    """The GPU through onnxruntime-gpu alone (no torch): every operand bound on the device with
+    IOBinding, runs timed by the wall clock and the time of a one-element run (launch and
+    framework) taken off. bfloat16 and int8 are not measured (numpy has no bfloat16; CUDA
+    MatMulInteger is not a tensor-core peak)."""
+    name, memory = _nvidia_smi()
+    version = f"onnxruntime {ort.__version__}"
+    share = budget / 7
+    say("launch time")
+    launch = fast(_ort_cuda_times(ort, _add_model_plain(1), _inputs("ab", 1, "float32"),
+                                  share / 2))
+    say("memory bandwidth")
+    elements = min(2**28, memory // 16 // 4)  # 1 GiB a float32 array, at most 1/16 of memory
+    add = fast(_ort_cuda_times(ort, _add_model_plain(elements),
+                               _inputs("ab", elements, "float32"), share))
+    figures = [Figure(
+        "memory_bandwidth", 12 * elements / max(add - launch, 1e-9) / 1e9, "GB/s",
+        f"{stamp}: {version} CUDA Add of two {elements * 4 >> 20} MiB float32 arrays bound on "
+        f"the device, 12 B per element over the {QUARTILE_TEXT} wall-clock time less a "
+        "one-element run's",
+    ), Figure("memory_capacity", memory / 2**30, "GiB", f"{stamp}: nvidia-smi memory.total")]
+    n = 8192
+    for key, dtype, tf32 in (("tensor.float16", "float16", False),
+                             ("vector.float32", "float32", False),
+                             ("tensor.tf32", "float32", True)):
+        say(f"{key} peak")
+        mm = fast(_ort_cuda_times(ort, _matmul_inputs_model(n, dtype),
+                                  _inputs("ab", (n, n), dtype), share, tf32))
+        figures.append(Figure(
+            f"peaks.{key}", 2 * n**3 / max(mm - launch, 1e-9) / 1e12, "TFLOPS",
+            f"{stamp}: {version} CUDA MatMul {n}x{n} {dtype} (use_tf32={int(tf32)}), 2*n^3 "
+            f"FLOPs over the {QUARTILE_TEXT} wall-clock time less a one-element run's",
+        ))
+    say("per-kernel overhead")
+    one, many = (statistics.median(_ort_cuda_times(ort, chain_model(k),
+                                                   _inputs("xc", 1, "float32"), share / 2))
+                 for k in (1, OVERHEAD_CHAIN))
+    figures.append(Figure(
+        "kernel_overhead", max((many - one) / (OVERHEAD_CHAIN - 1) * 1e6, 0.001), "us",
+        f"{stamp}: {version} CUDA wall-clock cost of one more one-element Add in a chain of "
+        f"{OVERHEAD_CHAIN}, medians",
+    ))
+    notes = (f"Calibrated with {version} (CUDA provider, no torch); bfloat16 and int8 peaks are "
+             "not measured this way; re-run memlint hw calibrate on a new GPU.")
+    return figures, f"{name} (calibrated)", notes
+
+
+def _inputs(names: str, shape: int | tuple[int, ...], dtype: str) -> dict[str, tuple]:
+    """{name: (shape, numpy dtype)} for inputs allocated on the device (never on the host)."""
+    dims = (shape,) if isinstance(shape, int) else shape
+    return {name: (dims, np.dtype(dtype)) for name in names}
+
+
+def _ort_cuda_times(ort: Any, model: bytes, inputs: dict[str, tuple], budget: float,
+                    tf32: bool = False) -> list[float]:
+    """Wall-clock seconds of CUDA runs with every input (allocated on the device, values left
+    as they are: timing does not depend on them) and output bound on the device."""
+    from memlint.confirm.run import CPU, CUDA
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(
+        model, options, providers=[(CUDA, {"use_tf32": str(int(tf32))}), CPU])
+    binding = session.io_binding()
+    for name, (shape, dtype) in inputs.items():
+        value = ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, "cuda", 0)
+        binding.bind_ortvalue_input(name, value)
+    for output in session.get_outputs():
+        binding.bind_output(output.name, "cuda")
+
+    def run() -> None:
+        session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+
+    return _repeat(run, budget)
+
+
+def _nvidia_smi() -> tuple[str, int]:
+    """(name, memory in bytes) of GPU 0, from nvidia-smi (onnxruntime does not report them)."""
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits",
+             "--id=0"], capture_output=True, text=True, timeout=30, check=True)
+        name, mib = (part.strip() for part in done.stdout.splitlines()[0].rsplit(",", 1))
+        return name, int(float(mib)) * 2**20
+    except (OSError, subprocess.SubprocessError, IndexError, ValueError):
+        raise ConfirmError("calibrating a GPU through onnxruntime needs nvidia-smi for its name "
+                           "and memory size") from None
+
+
+def _add_model_plain(elements: int) -> bytes:
+    """y = a + b and nothing else (on a GPU the run's wall clock is the measure)."""
+    from onnx import TensorProto, helper
+
+    return _model(
+        [helper.make_node("Add", ["a", "b"], ["y"], name="add")],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [elements]) for n in "ab"],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [elements])],
+    )
+
+
+def _matmul_inputs_model(n: int, dtype: str) -> bytes:
+    """y = a @ b with both operands graph inputs (bound on the device)."""
+    from onnx import TensorProto, helper
+
+    elem = TensorProto.FLOAT16 if dtype == "float16" else TensorProto.FLOAT
+    return _model(
+        [helper.make_node("MatMul", ["a", "b"], ["y"], name="mm")],
+        [helper.make_tensor_value_info(x, elem, [n, n]) for x in "ab"],
+        [helper.make_tensor_value_info("y", elem, [n, n])],
+    )
 
 
 def _gpu_figures(
