@@ -451,7 +451,7 @@ def hw_show(name: str, hw_files: tuple[Path, ...]) -> int:
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the spec here (TOML, usable with --hw-file).")
 @click.option("--save", is_flag=True, help="Save it as the user spec 'local' (then --hw local works everywhere).")
 @click.option("--seconds", default=20.0, show_default=True, type=click.FloatRange(min=1), help="Roughly how long the measurements may take.")
-@click.option("--device", type=click.Choice(("auto", "cpu", "gpu")), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(("auto", "cpu", "gpu")), default="auto", show_default=True, help="auto: the GPU when torch or onnxruntime-gpu reaches one, else the CPU.")
 def hw_calibrate(output: Path | None, save: bool, seconds: float, device: str) -> int:
     """Measure this machine (memory bandwidth, peak FLOP/s per dtype, per-kernel overhead) and
     write a hardware spec: to --output, to the user spec folder with --save, else to stdout."""
