@@ -34,11 +34,17 @@ def blocks() -> tuple[nn.Module, torch.Tensor]:
 def measured():
     model, x = blocks()
     report = memlint.lint(model, example_inputs=(x,), hw="cpu")
-    return report, confirm_torch(report, model, (x,), runs=2, warmup=1)
+    calls = []
+    m = confirm_torch(report, model, (x,), runs=2, warmup=1,
+                      progress=lambda done, total, phase: calls.append((done, total, phase)))
+    return report, m, calls
 
 
 def test_every_node_of_the_graph_is_timed(measured):
-    report, m = measured
+    report, m, calls = measured
+    # 1 warm-up + 2 timed node runs + 2 timed whole runs, each reported as it ends
+    assert [c[:2] for c in calls] == [(i, 5) for i in range(1, 6)]
+    assert [c[2] for c in calls] == ["warm-up", *["timed nodes"] * 2, *["timed runs"] * 2]
     assert (m.provider, m.device, m.weights) == ("eager (cpu)", "cpu", "real")
     assert m.runtime == f"torch {torch.__version__}"
     assert m.not_run == () and len(m.nodes) == len(report.nodes)
@@ -49,7 +55,7 @@ def test_every_node_of_the_graph_is_timed(measured):
 
 
 def test_a_node_that_became_several_ir_nodes_shares_its_time_by_prediction(measured):
-    _, m = measured
+    _, m, _ = measured
     by_name = {n.name: n for n in m.nodes}
     # aten linear on a 3-d input is Flatten + Gemm + Unflatten in the IR: the views are
     # predicted to take no time, so the Gemm gets the whole measured time
@@ -70,7 +76,7 @@ def test_the_report_shows_the_torch_run(measured):
 
     from memlint.report import render
 
-    report, m = measured
+    report, m, _ = measured
     with_run = dataclasses.replace(report, measurement=m)
     text = render(with_run, "markdown")
     assert f"torch {torch.__version__} eager (cpu)" in text and "eager, op by op" in text

@@ -90,7 +90,7 @@ def confirm(
     check_spec(report.hardware, device, chosen)
     prepared = prepare_model(report.model, available=available_memory)
     total = 4 * warmup + 3 * runs + min(runs, OPTIMISED_PROFILED_RUNS)
-    counter = _Counter(progress, total)
+    counter = RunCounter(progress, total)
     interrupted = False
     with tempfile.TemporaryDirectory(prefix="memlint-confirm-") as tmp:
         folder = Path(tmp)
@@ -183,7 +183,7 @@ def check_spec(spec: HardwareSpec, device: str, provider: str) -> None:
 
 def _measure_session(
     ort: Any, prepared: PreparedModel, report: Report, provider: str, threads: int,
-    folder: Path, counter: _Counter, *, optimised: bool, warmup: int, profiled: int, timed: int,
+    folder: Path, counter: RunCounter, *, optimised: bool, warmup: int, profiled: int, timed: int,
     floor_s: float,
 ) -> _SessionResult:
     """Profiled runs in one session, then timed runs in a fresh one without the profiler (whose
@@ -281,7 +281,7 @@ def _providers(provider: str) -> list[str]:
     return [provider] if provider == CPU else [provider, CPU]
 
 
-class _Counter:
+class RunCounter:
     """Counts runs across both sessions and reports them to the progress callback."""
 
     def __init__(self, progress: Progress | None, total: int) -> None:
@@ -293,7 +293,7 @@ class _Counter:
             self.progress(self.done, self.total, phase)
 
 
-def _run_many(session: Any, feeds: Mapping[str, Any], count: int, counter: _Counter,
+def _run_many(session: Any, feeds: Mapping[str, Any], count: int, counter: RunCounter,
               phase: str) -> list[float]:
     """`count` runs on a worker thread; the wall-clock seconds of each. Ctrl-C stops the run."""
     import onnxruntime as ort

@@ -28,7 +28,7 @@ from typing import Any
 
 from memlint.confirm.inputs import ConfirmError
 from memlint.confirm.model import Measurement, NodeMeasurement
-from memlint.confirm.run import Progress, check_spec, spec_notes
+from memlint.confirm.run import Progress, RunCounter, check_spec, spec_notes
 from memlint.confirm.verdicts import judge
 from memlint.errors import MemlintError
 from memlint.report.model import Report
@@ -66,31 +66,25 @@ def confirm_torch(
     feeds, synthesised = _feeds(torch, captured, target)
     gm = captured.graph_module.to(target)
     sync = torch.cuda.synchronize if target == "cuda" else _nothing
-    done, total = [0], warmup + 2 * runs
-
-    def step(phase: str) -> None:
-        done[0] += 1
-        if progress is not None:
-            progress(done[0], total, phase)
-
+    counter = RunCounter(progress, warmup + 2 * runs)
     times: dict[str, list[float]] = {}
     latencies = []
     with torch.inference_mode():
         for _ in range(warmup):
             gm(*feeds)
             sync()
-            step("warm-up")
+            counter.step("warm-up")
         for _ in range(runs):
             for name, seconds in _timed_run(torch, gm, feeds, sync).items():
                 times.setdefault(name, []).append(seconds)
-            step("timed nodes")
+            counter.step("timed nodes")
         for _ in range(runs):
             sync()
             start = time.perf_counter()
             gm(*feeds)
             sync()
             latencies.append(time.perf_counter() - start)
-            step("timed runs")
+            counter.step("timed runs")
     nodes = _node_measurements(report, captured.origins, times)
     by_name = {n.name: n for n in nodes}
     notes = spec_notes(report.hardware)
