@@ -66,58 +66,48 @@ def models(which: str, workdir: Path) -> list[tuple[str, Path, dict[str, int]]]:
 
 def torch_models(which: str, workdir: Path) -> list[tuple[str, Any]]:
     """(label, make) for the torch runs: make() -> (module, example inputs), the same random
-    weights as the ONNX exports (the saved transformers folders), measured by confirm_torch."""
+    weights as the ONNX exports (their saved transformers folders), measured by confirm_torch."""
     if which not in ("all", "torch"):
         return []
 
-    def bert() -> tuple[Any, tuple]:
-        import torch
-        from transformers import BertModel
+    def loader(export: Any, folder: str, vocab: int, **options: Any) -> Any:
+        def make() -> tuple[Any, tuple]:
+            import torch
+            from transformers import AutoModel, AutoModelForCausalLM
 
-        export_bert(workdir)  # makes the saved folder too
-        model = BertModel.from_pretrained(workdir / "bert-base-hf").eval()
-        return model, (torch.randint(0, 30000, (1, 128), generator=_seeded()),)
+            export(workdir)  # saves the transformers folder too
+            auto = AutoModelForCausalLM if folder == "gpt2-hf" else AutoModel
+            model = auto.from_pretrained(workdir / folder, **options).eval()
+            ids = torch.randint(0, vocab, (1, 128), generator=torch.Generator().manual_seed(0))
+            return model, (ids,)
+        return make
 
-    def gpt2() -> tuple[Any, tuple]:
-        import torch
-        from transformers import GPT2LMHeadModel
-
-        export_gpt2(workdir)
-        model = GPT2LMHeadModel.from_pretrained(workdir / "gpt2-hf", use_cache=False).eval()
-        return model, (torch.randint(0, 50000, (1, 128), generator=_seeded()),)
-
-    return [("torch BERT-base s128", bert), ("torch GPT-2 prefill", gpt2)]
-
-
-def _seeded() -> Any:
-    import torch
-
-    return torch.Generator().manual_seed(0)
+    return [("torch BERT-base s128", loader(export_bert, "bert-base-hf", 30000)),
+            ("torch GPT-2 prefill", loader(export_gpt2, "gpt2-hf", 50000, use_cache=False))]
 
 
 def export_bert(workdir: Path) -> Path:
-    out = workdir / "bert-base-onnx" / "model.onnx"
-    if not out.exists():
-        import torch
-        from transformers import BertConfig, BertModel
-
-        torch.manual_seed(0)
-        hf = workdir / "bert-base-hf"
-        BertModel(BertConfig()).save_pretrained(hf)
-        _export(hf, out.parent, "feature-extraction")
-    return out
+    return _export_once(workdir, "bert-base", ("BertModel", "BertConfig"), "feature-extraction")
 
 
 def export_gpt2(workdir: Path) -> Path:
-    out = workdir / "gpt2-onnx" / "model.onnx"
+    return _export_once(workdir, "gpt2", ("GPT2LMHeadModel", "GPT2Config"),
+                        "text-generation-with-past")
+
+
+def _export_once(workdir: Path, name: str, classes: tuple[str, str], task: str) -> Path:
+    """workdir/<name>-onnx/model.onnx, exported from transformers' (model, config) classes with
+    seed-0 weights (saved in <name>-hf) unless it is there already."""
+    out = workdir / f"{name}-onnx" / "model.onnx"
     if not out.exists():
         import torch
-        from transformers import GPT2Config, GPT2LMHeadModel
+        import transformers
 
         torch.manual_seed(0)
-        hf = workdir / "gpt2-hf"
-        GPT2LMHeadModel(GPT2Config()).save_pretrained(hf)
-        _export(hf, out.parent, "text-generation-with-past")
+        hf = workdir / f"{name}-hf"
+        model, config = (getattr(transformers, c) for c in classes)
+        model(config()).save_pretrained(hf)
+        _export(hf, out.parent, task)
     return out
 
 

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from memlint.confirm.inputs import ConfirmError
+from memlint.confirm.inputs import ConfirmError, memory_bytes
 from memlint.errors import first_line
 from memlint.hardware import HardwareSpec
 from memlint.hardware.schema import parse_document
@@ -226,7 +226,7 @@ def _cpu_figures(
         f"{stamp}: {version} wall-clock cost of one more one-element Add in a chain of "
         f"{OVERHEAD_CHAIN} (graph optimisations and profiler off), medians",
     ))
-    total = _memory_total()
+    total = memory_bytes("MemTotal", "SC_PHYS_PAGES")
     if not total:
         raise ConfirmError("cannot read this machine's memory size (no /proc/meminfo or sysconf)")
     figures.insert(1, Figure("memory_capacity", total / 2**30, "GiB",
@@ -389,20 +389,6 @@ def chain_model(count: int) -> bytes:
     scalar = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in ("x", "c")]
     output = helper.make_tensor_value_info(f"t{count}", TensorProto.FLOAT, [1])
     return _model(nodes, scalar, [output])
-
-
-def _memory_total() -> int | None:
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def _cpu_model() -> str:

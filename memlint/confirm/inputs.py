@@ -351,14 +351,21 @@ def _random_tensor(tensor, rng: np.random.Generator) -> np.ndarray:
 
 def available_memory_bytes() -> int | None:
     """Free RAM: MemAvailable of /proc/meminfo, else os.sysconf's available pages, else None."""
+    return memory_bytes("MemAvailable", "SC_AVPHYS_PAGES")
+
+
+def memory_bytes(meminfo_field: str, sysconf_pages: str) -> int | None:
+    """A /proc/meminfo field in bytes, else os.sysconf(pages) * page size, else None (no psutil
+    dependency): ("MemTotal", "SC_PHYS_PAGES") is the RAM, ("MemAvailable", "SC_AVPHYS_PAGES")
+    the free RAM."""
     try:
         with open("/proc/meminfo", encoding="ascii") as handle:
             for line in handle:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(f"{meminfo_field}:"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return os.sysconf(sysconf_pages) * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
