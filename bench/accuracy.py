@@ -4,7 +4,7 @@
     python bench/accuracy.py --hw-file local.toml  # reuse a calibration
     python bench/accuracy.py --models samples      # only the shipped sample models
 
-1. Calibrates this machine (memlint.confirm.calibrate) and lints with that spec.
+1. Calibrates this machine (memlint.hardware.calibrate) and lints with that spec.
 2. Models: the sample models, plus exports made here with random weights (seed 0) from
    transformers configs through Optimum's main_export: BERT-base ("feature-extraction", batch 1,
    sequence 128) and GPT-2 small ("text-generation-with-past", one decode step after 128 tokens).
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     others = Others()
     hw_file = args.hw_file
     if hw_file is None:
-        from memlint.confirm.calibrate import calibrate
+        from memlint.hardware.calibrate import calibrate
 
         start = time.perf_counter()
         result, busy = quietly(others, lambda: calibrate(

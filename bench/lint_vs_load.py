@@ -29,7 +29,7 @@ def _child(mode: str, model: str, dims: list[str]) -> None:
         onnx.load(model, load_external_data=False)
     else:
         import memlint.api
-        from memlint.frontends.dims import parse_dim_flags
+        from memlint.dims import parse_dim_flags
 
         memlint.api.lint(model, hw="a100", dims=parse_dim_flags(dims))
     seconds = time.perf_counter() - start

@@ -67,7 +67,7 @@ INPUTS_CHILD = """
 import json, sys
 import onnx
 from onnx import helper
-from memlint.frontends.dims import DimBinder
+from memlint.dims import DimBinder
 model = onnx.load(sys.argv[1], load_external_data=False)
 binder = DimBinder(json.loads(sys.argv[2]))
 inits = {i.name for i in model.graph.initializer}

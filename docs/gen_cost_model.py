@@ -48,7 +48,7 @@ device. These are the conventions every report states:
 
 def render() -> str:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from memlint.report.model import CONVENTIONS
+    from memlint.core.report import CONVENTIONS
 
     parts = [HEADER.format(conventions="\n".join(f"- {c}" for c in CONVENTIONS))]
     for family in FAMILIES:

@@ -1,6 +1,6 @@
 """memlint: a static linter that finds where ML models hit the memory wall."""
 
-__version__ = "0.1.0"
+from memlint._version import __version__
 
 
 def lint(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - re-export without importing onnx eagerly

@@ -14,7 +14,7 @@ from memlint.costs import cost_of
 from memlint.errors import DimError, MemlintError, ModelLoadError
 from memlint.hardware import HardwareSpec, resolve
 from memlint.ir import Model
-from memlint.report.model import BaselineResult, NodeResult, Report, coverage_of, summarize
+from memlint.core.report import BaselineResult, NodeResult, Report, coverage_of, summarize
 from memlint.roofline import time_op
 
 DEFAULT_HARDWARE = "a100"

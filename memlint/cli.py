@@ -457,7 +457,7 @@ def hw_calibrate(output: Path | None, save: bool, seconds: float, device: str) -
     write a hardware spec: to --output, to the user spec folder with --save, else to stdout."""
     import datetime
 
-    from memlint.confirm.calibrate import calibrate
+    from memlint.hardware.calibrate import calibrate
     from memlint.hardware.loader import user_spec_dir
 
     today = datetime.date.today().isoformat()

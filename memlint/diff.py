@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from memlint.baseline import Entry, entries_of
 from memlint.errors import ConfigError
 from memlint.findings import Finding
-from memlint.report.model import Report
+from memlint.core.report import Report
 
 # metric key -> (label, unit, how to read it from a report); "higher is worse" for all of them
 METRICS: dict[str, tuple[str, str]] = {

@@ -23,6 +23,10 @@ class HardwareError(MemlintError):
     """An unknown hardware name or a malformed hardware file."""
 
 
+class LlmError(MemlintError):
+    """An LLM scenario flag does not apply to the model, or its values contradict each other."""
+
+
 class ConfigError(MemlintError):
     """A malformed configuration file or option."""
 

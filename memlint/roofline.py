@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from memlint.costs import CostStatus, OpCost
 from memlint.hardware import HardwareSpec
+from memlint.ir import SourceLocation
 
 
 class Bound(enum.Enum):
@@ -30,6 +31,22 @@ class Timing:
     peak_flops_per_s: float
     peak_key: str  # which peak of the spec bounds its arithmetic, e.g. "tensor.float16"
     bound: Bound
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """One operator's cost and roofline placement: what rules and reports read per node."""
+
+    name: str
+    op_type: str
+    domain: str
+    cost: OpCost
+    timing: Timing
+    source: SourceLocation | None = None
+
+    @property
+    def intensity(self) -> float | None:
+        return self.cost.intensity
 
 
 def time_op(cost: OpCost, spec: HardwareSpec, *, tf32: bool = False) -> Timing:

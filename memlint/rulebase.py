@@ -28,7 +28,7 @@ from memlint.costs import ByteCounts, OpCost
 from memlint.findings import Finding, Fix, Metric, Severity
 from memlint.hardware import HardwareSpec
 from memlint.ir import EMPTY, Graph, Model, Node, SourceLocation, Value, ValueKind
-from memlint.liveness import MemoryFootprint, footprint
+from memlint.analysis.liveness import MemoryFootprint, footprint
 from memlint.roofline import Timing, time_op
 
 T = TypeVar("T")
@@ -212,7 +212,7 @@ class RuleContext:
         self,
         model: Model,
         spec: HardwareSpec,
-        results: tuple,  # tuple[memlint.report.model.NodeResult, ...]
+        results: tuple,  # tuple[memlint.core.report.NodeResult, ...]
         total_latency_s: float,
         *,
         tf32: bool = False,
@@ -270,7 +270,7 @@ class RuleContext:
 
     @cached_property
     def memory(self) -> MemoryFootprint:
-        """Peak live memory of one run (weights, KV cache, activations): memlint.liveness."""
+        """Peak live memory of one run (weights, KV cache, activations): memlint.analysis.liveness."""
         return self._index.memory
 
     @cached_property

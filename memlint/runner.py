@@ -103,7 +103,7 @@ def config_for(model: Path, request: LintRequest) -> Config:
 def lint_model(model: Path, request: LintRequest):  # -> tuple[Report, Config]
     """Lint one model at its LLM scenario (a decoder with a KV cache: a decode step unless the
     flags or dims say otherwise) and add the LLM sections the flags ask for."""
-    from memlint.frontends.dims import parse_dim_flags, parse_shape_flags
+    from memlint.dims import parse_dim_flags, parse_shape_flags
     from memlint.llm.session import lint_llm, sections
 
     config = config_for(model, request)
@@ -268,7 +268,7 @@ def combine(outcomes: Sequence[ModelOutcome], fmt: str) -> str:
     linted = [o for o in outcomes if not o.error]
     errors = [{"model": o.model, "error": o.error} for o in outcomes if o.error]
     if fmt == "json":
-        from memlint.report.model import SCHEMA_VERSION
+        from memlint.core.report import SCHEMA_VERSION
 
         return json.dumps({
             "schema_version": SCHEMA_VERSION,

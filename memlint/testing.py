@@ -27,7 +27,7 @@ def assert_memory_clean(
     ignore: Sequence[str] = (),
     fail_on: str = "warning",
     config: Config | None = None,
-):  # -> memlint.report.model.Report
+):  # -> memlint.core.report.Report
     """Lint `model` and raise AssertionError (with the text report) when a finding is at least
     `fail_on`; return the Report otherwise (for further asserts on its numbers)."""
     from memlint.api import lint

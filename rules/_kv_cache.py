@@ -1,11 +1,11 @@
-"""The KV cache a graph takes as input, read through memlint.llm.structure (the one place that
+"""The KV cache a graph takes as input, read through memlint.analysis.structure (the one place that
 knows KV-cache names, dim roles and heads); shared by ML104 oversized-kv-cache and ML108."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from memlint.llm.structure import detect
+from memlint.analysis.structure import detect
 from memlint.rulebase import RuleContext
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from memlint import units
 from memlint.findings import Finding, Fix, Metric, Severity
-from memlint.liveness import MemoryFootprint, resident_weights
+from memlint.analysis.liveness import MemoryFootprint, resident_weights
 from memlint.rulebase import Example, Option, Rule, RuleContext
 
 MAX_DEVICES = 64  # the largest tensor-parallel group a fix proposes
@@ -29,7 +29,7 @@ class ExceedsDeviceMemory(Rule):
 
     ## What it does
     Adds the resident weights, the KV-cache tensors and the other tensors live at the peak of one
-    run (memlint.liveness: each tensor live from its producer to its last consumer, views free)
+    run (memlint.analysis.liveness: each tensor live from its producer to its last consumer, views free)
     and flags a total above the device's memory capacity, less the `headroom` fraction kept free
     for the runtime and allocator (default 0).
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from memlint import units
 from memlint.findings import Finding, Metric, Severity
-from memlint.llm.structure import DimRole, detect
+from memlint.analysis.structure import DimRole, detect
 from memlint.rulebase import Example, Option, Rule, RuleContext
 
 _GEMV = (

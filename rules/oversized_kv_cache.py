@@ -26,7 +26,7 @@ class OversizedKvCache(Rule):
     ## What it does
     Sums the KV-cache inputs of a decoder step (`past_key_values.N.key/value`, ...) at the bound
     batch and past length, and flags when they exceed `max-fraction` (default 50%) of the device
-    memory left after the weights and the activations live at the peak (memlint.liveness), or do
+    memory left after the weights and the activations live at the peak (memlint.analysis.liveness), or do
     not fit at all. It reports the KV bytes per token of one sequence (the sequence axis is the
     one whose declared dim name says past/sequence/length, else axis 2 of [batch, heads, seq,
     head_dim]) and the largest batch that fits at this context.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-import memlint.confirm.calibrate as calibrate_module
+import memlint.hardware.calibrate as calibrate_module
 from memlint.confirm import ConfirmError
-from memlint.confirm.calibrate import Figure, calibrate, to_toml
+from memlint.hardware.calibrate import Figure, calibrate, to_toml
 from memlint.hardware import load_spec_file, resolve
 
 pytest.importorskip("onnxruntime")

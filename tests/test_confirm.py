@@ -19,7 +19,7 @@ from memlint.confirm import ConfirmError, Measurement, Verdict, confirm
 from memlint.confirm import inputs as inputs_module
 from memlint.confirm import run as run_module
 from memlint.confirm.inputs import GraphNode, index_bounds, prepare_model, synthesize_inputs
-from memlint.confirm.model import NodeMeasurement
+from memlint.core.measurement import NodeMeasurement
 from memlint.confirm.profile import parse_trace, read_trace, replaced_nodes
 from memlint.confirm.verdicts import judge
 from memlint.findings import Finding, Severity

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from memlint.confirm import Measurement, NodeMeasurement, rank_correlation
-from memlint.confirm.model import spearman
+from memlint.core.measurement import spearman
 
 
 def node(name: str, op: str, predicted: float, measured: float) -> NodeMeasurement:

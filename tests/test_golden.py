@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from memlint.report import FORMAT_MODULES, render
-from memlint.report.model import Report
+from memlint.core.report import Report
 from memlint.runner import LintRequest, lint_model
 
 REPO = Path(__file__).resolve().parent.parent

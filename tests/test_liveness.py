@@ -1,4 +1,4 @@
-"""memlint.liveness: peak live memory of one run, on hand-built graphs with hand-computed bytes."""
+"""memlint.analysis.liveness: peak live memory of one run, on hand-built graphs with hand-computed bytes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from memlint.api import load
 from memlint.costs.data_movement import METADATA
 from memlint.ir import DType, Graph, Node, Value, ValueKind
-from memlint.liveness import ALIAS_OPS, footprint, resident_weights
+from memlint.analysis.liveness import ALIAS_OPS, footprint, resident_weights
 
 F32, F16, I8, I64 = DType.FLOAT32, DType.FLOAT16, DType.INT8, DType.INT64
 W, A, KV = ValueKind.WEIGHT, ValueKind.ACTIVATION, ValueKind.KV_CACHE

@@ -18,7 +18,7 @@ from memlint.api import load  # noqa: E402
 from memlint.hardware import resolve as resolve_hw  # noqa: E402
 from memlint.llm.generate import generate, step_totals  # noqa: E402
 from memlint.llm.scenario import Evaluator, Phase, Scenario, resolve  # noqa: E402
-from memlint.llm.structure import DimRole, detect  # noqa: E402
+from memlint.analysis.structure import DimRole, detect  # noqa: E402
 from memlint.llm.sweep import gemm_balance, sweep  # noqa: E402
 from memlint.llm.whatif import Precision, apply_precision, precision_gain  # noqa: E402
 

@@ -14,7 +14,7 @@ from memlint.hardware import resolve as resolve_hw
 from memlint.llm import LlmError
 from memlint.llm.generate import generate, step_totals
 from memlint.llm.scenario import Evaluator, Phase, Scenario
-from memlint.llm.structure import detect
+from memlint.analysis.structure import detect
 
 GPT2 = Path(__file__).resolve().parent.parent / "sample_models" / "gpt2_decoder_step.onnx"
 F32, I64 = TensorProto.FLOAT, TensorProto.INT64

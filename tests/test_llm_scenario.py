@@ -14,7 +14,7 @@ from memlint.errors import MemlintError
 from memlint.llm import LlmError
 from memlint.llm.scenario import DEFAULT_CONTEXT, Phase, Scenario, resolve, scenario_dims
 from memlint.llm.session import lint_llm, sections
-from memlint.llm.structure import detect
+from memlint.analysis.structure import detect
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 GPT2 = SAMPLES / "gpt2_decoder_step.onnx"

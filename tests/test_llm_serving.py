@@ -1,4 +1,4 @@
-"""memlint.llm.serving and memlint.llm.view: the "LLM serving" numbers of the sample GPT-2's
+"""memlint.llm.serving and memlint.report.llm_view: the "LLM serving" numbers of the sample GPT-2's
 default decode step, and every LLM section rendered to strings and to JSON-ready data."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from memlint.liveness import footprint
-from memlint.llm import view
+from memlint.analysis.liveness import footprint
+from memlint.report import llm_view as view
 from memlint.llm.session import generation_prompt, lint_llm, sections
 from memlint.llm.whatif import Precision
 

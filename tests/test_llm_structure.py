@@ -1,4 +1,4 @@
-"""memlint.llm.structure: KV cache, dim roles, layers and heads read from the graph and
+"""memlint.analysis.structure: KV cache, dim roles, layers and heads read from the graph and
 config.json; and how scenarios map onto dims whatever the exporter called them."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from onnx import TensorProto, helper
 
 from memlint.api import load
 from memlint.llm import LlmError
-from memlint.llm.hfconfig import read_config
+from memlint.analysis.hfconfig import read_config
 from memlint.llm.scenario import Evaluator, resolve, scenario_dims
-from memlint.llm.structure import DimRole, detect
+from memlint.analysis.structure import DimRole, detect
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 F32, I64 = TensorProto.FLOAT, TensorProto.INT64

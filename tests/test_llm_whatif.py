@@ -11,7 +11,7 @@ import pytest
 from memlint.api import analyse, load
 from memlint.hardware import resolve as resolve_hw
 from memlint.ir import ComputeUnit, DType
-from memlint.liveness import footprint
+from memlint.analysis.liveness import footprint
 from memlint.llm import LlmError
 from memlint.llm.parallel import (
     allreduce_bytes,
@@ -20,7 +20,7 @@ from memlint.llm.parallel import (
     tp_candidates,
 )
 from memlint.llm.scenario import Evaluator, resolve
-from memlint.llm.structure import detect
+from memlint.analysis.structure import detect
 from memlint.llm.whatif import Precision, apply_precision, precision_gain
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"

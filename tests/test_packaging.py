@@ -45,7 +45,7 @@ def test_wheel_layout(wheel):
         "memlint/hardware/specs/nvidia.toml",
         "memlint/costs/matmul.py",
         "memlint/frontends/onnx.py",
-        "memlint/llm/structure.py",
+        "memlint/analysis/structure.py",
         "memlint/confirm/run.py",
         "memlint/report/html.py",
         "memlint/templates/report.html.j2",

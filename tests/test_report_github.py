@@ -16,7 +16,7 @@ from memlint.findings import Finding, Fix, Severity, Suppressed
 from memlint.ir import SourceLocation
 from memlint.report import render as render_format
 from memlint.report.github import escape_data, escape_property, render
-from memlint.report.model import Report
+from memlint.core.report import Report
 
 REPO = Path(__file__).resolve().parent.parent
 CNN = "sample_models/small_cnn.onnx"

@@ -24,7 +24,7 @@ from memlint.engine import load_rules
 from memlint.findings import Finding, Fix, Metric, Severity, Suppressed
 from memlint.ir import SourceLocation
 from memlint.report import render as render_format
-from memlint.report.model import Report
+from memlint.core.report import Report
 from memlint.report.sarif import (
     FINGERPRINT_KEY,
     INFORMATION_URI,

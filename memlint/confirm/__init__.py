@@ -1,7 +1,7 @@
 """Measured confirmation: run a linted ONNX model with onnxruntime and check the prediction.
 
     from memlint.confirm import confirm
-    from memlint.confirm.calibrate import calibrate
+    from memlint.hardware.calibrate import calibrate
     measurement = confirm(report, runs=10)          # report from memlint.lint(path, hw=...)
     measurement = confirm_torch(report, module, (x,))  # report from memlint.lint(module, ...)
     calibration = calibrate(seconds_budget=20)      # this machine's spec, and its TOML text
@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from memlint.confirm.inputs import ConfirmError
-from memlint.confirm.model import (
+from memlint.core.measurement import (
     FindingCheck,
     Measurement,
     NodeMeasurement,
@@ -27,7 +27,7 @@ from memlint.confirm.model import (
 )
 
 if TYPE_CHECKING:
-    from memlint.report.model import Report
+    from memlint.core.report import Report
 
 __all__ = [
     "ConfirmError",

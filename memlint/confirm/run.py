@@ -33,12 +33,12 @@ from typing import Any
 import numpy as np
 
 from memlint.confirm.inputs import ConfirmError, PreparedModel, prepare_model, synthesize_inputs
-from memlint.confirm.model import Measurement, NodeMeasurement, OptimisedKernel
+from memlint.core.measurement import Measurement, NodeMeasurement, OptimisedKernel
 from memlint.confirm.profile import Trace, read_trace, replaced_nodes
 from memlint.confirm.verdicts import judge
 from memlint.errors import first_line
 from memlint.hardware import HardwareSpec
-from memlint.report.model import Report
+from memlint.core.report import Report
 
 # progress(completed runs, total runs, what is running): called on the calling thread.
 Progress = Callable[[int, int, str], None]
@@ -206,7 +206,7 @@ def profiler_floor(ort: Any, provider: str, threads: int, folder: Path) -> float
     """The profiler's own cost per kernel event, in seconds: the median profiled kernel time of
     a one-element Add (whose own work takes well under a microsecond), with the same provider
     and threads as the measured run. Taken off every measured kernel time."""
-    from memlint.confirm.calibrate import chain_model
+    from memlint.hardware.calibrate import chain_model
 
     options = ort.SessionOptions()
     options.log_severity_level = 3

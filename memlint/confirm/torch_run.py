@@ -27,11 +27,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from memlint.confirm.inputs import ConfirmError
-from memlint.confirm.model import Measurement, NodeMeasurement
+from memlint.core.measurement import Measurement, NodeMeasurement
 from memlint.confirm.run import Progress, RunCounter, check_spec, spec_notes
 from memlint.confirm.verdicts import judge
 from memlint.errors import MemlintError
-from memlint.report.model import Report
+from memlint.core.report import Report
 
 DEVICES = {None: None, "auto": None, "cpu": "cpu", "cuda": "cuda", "gpu": "cuda"}
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from memlint import units
-from memlint.confirm.model import FindingCheck, NodeMeasurement, Verdict
+from memlint.core.measurement import FindingCheck, NodeMeasurement, Verdict
 from memlint.findings import Finding
 
 COMPUTE_SHARE_MAX = 0.5

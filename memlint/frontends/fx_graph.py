@@ -22,7 +22,6 @@ import torch
 from torch import fx
 from torch.utils import _pytree as pytree
 
-import memlint
 from memlint.errors import DimError
 from memlint.frontends.fx_ops import Call, Emit, lowering_of
 from memlint.frontends.onnx import KV_NAME, KV_PASSTHROUGH, KV_SCALING, NON_KV_DTYPES
@@ -375,9 +374,8 @@ def _is_user_file(path: str) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _internal_dirs() -> tuple[str, ...]:
-    return tuple(
-        os.path.dirname(os.path.abspath(m.__file__)) + os.sep for m in (torch, memlint)
-    )
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # memlint/
+    return (os.path.dirname(os.path.abspath(torch.__file__)) + os.sep, package + os.sep)
 
 
 @functools.lru_cache(maxsize=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import onnx
 import onnx.parser
@@ -11,7 +12,6 @@ from onnx import TensorProto
 from memlint.errors import ModelLoadError
 from memlint.frontends.onnx import load_onnx_proto
 from memlint.ir import Model
-from memlint.rulebase import Example
 
 DEFAULT_HEADER = '<ir_version: 8, opset_import: ["" : 17, "com.microsoft" : 1]>\n'
 
@@ -46,8 +46,9 @@ def parse_example(text: str) -> onnx.ModelProto:
     return proto
 
 
-def load_example(example: Example) -> Model:
-    """The IR of a rule's example, with its dims bound."""
+def load_example(example: Any) -> Model:
+    """The IR of a rule's example (anything with `onnx_text` and `dims`, such as
+    memlint.rulebase.Example), with its dims bound."""
     return load_onnx_proto(
         parse_example(example.onnx_text),
         Path("<example>") / "example.onnx",

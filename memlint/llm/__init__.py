@@ -15,17 +15,13 @@ Modules, lowest first (each imports only the ones above it and the engine's publ
     view         those numbers formatted for the renderers (rows of label/value strings)
     session      lint_llm() and sections(): the calls the CLI makes
 
-This package module stays import-light on purpose: `memlint.llm.structure` depends on
+This package module stays import-light on purpose: `memlint.analysis.structure` depends on
 `memlint.ir` alone, so lower layers (rules) may import it without pulling in the API.
 """
 
 from __future__ import annotations
 
-from memlint.errors import MemlintError
-
-
-class LlmError(MemlintError):
-    """An LLM scenario flag does not apply to the model, or its values contradict each other."""
+from memlint.errors import LlmError
 
 
 __all__ = ["LlmError"]

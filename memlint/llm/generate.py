@@ -23,55 +23,18 @@ token's bytes per step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 
 from memlint.costs import ByteCounts, CostStatus
 from memlint.llm import LlmError
 from memlint.llm.scenario import Evaluator, Phase, Scenario
-from memlint.report.model import Report
+from memlint.core.report import Report
+from memlint.core.llm import Generation, NO_STEPS, StepTotals
 
 SAMPLES = 5
 _CHUNK = 64  # decode steps timed at once
 _KINDS = ("weights", "activations", "kv_cache")
-
-
-@dataclass(frozen=True)
-class StepTotals:
-    """Summed cost of one or more forward passes."""
-
-    steps: int
-    flops: int
-    bytes_read: ByteCounts
-    bytes_written: ByteCounts
-    latency_s: float
-    memory_bound_latency_s: float
-
-    @property
-    def bytes_moved(self) -> int:
-        return self.bytes_read.total + self.bytes_written.total
-
-    @property
-    def intensity(self) -> float | None:
-        return self.flops / self.bytes_moved if self.bytes_moved else None
-
-    @property
-    def memory_bound_fraction(self) -> float:
-        return self.memory_bound_latency_s / self.latency_s if self.latency_s else 0.0
-
-    def __add__(self, other: StepTotals) -> StepTotals:
-        return StepTotals(
-            steps=self.steps + other.steps,
-            flops=self.flops + other.flops,
-            bytes_read=self.bytes_read + other.bytes_read,
-            bytes_written=self.bytes_written + other.bytes_written,
-            latency_s=self.latency_s + other.latency_s,
-            memory_bound_latency_s=self.memory_bound_latency_s + other.memory_bound_latency_s,
-        )
-
-
-NO_STEPS = StepTotals(0, 0, ByteCounts(), ByteCounts(), 0.0, 0.0)
 
 
 def step_totals(report: Report) -> StepTotals:
@@ -85,42 +48,6 @@ def step_totals(report: Report) -> StepTotals:
         latency_s=s.predicted_latency_s,
         memory_bound_latency_s=s.memory_bound_latency_s,
     )
-
-
-@dataclass(frozen=True)
-class Generation:
-    """N tokens generated one by one from a prompt, for `batch` sequences at once."""
-
-    batch: int
-    prompt: int
-    tokens: int
-    prefill: StepTotals
-    decode: StepTotals
-    method: str  # "every step" or "interpolated"
-    contexts_evaluated: tuple[int, ...]  # decode contexts that were linted
-
-    @property
-    def total(self) -> StepTotals:
-        return self.prefill + self.decode
-
-    @property
-    def time_to_first_token_s(self) -> float:
-        return self.prefill.latency_s
-
-    @property
-    def time_per_output_token_s(self) -> float | None:
-        """Mean decode-step time (every sequence gets one token per step)."""
-        return self.decode.latency_s / self.decode.steps if self.decode.steps else None
-
-    @property
-    def tokens_per_s(self) -> float:
-        """Per sequence, prefill included: N / total time."""
-        total = self.total.latency_s
-        return self.tokens / total if total else 0.0
-
-    @property
-    def aggregate_tokens_per_s(self) -> float:
-        return self.batch * self.tokens_per_s
 
 
 def generate(

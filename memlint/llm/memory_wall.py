@@ -18,7 +18,7 @@ from memlint.hardware import HardwareSpec, resolve
 from memlint.llm import LlmError
 from memlint.llm.generate import StepTotals, generate, step_totals
 from memlint.llm.scenario import Evaluator
-from memlint.llm.structure import DimRole, detect
+from memlint.analysis.structure import DimRole, detect
 
 
 @dataclass(frozen=True)

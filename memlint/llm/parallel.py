@@ -15,55 +15,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 
 from memlint.costs import OpCost
-from memlint.liveness import MemoryFootprint, footprint
+from memlint.analysis.liveness import MemoryFootprint, footprint
 from memlint.llm import LlmError
-from memlint.llm.structure import LlmStructure
-from memlint.report.model import Report
+from memlint.analysis.structure import LlmStructure
+from memlint.core.report import Report
 from memlint.roofline import time_op
+from memlint.core.llm import TensorParallel
 
 ALLREDUCES_PER_LAYER = 2  # after attention and after the MLP
-
-
-@dataclass(frozen=True)
-class TensorParallel:
-    """One step split over `tp` devices (see the module docstring for the model)."""
-
-    tp: int
-    layers: int
-    hidden_size: int
-    activation_bytes: float  # bytes per element of the hidden states that are all-reduced
-    tokens: int  # batch x new tokens of the step
-    allreduce_bytes_per_layer: float  # per device, both all-reduces of one layer
-    allreduce_time_s: float  # every layer, over the interconnect
-    compute_latency_s: float  # per device: the split operators on the roofline
-    weight_bytes_per_device: float
-    kv_cache_bytes_per_device: float
-    activation_bytes_per_device: int  # live activations at the peak (not split)
-    capacity_bytes: int
-    interconnect_bandwidth_bytes_per_s: float | None
-
-    @property
-    def step_latency_s(self) -> float:
-        return self.compute_latency_s + self.allreduce_time_s
-
-    @property
-    def memory_per_device_bytes(self) -> float:
-        return (
-            self.weight_bytes_per_device + self.kv_cache_bytes_per_device
-            + self.activation_bytes_per_device
-        )  # fmt: skip
-
-    @property
-    def fits(self) -> bool:
-        return self.memory_per_device_bytes <= self.capacity_bytes
-
-    @property
-    def interconnect_share(self) -> float:
-        total = self.step_latency_s
-        return self.allreduce_time_s / total if total else 0.0
 
 
 def allreduce_bytes(tp: int, tokens: int, hidden: int, element_bytes: float) -> float:

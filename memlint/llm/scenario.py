@@ -18,26 +18,19 @@ would silently do nothing is a bug the user cannot see.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from memlint.api import analyse, load
 from memlint.hardware import HardwareSpec
 from memlint.ir import EMPTY
 from memlint.llm import LlmError
-from memlint.llm.structure import DimRole, LlmStructure
+from memlint.analysis.structure import DimRole, LlmStructure
 from memlint.llm.whatif import Precision, apply_precision
-from memlint.report.model import Report
+from memlint.core.report import Report
+from memlint.core.llm import Phase, Scenario
 
 DEFAULT_CONTEXT = 1024
-
-
-class Phase(enum.Enum):
-    PREFILL = "prefill"
-    DECODE = "decode"
 
 
 _WHAT = {
@@ -46,56 +39,6 @@ _WHAT = {
     DimRole.PAST: "the context (tokens in the KV cache)",
     DimRole.TOTAL: "the total length (context + new tokens)",
 }
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """One forward pass: `batch` sequences, each adding `new_tokens` after `context` cached ones.
-
-    `defaulted` names what no flag or dim gave ("batch", "context", "prompt"); `origin` says
-    where the scenario came from: "flags", "dims" (all from --dim) or "default".
-    """
-
-    phase: Phase
-    batch: int
-    new_tokens: int
-    context: int
-    defaulted: tuple[str, ...] = ()
-    origin: str = "flags"
-    default_reason: str = ""  # how the default context was chosen, when one was
-
-    @property
-    def total_tokens(self) -> int:
-        """Tokens per sequence after this step (positions used)."""
-        return self.context + self.new_tokens
-
-    @property
-    def tokens_per_step(self) -> int:
-        """Tokens processed by the step over the whole batch."""
-        return self.batch * self.new_tokens
-
-    def at(self, **changes: int) -> Scenario:
-        """This scenario with some of batch / new_tokens / context changed (no longer defaults)."""
-        kept = tuple(d for d in self.defaulted if _FIELD[d] not in changes)
-        return dataclasses.replace(self, defaulted=kept, origin="flags", **changes)
-
-    def describe(self) -> str:
-        """One line for the report, e.g. 'decode step: batch 1, 1 new token after 1024 cached
-        tokens (default batch 1; default context 1024 = min(1024, 2048 positions - 1))'."""
-        if self.phase is Phase.DECODE:
-            what = f"decode step: batch {self.batch}, 1 new token after {self.context} cached tokens"
-        else:
-            after = f" after {self.context} cached tokens" if self.context else ""
-            what = f"prefill: batch {self.batch}, prompt of {self.new_tokens} tokens{after}"
-        notes = []
-        for name in self.defaulted:
-            value = getattr(self, _FIELD[name])
-            reason = f" = {self.default_reason}" if name != "batch" and self.default_reason else ""
-            notes.append(f"default {name} {value}{reason}")
-        return what + (f" ({'; '.join(notes)})" if notes else "")
-
-
-_FIELD = {"batch": "batch", "context": "context", "prompt": "new_tokens"}
 
 
 def default_context(structure: LlmStructure) -> tuple[int, str]:

@@ -18,15 +18,16 @@ from dataclasses import dataclass
 from memlint.api import analyse, check, load, parse
 from memlint.config import Config
 from memlint.hardware import HardwareSpec, resolve
-from memlint.llm.generate import Generation, generate
-from memlint.llm.parallel import TensorParallel, smallest_fitting_tp, tensor_parallel
+from memlint.llm.generate import generate
+from memlint.llm.parallel import smallest_fitting_tp, tensor_parallel
 from memlint.llm.scenario import Evaluator, Phase, Scenario, require_kv_cache, scenario_dims
 from memlint.llm.scenario import resolve as resolve_scenario
-from memlint.llm.serving import Serving, serving
-from memlint.llm.structure import DimRole, LlmStructure, detect
-from memlint.llm.sweep import Sweep, crossover_batch, parse_sweep, sweep
-from memlint.llm.whatif import Precision, PrecisionGain, apply_precision, precision_gain
-from memlint.report.model import Report
+from memlint.llm.serving import serving
+from memlint.analysis.structure import DimRole, LlmStructure, detect
+from memlint.llm.sweep import crossover_batch, parse_sweep, sweep
+from memlint.llm.whatif import Precision, apply_precision, precision_gain
+from memlint.core.report import Report
+from memlint.core.llm import LlmSections
 
 
 @dataclass(frozen=True)
@@ -35,19 +36,6 @@ class LlmLint:
     structure: LlmStructure
     scenario: Scenario | None  # None: no KV cache and no flags (linted as bound)
     evaluator: Evaluator | None  # re-lints other scenarios of the same model
-
-
-@dataclass(frozen=True)
-class LlmSections:
-    """Everything the LLM parts of a report show (None: not asked for / not applicable)."""
-
-    structure: LlmStructure
-    serving: Serving | None
-    sweeps: tuple[Sweep, ...] = ()
-    generation: Generation | None = None
-    precision: PrecisionGain | None = None
-    tensor_parallel: TensorParallel | None = None
-    smallest_tp: TensorParallel | None = None
 
 
 def lint_llm(

@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from memlint.costs import CostStatus
 from memlint.ir import ComputeUnit
-from memlint.liveness import footprint
+from memlint.analysis.liveness import footprint
 from memlint.llm import LlmError
 from memlint.llm.scenario import Evaluator, Phase, Scenario
-from memlint.report.model import Report
+from memlint.core.report import Report
+from memlint.core.llm import Crossover, GemmBalance, Sweep, SweepRow
 
 AXES = {"batch": "batch", "context": "context", "prompt": "new_tokens"}
 MAX_BATCH = 16384
@@ -59,26 +59,6 @@ def parse_sweep(text: str) -> tuple[str, tuple[int, ...]]:
     return axis, tuple(sorted(set(values)))
 
 
-@dataclass(frozen=True)
-class GemmBalance:
-    """The weight-reading matrix products of one step, summed."""
-
-    flops: int
-    bytes_moved: int
-    compute_time_s: float
-    memory_time_s: float
-    peak_key: str  # the peak most of their FLOPs run at
-    ridge_point: float
-
-    @property
-    def intensity(self) -> float | None:
-        return self.flops / self.bytes_moved if self.bytes_moved else None
-
-    @property
-    def compute_bound(self) -> bool:
-        return self.flops > 0 and self.compute_time_s >= self.memory_time_s
-
-
 def gemm_balance(report: Report) -> GemmBalance:
     """Sum the matrix products (tensor unit) that read weights."""
     gemms = [
@@ -100,51 +80,6 @@ def gemm_balance(report: Report) -> GemmBalance:
         peak_key=key,
         ridge_point=ridge,
     )
-
-
-@dataclass(frozen=True)
-class SweepRow:
-    scenario: Scenario
-    flops: int
-    bytes_moved: int
-    latency_s: float
-    intensity: float | None
-    memory_bound_fraction: float
-    kv_cache_bytes: float | None  # batch x context x KV bytes per token (the cache it reads)
-    peak_memory_bytes: int
-    capacity_bytes: int
-    gemm: GemmBalance
-
-    @property
-    def tokens_per_s(self) -> float:
-        """Tokens the step processes (decode: generates) per second, over the batch."""
-        return self.scenario.tokens_per_step / self.latency_s if self.latency_s else 0.0
-
-    @property
-    def fits(self) -> bool:
-        return self.peak_memory_bytes <= self.capacity_bytes
-
-
-@dataclass(frozen=True)
-class Crossover:
-    """The smallest batch at which the step's GEMMs are compute-bound (None: not up to
-    `searched_to`)."""
-
-    batch: int | None
-    searched_to: int
-    peak_key: str
-    ridge_point: float
-    gemm_intensity: float | None  # at `batch` (or at `searched_to` when None)
-    fits: bool | None  # does the step at `batch` fit in device memory
-
-
-@dataclass(frozen=True)
-class Sweep:
-    axis: str
-    base: Scenario
-    rows: tuple[SweepRow, ...]
-    crossover: Crossover | None  # for batch sweeps of a decode step
-    hardware: str
 
 
 def row(evaluator: Evaluator, scenario: Scenario) -> SweepRow:

@@ -22,62 +22,16 @@ byte per element; a Concat that appends to an fp8 cache writes one byte per elem
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from types import MappingProxyType
 
 from memlint.api import analyse
 from memlint.costs import OpCost
 from memlint.ir import ComputeUnit, DType, Graph, Node, Value, ValueKind
-from memlint.liveness import footprint, resident_weights
+from memlint.analysis.liveness import footprint, resident_weights
 from memlint.llm import LlmError
-from memlint.report.model import Report, summarize
+from memlint.core.report import Report, summarize
 from memlint.roofline import time_op
-
-WEIGHT_DTYPES = {
-    "fp16": DType.FLOAT16,
-    "bf16": DType.BFLOAT16,
-    "fp8": DType.FLOAT8E4M3FN,
-    "int8": DType.INT8,
-    "int4": DType.INT4,
-}
-KV_DTYPES = {"fp16": DType.FLOAT16, "fp8": DType.FLOAT8E4M3FN, "int8": DType.INT8}
-_LABELS = {dtype: name for name, dtype in WEIGHT_DTYPES.items()}
-
-
-@dataclass(frozen=True)
-class Precision:
-    """Target widths for the weights and the KV cache (None: as in the graph)."""
-
-    weights: DType | None = None
-    kv_cache: DType | None = None
-
-    @classmethod
-    def parse(cls, weights: str | None = None, kv_cache: str | None = None) -> Precision:
-        """From the flag values ("int4", "fp8", ...); LlmError names the accepted ones."""
-        return cls(_pick("--weights-dtype", weights, WEIGHT_DTYPES),
-                   _pick("--kv-dtype", kv_cache, KV_DTYPES))  # fmt: skip
-
-    @property
-    def is_identity(self) -> bool:
-        return self.weights is None and self.kv_cache is None
-
-    @property
-    def label(self) -> str:
-        parts = []
-        if self.weights is not None:
-            parts.append(f"weights {_LABELS[self.weights]}")
-        if self.kv_cache is not None:
-            parts.append(f"KV cache {_LABELS[self.kv_cache]}")
-        return ", ".join(parts) or "as in the graph"
-
-
-def _pick(flag: str, text: str | None, table: dict[str, DType]) -> DType | None:
-    if text is None:
-        return None
-    dtype = table.get(text.strip().lower())
-    if dtype is None:
-        raise LlmError(f"{flag} {text!r}: expected one of {', '.join(table)}")
-    return dtype
+from memlint.core.llm import DTYPE_LABELS, KV_DTYPES, WEIGHT_DTYPES, Precision, PrecisionGain
 
 
 # --- precision --------------------------------------------------------------------------------
@@ -119,7 +73,7 @@ def apply_precision(report: Report, precision: Precision) -> Report:
         v.kind is ValueKind.KV_CACHE for v in graph.values.values()
     ):
         raise LlmError(
-            f"--kv-dtype {_LABELS[precision.kv_cache]}: {report.model.source or 'the model'} has "
+            f"--kv-dtype {DTYPE_LABELS[precision.kv_cache]}: {report.model.source or 'the model'} has "
             f"no KV-cache tensors (past_key_values.N.key/value, present.*, ...) to store narrower"
         )
     model = dataclasses.replace(report.model, graph=retype(report.model.graph, precision))
@@ -154,37 +108,6 @@ def _computes_in(node: Node, graph: Graph, cost: OpCost, target: DType) -> bool:
         (v := graph.value(name)) is not None and v.kind is ValueKind.WEIGHT and v.dtype is target
         for name in node.inputs if name
     )
-
-
-@dataclass(frozen=True)
-class PrecisionGain:
-    """One step before and after a precision what-if."""
-
-    precision: Precision
-    weight_bytes_before: int  # resident weights (memlint.liveness), each counted once
-    weight_bytes_after: int
-    converted_before: int  # resident weights the what-if narrows, before and after
-    converted_after: int
-    weight_bytes_read_before: int  # weight bytes the step reads
-    weight_bytes_read_after: int
-    kv_bytes_moved_before: int  # KV-cache bytes read + written by the step
-    kv_bytes_moved_after: int
-    bytes_moved_before: int
-    bytes_moved_after: int
-    peak_memory_before: int
-    peak_memory_after: int
-    latency_before_s: float
-    latency_after_s: float
-    intensity_before: float | None
-    intensity_after: float | None
-
-    @property
-    def saving_s(self) -> float:
-        return self.latency_before_s - self.latency_after_s
-
-    @property
-    def speedup(self) -> float | None:
-        return self.latency_before_s / self.latency_after_s if self.latency_after_s else None
 
 
 def precision_gain(before: Report, after: Report, precision: Precision) -> PrecisionGain:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from memlint import units
 from memlint.report.families import css_key, family_of, node_anchors, plural, qualified
-from memlint.report.model import NodeResult, Report
+from memlint.core.report import NodeResult, Report
 
 CHART_POINTS = 400  # nodes drawn individually on the roofline chart
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from memlint.report.model import NodeResult
+from memlint.core.report import NodeResult
 
 # Op families, for colour. The cost registry keeps no family per op, so this is one table,
 # grouped as the memlint.costs modules are (pooling counts as a reduction, the recurrent cells

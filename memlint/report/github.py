@@ -15,7 +15,7 @@ from collections import Counter
 
 from memlint import units
 from memlint.findings import Finding, Severity
-from memlint.report.model import Report
+from memlint.core.report import Report
 from memlint.report.sarif import finding_text, location_of, report_path
 from memlint.report.view import inert
 

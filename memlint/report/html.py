@@ -21,7 +21,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from memlint.report import view
-from memlint.report.model import Report
+from memlint.core.report import Report
 
 PAGE_SIZE = 200  # node-table rows rendered at a time
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from memlint import __version__
+from memlint._version import __version__
 from memlint.costs import ByteCounts
 from memlint.findings import Finding
-from memlint.report.model import CONVENTIONS, SCHEMA_VERSION, NodeResult, Report
+from memlint.core.report import CONVENTIONS, SCHEMA_VERSION, NodeResult, Report
 
 
 def _kinds(counts: ByteCounts) -> dict[str, int]:
@@ -107,7 +107,7 @@ def _llm(report: Report) -> dict[str, Any] | None:
     """The LLM sections (docs/llm.md), or None for a model without a KV cache."""
     if report.llm is None:
         return None
-    from memlint.llm.view import sections_dict
+    from memlint.report.llm_view import sections_dict
 
     return sections_dict(report.llm)
 

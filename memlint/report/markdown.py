@@ -24,7 +24,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import escape
 
 from memlint.report import view
-from memlint.report.model import Report
+from memlint.core.report import Report
 from memlint.report.view import inert
 
 LIMIT = 65_000  # characters; GitHub's limit for a comment body is 65,536

@@ -22,9 +22,10 @@ from pathlib import Path, PurePath
 from typing import Any
 from urllib.parse import quote
 
-from memlint import __version__, units
+from memlint import units
+from memlint._version import __version__
 from memlint.findings import Finding, Severity, Suppressed
-from memlint.report.model import Report
+from memlint.core.report import Report
 from memlint.report.view import inert
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"

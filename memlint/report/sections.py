@@ -1,21 +1,21 @@
 """The optional report sections every renderer prints the same way: the LLM sections
-(memlint.llm.view) and the measured run of --confirm, as titled label/value rows or tables."""
+(memlint.report.llm_view) and the measured run of --confirm, as titled label/value rows or tables."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from memlint import units
-from memlint.report.model import Report
+from memlint.core.report import Report
 
 TOP_MEASURED = 12  # nodes in the predicted-vs-measured table
 
 
 def blocks(report: Report) -> tuple:
-    """memlint.llm.view.Block items, in report order (() for a plain lint)."""
+    """memlint.report.llm_view.Block items, in report order (() for a plain lint)."""
     found: list = []
     if report.llm is not None:
-        from memlint.llm.view import blocks as llm_blocks
+        from memlint.report.llm_view import blocks as llm_blocks
 
         found += llm_blocks(report.llm)
     if report.measurement is not None:
@@ -24,7 +24,7 @@ def blocks(report: Report) -> tuple:
 
 
 def measured_blocks(m: Any) -> list:  # m: memlint.confirm.Measurement
-    from memlint.llm.view import Block, Table
+    from memlint.report.llm_view import Block, Table
 
     def error(value: float) -> str:
         return f"{100 * value:+.1f}%"

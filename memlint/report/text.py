@@ -19,8 +19,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from memlint import __version__, units
-from memlint.report.model import Report
+from memlint import units
+from memlint._version import __version__
+from memlint.core.report import Report
 from memlint.report.view import inert
 from memlint.roofline import Bound
 

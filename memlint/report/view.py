@@ -30,7 +30,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from memlint import __version__, units
+from memlint import units
+from memlint._version import __version__
 from memlint.findings import Finding, Metric
 from memlint.ir import SourceLocation
 from memlint.report.chart import CHART_POINTS, Chart, on_chart, roofline_chart
@@ -43,7 +44,7 @@ from memlint.report.families import (  # noqa: F401 - family_of, css_key: part o
     plural,
     qualified,
 )
-from memlint.report.model import CONVENTIONS, NodeResult, Report
+from memlint.core.report import CONVENTIONS, NodeResult, Report
 from memlint.roofline import Bound
 
 # Characters that never reach a terminal, a CI log or a page raw: C0 and C1 controls (ESC
@@ -239,7 +240,7 @@ class ReportView:
     unused: tuple[UnusedView, ...]
     nodes: tuple[NodeRow, ...]  # graph order
     nodes_by_time: tuple[NodeRow, ...]  # slowest first (ties by graph order)
-    llm: tuple = ()  # memlint.llm.view.Block: the LLM sections (decoders with a KV cache)
+    llm: tuple = ()  # memlint.report.llm_view.Block: the LLM sections (decoders with a KV cache)
     llm_charts: tuple = ()  # memlint.report.sweep_chart.SweepChart: one per sweep
     sections_title: str = ""  # the heading over `llm`: LLM serving and/or the measured run
 
@@ -309,7 +310,7 @@ def build(
 
 
 def llm_blocks(report: Report) -> tuple:
-    """The LLM sections as titled rows or tables (memlint.llm.view), or () for other models."""
+    """The LLM sections as titled rows or tables (memlint.report.llm_view), or () for other models."""
     from memlint.report.sections import blocks
 
     return blocks(report)

@@ -10,11 +10,11 @@ from typing import Any
 
 from memlint.baseline import Entry
 from memlint.config import Suppression
-from memlint.costs import ByteCounts, CostStatus, OpCost
+from memlint.costs import ByteCounts, CostStatus
 from memlint.findings import Finding, Suppressed
 from memlint.hardware import HardwareSpec
-from memlint.ir import ComputeUnit, Model, SourceLocation
-from memlint.roofline import Bound, Timing
+from memlint.ir import ComputeUnit, Model
+from memlint.roofline import Bound, NodeResult
 
 SCHEMA_VERSION = 1
 
@@ -33,22 +33,6 @@ CONVENTIONS = (
     "savings of different findings can overlap (e.g. quantizing the same weights), so they do "
     "not add up.",
 )
-
-
-@dataclass(frozen=True)
-class NodeResult:
-    """One operator's cost and roofline placement."""
-
-    name: str
-    op_type: str
-    domain: str
-    cost: OpCost
-    timing: Timing
-    source: SourceLocation | None = None
-
-    @property
-    def intensity(self) -> float | None:
-        return self.cost.intensity
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from memlint.llm.generate import Generation, StepTotals
 from memlint.llm.parallel import TensorParallel
 from memlint.llm.serving import Serving
 from memlint.llm.session import LlmSections
-from memlint.llm.structure import LlmStructure, describe
+from memlint.analysis.structure import LlmStructure, describe
 from memlint.llm.sweep import Crossover, Sweep
 from memlint.llm.whatif import PrecisionGain
 

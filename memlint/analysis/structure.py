@@ -35,9 +35,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from memlint.frontends.dims import dim_names_in
+from memlint.dims import dim_names_in
 from memlint.ir import EMPTY, DType, Graph, Model, Value, ValueKind
-from memlint.llm.hfconfig import HfConfig, config_file, read_config
+from memlint.analysis.hfconfig import HfConfig, config_file, read_config
 
 _SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:]*$")
 _BATCH = re.compile(r"batch", re.I)

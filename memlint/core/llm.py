@@ -1,0 +1,394 @@
+"""The LLM sections of a report as data: the scenario of a step, the serving figures, sweeps,
+generation totals, precision and tensor-parallel what-ifs (computed by memlint.llm, formatted by
+memlint.report.llm_view, written to JSON by memlint.core.document)."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+
+from memlint.analysis.structure import LlmStructure
+from memlint.costs import ByteCounts
+from memlint.errors import LlmError
+from memlint.ir import DType
+
+
+class Phase(enum.Enum):
+    PREFILL = "prefill"
+    DECODE = "decode"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One forward pass: `batch` sequences, each adding `new_tokens` after `context` cached ones.
+
+    `defaulted` names what no flag or dim gave ("batch", "context", "prompt"); `origin` says
+    where the scenario came from: "flags", "dims" (all from --dim) or "default".
+    """
+
+    phase: Phase
+    batch: int
+    new_tokens: int
+    context: int
+    defaulted: tuple[str, ...] = ()
+    origin: str = "flags"
+    default_reason: str = ""  # how the default context was chosen, when one was
+
+    @property
+    def total_tokens(self) -> int:
+        """Tokens per sequence after this step (positions used)."""
+        return self.context + self.new_tokens
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens processed by the step over the whole batch."""
+        return self.batch * self.new_tokens
+
+    def at(self, **changes: int) -> Scenario:
+        """This scenario with some of batch / new_tokens / context changed (no longer defaults)."""
+        kept = tuple(d for d in self.defaulted if _FIELD[d] not in changes)
+        return dataclasses.replace(self, defaulted=kept, origin="flags", **changes)
+
+    def describe(self) -> str:
+        """One line for the report, e.g. 'decode step: batch 1, 1 new token after 1024 cached
+        tokens (default batch 1; default context 1024 = min(1024, 2048 positions - 1))'."""
+        if self.phase is Phase.DECODE:
+            what = f"decode step: batch {self.batch}, 1 new token after {self.context} cached tokens"
+        else:
+            after = f" after {self.context} cached tokens" if self.context else ""
+            what = f"prefill: batch {self.batch}, prompt of {self.new_tokens} tokens{after}"
+        notes = []
+        for name in self.defaulted:
+            value = getattr(self, _FIELD[name])
+            reason = f" = {self.default_reason}" if name != "batch" and self.default_reason else ""
+            notes.append(f"default {name} {value}{reason}")
+        return what + (f" ({'; '.join(notes)})" if notes else "")
+
+
+_FIELD = {"batch": "batch", "context": "context", "prompt": "new_tokens"}
+
+
+WEIGHT_DTYPES = {
+    "fp16": DType.FLOAT16,
+    "bf16": DType.BFLOAT16,
+    "fp8": DType.FLOAT8E4M3FN,
+    "int8": DType.INT8,
+    "int4": DType.INT4,
+}
+
+
+KV_DTYPES = {"fp16": DType.FLOAT16, "fp8": DType.FLOAT8E4M3FN, "int8": DType.INT8}
+
+
+DTYPE_LABELS = {dtype: name for name, dtype in WEIGHT_DTYPES.items()}
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Target widths for the weights and the KV cache (None: as in the graph)."""
+
+    weights: DType | None = None
+    kv_cache: DType | None = None
+
+    @classmethod
+    def parse(cls, weights: str | None = None, kv_cache: str | None = None) -> Precision:
+        """From the flag values ("int4", "fp8", ...); LlmError names the accepted ones."""
+        return cls(_pick("--weights-dtype", weights, WEIGHT_DTYPES),
+                   _pick("--kv-dtype", kv_cache, KV_DTYPES))  # fmt: skip
+
+    @property
+    def is_identity(self) -> bool:
+        return self.weights is None and self.kv_cache is None
+
+    @property
+    def label(self) -> str:
+        parts = []
+        if self.weights is not None:
+            parts.append(f"weights {DTYPE_LABELS[self.weights]}")
+        if self.kv_cache is not None:
+            parts.append(f"KV cache {DTYPE_LABELS[self.kv_cache]}")
+        return ", ".join(parts) or "as in the graph"
+
+
+def _pick(flag: str, text: str | None, table: dict[str, DType]) -> DType | None:
+    if text is None:
+        return None
+    dtype = table.get(text.strip().lower())
+    if dtype is None:
+        raise LlmError(f"{flag} {text!r}: expected one of {', '.join(table)}")
+    return dtype
+
+
+@dataclass(frozen=True)
+class PrecisionGain:
+    """One step before and after a precision what-if."""
+
+    precision: Precision
+    weight_bytes_before: int  # resident weights (memlint.analysis.liveness), each counted once
+    weight_bytes_after: int
+    converted_before: int  # resident weights the what-if narrows, before and after
+    converted_after: int
+    weight_bytes_read_before: int  # weight bytes the step reads
+    weight_bytes_read_after: int
+    kv_bytes_moved_before: int  # KV-cache bytes read + written by the step
+    kv_bytes_moved_after: int
+    bytes_moved_before: int
+    bytes_moved_after: int
+    peak_memory_before: int
+    peak_memory_after: int
+    latency_before_s: float
+    latency_after_s: float
+    intensity_before: float | None
+    intensity_after: float | None
+
+    @property
+    def saving_s(self) -> float:
+        return self.latency_before_s - self.latency_after_s
+
+    @property
+    def speedup(self) -> float | None:
+        return self.latency_before_s / self.latency_after_s if self.latency_after_s else None
+
+
+@dataclass(frozen=True)
+class StepTotals:
+    """Summed cost of one or more forward passes."""
+
+    steps: int
+    flops: int
+    bytes_read: ByteCounts
+    bytes_written: ByteCounts
+    latency_s: float
+    memory_bound_latency_s: float
+
+    @property
+    def bytes_moved(self) -> int:
+        return self.bytes_read.total + self.bytes_written.total
+
+    @property
+    def intensity(self) -> float | None:
+        return self.flops / self.bytes_moved if self.bytes_moved else None
+
+    @property
+    def memory_bound_fraction(self) -> float:
+        return self.memory_bound_latency_s / self.latency_s if self.latency_s else 0.0
+
+    def __add__(self, other: StepTotals) -> StepTotals:
+        return StepTotals(
+            steps=self.steps + other.steps,
+            flops=self.flops + other.flops,
+            bytes_read=self.bytes_read + other.bytes_read,
+            bytes_written=self.bytes_written + other.bytes_written,
+            latency_s=self.latency_s + other.latency_s,
+            memory_bound_latency_s=self.memory_bound_latency_s + other.memory_bound_latency_s,
+        )
+
+
+NO_STEPS = StepTotals(0, 0, ByteCounts(), ByteCounts(), 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """N tokens generated one by one from a prompt, for `batch` sequences at once."""
+
+    batch: int
+    prompt: int
+    tokens: int
+    prefill: StepTotals
+    decode: StepTotals
+    method: str  # "every step" or "interpolated"
+    contexts_evaluated: tuple[int, ...]  # decode contexts that were linted
+
+    @property
+    def total(self) -> StepTotals:
+        return self.prefill + self.decode
+
+    @property
+    def time_to_first_token_s(self) -> float:
+        return self.prefill.latency_s
+
+    @property
+    def time_per_output_token_s(self) -> float | None:
+        """Mean decode-step time (every sequence gets one token per step)."""
+        return self.decode.latency_s / self.decode.steps if self.decode.steps else None
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Per sequence, prefill included: N / total time."""
+        total = self.total.latency_s
+        return self.tokens / total if total else 0.0
+
+    @property
+    def aggregate_tokens_per_s(self) -> float:
+        return self.batch * self.tokens_per_s
+
+
+@dataclass(frozen=True)
+class TensorParallel:
+    """One step split over `tp` devices (see the module docstring for the model)."""
+
+    tp: int
+    layers: int
+    hidden_size: int
+    activation_bytes: float  # bytes per element of the hidden states that are all-reduced
+    tokens: int  # batch x new tokens of the step
+    allreduce_bytes_per_layer: float  # per device, both all-reduces of one layer
+    allreduce_time_s: float  # every layer, over the interconnect
+    compute_latency_s: float  # per device: the split operators on the roofline
+    weight_bytes_per_device: float
+    kv_cache_bytes_per_device: float
+    activation_bytes_per_device: int  # live activations at the peak (not split)
+    capacity_bytes: int
+    interconnect_bandwidth_bytes_per_s: float | None
+
+    @property
+    def step_latency_s(self) -> float:
+        return self.compute_latency_s + self.allreduce_time_s
+
+    @property
+    def memory_per_device_bytes(self) -> float:
+        return (
+            self.weight_bytes_per_device + self.kv_cache_bytes_per_device
+            + self.activation_bytes_per_device
+        )  # fmt: skip
+
+    @property
+    def fits(self) -> bool:
+        return self.memory_per_device_bytes <= self.capacity_bytes
+
+    @property
+    def interconnect_share(self) -> float:
+        total = self.step_latency_s
+        return self.allreduce_time_s / total if total else 0.0
+
+
+@dataclass(frozen=True)
+class GemmBalance:
+    """The weight-reading matrix products of one step, summed."""
+
+    flops: int
+    bytes_moved: int
+    compute_time_s: float
+    memory_time_s: float
+    peak_key: str  # the peak most of their FLOPs run at
+    ridge_point: float
+
+    @property
+    def intensity(self) -> float | None:
+        return self.flops / self.bytes_moved if self.bytes_moved else None
+
+    @property
+    def compute_bound(self) -> bool:
+        return self.flops > 0 and self.compute_time_s >= self.memory_time_s
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    scenario: Scenario
+    flops: int
+    bytes_moved: int
+    latency_s: float
+    intensity: float | None
+    memory_bound_fraction: float
+    kv_cache_bytes: float | None  # batch x context x KV bytes per token (the cache it reads)
+    peak_memory_bytes: int
+    capacity_bytes: int
+    gemm: GemmBalance
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Tokens the step processes (decode: generates) per second, over the batch."""
+        return self.scenario.tokens_per_step / self.latency_s if self.latency_s else 0.0
+
+    @property
+    def fits(self) -> bool:
+        return self.peak_memory_bytes <= self.capacity_bytes
+
+
+@dataclass(frozen=True)
+class Crossover:
+    """The smallest batch at which the step's GEMMs are compute-bound (None: not up to
+    `searched_to`)."""
+
+    batch: int | None
+    searched_to: int
+    peak_key: str
+    ridge_point: float
+    gemm_intensity: float | None  # at `batch` (or at `searched_to` when None)
+    fits: bool | None  # does the step at `batch` fit in device memory
+
+
+@dataclass(frozen=True)
+class Sweep:
+    axis: str
+    base: Scenario
+    rows: tuple[SweepRow, ...]
+    crossover: Crossover | None  # for batch sweeps of a decode step
+    hardware: str
+
+
+@dataclass(frozen=True)
+class Serving:
+    scenario: Scenario
+    hardware: str
+    precision: str  # the what-if applied ("as in the graph" when none)
+    step_latency_s: float
+    flops: int
+    bytes_moved: int
+    weight_bytes_read: int
+    kv_bytes_moved: int
+    intensity: float | None
+    memory_bound_fraction: float
+    weight_bytes: int  # resident weights
+    kv_bytes_per_token: float | None  # per token of one sequence
+    peak_memory_bytes: int
+    capacity_bytes: int
+    largest_batch: int | None  # at this context; None when nothing grows with the batch
+    crossover: Crossover | None = None  # memlint.llm.sweep.crossover_batch, when computed
+
+    @property
+    def bytes_per_token(self) -> float:
+        return self.bytes_moved / self.scenario.tokens_per_step
+
+    @property
+    def time_per_token_s(self) -> float:
+        """Step time per new token of one sequence (decode: the time per output token)."""
+        return self.step_latency_s / self.scenario.new_tokens
+
+    @property
+    def tokens_per_s_per_sequence(self) -> float:
+        return self.scenario.new_tokens / self.step_latency_s if self.step_latency_s else 0.0
+
+    @property
+    def tokens_per_s_aggregate(self) -> float:
+        return self.scenario.tokens_per_step / self.step_latency_s if self.step_latency_s else 0.0
+
+    @property
+    def kv_bytes_at_context(self) -> float | None:
+        """Per sequence, for the tokens cached before the step."""
+        if self.kv_bytes_per_token is None:
+            return None
+        return self.kv_bytes_per_token * self.scenario.context
+
+    @property
+    def kv_bytes_batch(self) -> float | None:
+        at = self.kv_bytes_at_context
+        return None if at is None else at * self.scenario.batch
+
+    @property
+    def fits(self) -> bool:
+        return self.peak_memory_bytes <= self.capacity_bytes
+
+
+@dataclass(frozen=True)
+class LlmSections:
+    """Everything the LLM parts of a report show (None: not asked for / not applicable)."""
+
+    structure: LlmStructure
+    serving: Serving | None
+    sweeps: tuple[Sweep, ...] = ()
+    generation: Generation | None = None
+    precision: PrecisionGain | None = None
+    tensor_parallel: TensorParallel | None = None
+    smallest_tp: TensorParallel | None = None
