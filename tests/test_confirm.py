@@ -19,10 +19,12 @@ from memlint.confirm import ConfirmError, Measurement, Verdict, confirm
 from memlint.confirm import inputs as inputs_module
 from memlint.confirm import run as run_module
 from memlint.confirm.inputs import GraphNode, index_bounds, prepare_model, synthesize_inputs
-from memlint.core.measurement import NodeMeasurement
-from memlint.confirm.profile import parse_trace, read_trace, replaced_nodes
+from memlint.confirm.profile import replaced_nodes
 from memlint.confirm.verdicts import judge
+from memlint.core.measurement import NodeMeasurement
 from memlint.findings import Finding, Severity
+from memlint.hardware import machine
+from memlint.hardware.ort_profile import parse_trace, read_trace
 
 pytest.importorskip("onnxruntime")
 
@@ -274,8 +276,10 @@ def test_random_weights_that_do_not_fit_in_ram_are_refused(tmp_path, monkeypatch
 
 
 def test_available_memory_reads_the_system():
-    free = inputs_module.available_memory_bytes()
+    free = machine.available_memory_bytes()
     assert free is None or free > 0
+    total = machine.total_memory_bytes()
+    assert free is None or total is None or total >= free
 
 
 # --- the profiler trace ---------------------------------------------------------------------

@@ -22,7 +22,6 @@ would not fit.
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,11 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from memlint.errors import ConfirmError
+from memlint.hardware.machine import available_memory_bytes
+from memlint.hardware.ort_profile import SUBGRAPH_PREFIX
 from memlint.ir import DType, Graph, Model, Node, ValueKind
 
 SEED = 0
 WEIGHT_STD = 0.02
-SUBGRAPH_PREFIX = "memlint.subgraph/"  # names given to subgraph nodes (their time is the parent's)
 MASK_NAME = re.compile(r"mask", re.I)
 POSITION_NAME = re.compile(r"position", re.I)
 # Ops an index tensor passes through unchanged in value on its way to a Gather.
@@ -344,28 +344,3 @@ def _random_tensor(tensor, rng: np.random.Generator) -> np.ndarray:
         f"external tensor {tensor.name!r} is missing and memlint cannot make up {kind} values; "
         "put its data file next to the model"
     )
-
-
-# --- memory ---------------------------------------------------------------------------------
-
-
-def available_memory_bytes() -> int | None:
-    """Free RAM: MemAvailable of /proc/meminfo, else os.sysconf's available pages, else None."""
-    return memory_bytes("MemAvailable", "SC_AVPHYS_PAGES")
-
-
-def memory_bytes(meminfo_field: str, sysconf_pages: str) -> int | None:
-    """A /proc/meminfo field in bytes, else os.sysconf(pages) * page size, else None (no psutil
-    dependency): ("MemTotal", "SC_PHYS_PAGES") is the RAM, ("MemAvailable", "SC_AVPHYS_PAGES")
-    the free RAM."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith(f"{meminfo_field}:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf(sysconf_pages) * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None

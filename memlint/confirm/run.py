@@ -33,30 +33,21 @@ from typing import Any
 import numpy as np
 
 from memlint.confirm.inputs import ConfirmError, PreparedModel, prepare_model, synthesize_inputs
-from memlint.core.measurement import Measurement, NodeMeasurement, OptimisedKernel
-from memlint.confirm.profile import Trace, read_trace, replaced_nodes
+from memlint.confirm.profile import replaced_nodes
 from memlint.confirm.verdicts import judge
+from memlint.core.measurement import Measurement, NodeMeasurement, OptimisedKernel
+from memlint.core.report import Report
 from memlint.errors import first_line
 from memlint.hardware import HardwareSpec
-from memlint.core.report import Report
+from memlint.hardware.ort import CPU, CUDA, chain_model, cuda_answers, import_onnxruntime
+from memlint.hardware.ort_profile import Trace, read_trace
 
 # progress(completed runs, total runs, what is running): called on the calling thread.
 Progress = Callable[[int, int, str], None]
 
-CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 PROVIDER_ALIASES = {"cpu": CPU, "cuda": CUDA, "gpu": CUDA}
 OPTIMISED_PROFILED_RUNS = 3  # profiled runs of the optimised session (its kernel map)
 CALIBRATED_MARK = "memlint hw calibrate"  # in the sources of a calibrated spec
-
-
-def import_onnxruntime() -> Any:
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ConfirmError(
-            "measuring needs onnxruntime: pip install onnxruntime (or onnxruntime-gpu)"
-        ) from None
-    return onnxruntime
 
 
 def confirm(
@@ -133,7 +124,7 @@ def choose_provider(ort: Any, provider: str | None) -> tuple[str, str]:
     """(provider name, device kind "cpu"/"gpu") for the requested provider."""
     available = ort.get_available_providers()
     if provider in (None, "", "auto"):
-        if CUDA in available and _cuda_answers(ort):
+        if CUDA in available and cuda_answers(ort):
             return CUDA, "gpu"
         return CPU, "cpu"
     name = PROVIDER_ALIASES.get(provider.lower(), provider)
@@ -142,29 +133,9 @@ def choose_provider(ort: Any, provider: str | None) -> tuple[str, str]:
             f"onnxruntime has no {name} here (it has {', '.join(available)}); for CUDA install "
             "onnxruntime-gpu"
         )
-    if name == CUDA and not _cuda_answers(ort):
+    if name == CUDA and not cuda_answers(ort):
         raise ConfirmError("onnxruntime has the CUDA provider but no GPU answered")
     return name, "gpu" if name == CUDA else "cpu"
-
-
-def _cuda_answers(ort: Any) -> bool:
-    """Does a one-node session actually get the CUDA provider (a GPU and its driver are there)?"""
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["x"], ["y"])], "probe",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    options = ort.SessionOptions()
-    options.log_severity_level = 4
-    try:
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=[CUDA, CPU])
-    except Exception:  # noqa: BLE001 - any failure means no usable GPU
-        return False
-    return CUDA in session.get_providers()
 
 
 def check_spec(spec: HardwareSpec, device: str, provider: str) -> None:
@@ -206,8 +177,6 @@ def profiler_floor(ort: Any, provider: str, threads: int, folder: Path) -> float
     """The profiler's own cost per kernel event, in seconds: the median profiled kernel time of
     a one-element Add (whose own work takes well under a microsecond), with the same provider
     and threads as the measured run. Taken off every measured kernel time."""
-    from memlint.hardware.calibrate import chain_model
-
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = threads

@@ -27,11 +27,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from memlint.confirm.inputs import ConfirmError
-from memlint.core.measurement import Measurement, NodeMeasurement
 from memlint.confirm.run import Progress, RunCounter, check_spec, spec_notes
 from memlint.confirm.verdicts import judge
-from memlint.errors import MemlintError
+from memlint.core.measurement import Measurement, NodeMeasurement
 from memlint.core.report import Report
+from memlint.errors import MemlintError
 
 DEVICES = {None: None, "auto": None, "cpu": "cpu", "cuda": "cuda", "gpu": "cuda"}
 
@@ -58,7 +58,7 @@ def confirm_torch(
     if report.model.format != "fx":
         raise ConfirmError(f"confirm_torch measures torch graphs; this report is of a "
                            f"{report.model.format} model: use memlint.confirm.confirm")
-    torch = _torch()
+    torch = import_torch()
     target = select_device(torch, device)
     kind = "gpu" if target == "cuda" else "cpu"
     check_spec(report.hardware, kind, f"torch ({target})")
@@ -130,7 +130,8 @@ def select_device(torch: Any, device: str | None) -> str:
     return chosen
 
 
-def _torch() -> Any:
+def import_torch() -> Any:
+    """The torch module; a ConfirmError naming the extra to install when it is absent."""
     try:
         import torch
     except ImportError:
@@ -283,4 +284,4 @@ def _node_measurements(report: Report, origins: Mapping[str, tuple[str, ...]],
     )
 
 
-__all__ = ["confirm_torch", "select_device"]
+__all__ = ["confirm_torch", "import_torch", "select_device"]

@@ -50,9 +50,18 @@ from typing import Any
 
 import numpy as np
 
-from memlint.confirm.inputs import ConfirmError, memory_bytes
-from memlint.errors import first_line
+from memlint.errors import ConfirmError, first_line
 from memlint.hardware import HardwareSpec
+from memlint.hardware.machine import total_memory_bytes
+from memlint.hardware.ort import (
+    CPU,
+    CUDA,
+    chain_model,
+    cuda_answers,
+    import_onnxruntime,
+    tiny_model,
+)
+from memlint.hardware.ort_profile import read_trace
 from memlint.hardware.schema import parse_document
 
 CPU_NAME, GPU_NAME, ALIAS = "local-cpu", "local-gpu", "local"
@@ -173,8 +182,6 @@ def _number(value: float) -> str:
 def _cpu_figures(
     budget: float, stamp: str, threads: int, say: Progress
 ) -> tuple[list[Figure], str, str]:
-    from memlint.confirm.run import import_onnxruntime
-
     ort = import_onnxruntime()
     tier = 0 if budget < TINY_BUDGET_S else 1 if budget < QUICK_BUDGET_S else 2
     elements = (2**20, 2**23, 2**25)[tier]  # 32 or 128 MiB per array: past the L3 cache
@@ -226,7 +233,7 @@ def _cpu_figures(
         f"{stamp}: {version} wall-clock cost of one more one-element Add in a chain of "
         f"{OVERHEAD_CHAIN} (graph optimisations and profiler off), medians",
     ))
-    total = memory_bytes("MemTotal", "SC_PHYS_PAGES")
+    total = total_memory_bytes()
     if not total:
         raise ConfirmError("cannot read this machine's memory size (no /proc/meminfo or sysconf)")
     figures.insert(1, Figure("memory_capacity", total / 2**30, "GiB",
@@ -257,13 +264,11 @@ def _ort_kernel_times(
     """Profiler kernel times of `node` over runs that fill `budget` (one warm-up, >= 3 runs)."""
     import tempfile
 
-    from memlint.confirm.profile import read_trace
-
     with tempfile.TemporaryDirectory(prefix="memlint-calibrate-") as tmp:
         options = _session_options(ort, threads)
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "calibrate")
-        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(model, options, providers=[CPU])
         _repeat(functools.partial(session.run, None, feeds), budget)
         trace = read_trace(session.end_profiling(), skip=1)
         session = None
@@ -279,8 +284,7 @@ def _ort_overhead(ort: Any, budget: float, threads: int) -> float:
     for count in (1, OVERHEAD_CHAIN):
         options = _session_options(ort, threads)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        session = ort.InferenceSession(chain_model(count), options,
-                                       providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(chain_model(count), options, providers=[CPU])
         feeds = {"x": np.ones(1, np.float32), "c": np.ones(1, np.float32)}
         run = functools.partial(session.run, None, feeds)
         medians.append(statistics.median(_repeat(run, budget / 2)))
@@ -322,21 +326,12 @@ def _numpy_matmul(n: int, dtype: str, budget: float) -> float:
     return 2 * n**3 / fast(_repeat(lambda: a @ b, budget))
 
 
-def _model(nodes: list, inputs: list, outputs: list, initializers: list = ()) -> bytes:
-    from onnx import helper
-
-    graph = helper.make_graph(nodes, "calibrate", inputs, outputs, list(initializers))
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model.SerializeToString()
-
-
 def _add_model(elements: int) -> bytes:
     """y = a + b, then a reduction so that y is an intermediate the arena reuses run to run."""
     from onnx import TensorProto, helper
 
     vector = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [elements]) for n in "ab"]
-    return _model(
+    return tiny_model(
         [helper.make_node("Add", ["a", "b"], ["y"], name="add"),
          helper.make_node("ReduceMax", ["y"], ["m"], name="max", keepdims=0)],
         vector, [helper.make_tensor_value_info("m", TensorProto.FLOAT, [])],
@@ -353,7 +348,7 @@ def _gemv_model(n: int) -> bytes:
     from onnx import TensorProto, helper, numpy_helper
 
     weight = np.random.default_rng(0).standard_normal((n, 2 * n)).astype(np.float32)
-    return _model(
+    return tiny_model(
         [helper.make_node("MatMul", ["x", "w"], ["y"], name="gemv")],
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2 * n])],
@@ -367,7 +362,7 @@ def _matmul_model(n: int, dtype: str) -> bytes:
 
     elem = TensorProto.FLOAT if dtype == "float32" else TensorProto.DOUBLE
     weight = np.random.default_rng(1).standard_normal((n, n)).astype(dtype)
-    return _model(
+    return tiny_model(
         [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
         [helper.make_tensor_value_info("x", elem, [n, n])],
         [helper.make_tensor_value_info("y", elem, [n, n])],
@@ -377,18 +372,6 @@ def _matmul_model(n: int, dtype: str) -> bytes:
 
 def _matmul_feeds(n: int, dtype: str) -> dict[str, np.ndarray]:
     return {"x": np.random.default_rng(0).standard_normal((n, n)).astype(dtype)}
-
-
-def chain_model(count: int) -> bytes:
-    from onnx import TensorProto, helper
-
-    nodes = [
-        helper.make_node("Add", [f"t{i}" if i else "x", "c"], [f"t{i + 1}"], name=f"add{i}")
-        for i in range(count)
-    ]
-    scalar = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in ("x", "c")]
-    output = helper.make_tensor_value_info(f"t{count}", TensorProto.FLOAT, [1])
-    return _model(nodes, scalar, [output])
 
 
 def _cpu_model() -> str:
@@ -431,13 +414,11 @@ def _ort_cuda() -> Any | None:
     """onnxruntime, when it has the CUDA provider and a probe session really gets it."""
     if not _driver_present():
         return None
-    from memlint.confirm.run import CUDA, _cuda_answers, import_onnxruntime
-
     try:
         ort = import_onnxruntime()
     except ConfirmError:
         return None
-    return ort if CUDA in ort.get_available_providers() and _cuda_answers(ort) else None
+    return ort if CUDA in ort.get_available_providers() and cuda_answers(ort) else None
 
 
 def _ort_gpu_figures(
@@ -499,8 +480,6 @@ def _ort_cuda_times(ort: Any, model: bytes, inputs: dict[str, tuple], budget: fl
                     tf32: bool = False) -> list[float]:
     """Wall-clock seconds of CUDA runs with every input (allocated on the device, values left
     as they are: timing does not depend on them) and output bound on the device."""
-    from memlint.confirm.run import CPU, CUDA
-
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(
@@ -538,7 +517,7 @@ def _add_model_plain(elements: int) -> bytes:
     """y = a + b and nothing else (on a GPU the run's wall clock is the measure)."""
     from onnx import TensorProto, helper
 
-    return _model(
+    return tiny_model(
         [helper.make_node("Add", ["a", "b"], ["y"], name="add")],
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, [elements]) for n in "ab"],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [elements])],
@@ -550,7 +529,7 @@ def _matmul_inputs_model(n: int, dtype: str) -> bytes:
     from onnx import TensorProto, helper
 
     elem = TensorProto.FLOAT16 if dtype == "float16" else TensorProto.FLOAT
-    return _model(
+    return tiny_model(
         [helper.make_node("MatMul", ["a", "b"], ["y"], name="mm")],
         [helper.make_tensor_value_info(x, elem, [n, n]) for x in "ab"],
         [helper.make_tensor_value_info("y", elem, [n, n])],
