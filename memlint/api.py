@@ -1,23 +1,53 @@
-"""The one entry point: lint(source, ...) -> Report. The CLI, the pytest plugin and tests call it."""
+"""The one entry point: lint(source, ...) -> Report. The CLI, many-model runs, the pytest plugin,
+the torch.compile backend and memlint.testing all call it; the LLM scenario and the measured run
+are arguments of it, not second paths.
+
+    report = memlint.lint("decoder.onnx", hw="h100", scenario={"batch": 8, "context": 4095})
+    json.dumps(report.to_dict())  # exactly `memlint decoder.onnx --hw h100 ... --format json`
+
+Steps, each a function here for callers that need one of them: parse (read an ONNX file once),
+load (frontend -> ir.Model at bound dims), analyse (costs and roofline: memlint.core.report),
+check (rules: memlint.engine), lint_llm (the scenario of a decoder with a KV cache, loaded at
+its dims), then the LLM sections (memlint.llm.session) and, when asked, a measured run
+(memlint.confirm).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from memlint.baseline import load_baseline, model_identity
 from memlint.config import Config
-from memlint.costs import cost_of
-from memlint.errors import DimError, MemlintError, ModelLoadError
+from memlint.core.llm import ScenarioRequest
+from memlint.core.report import BaselineResult, Report, analyse
+from memlint.errors import ConfigError, DimError, ModelLoadError
 from memlint.hardware import HardwareSpec, resolve
 from memlint.ir import Model
-from memlint.core.report import BaselineResult, NodeResult, Report, coverage_of, summarize
-from memlint.roofline import time_op
 
 DEFAULT_HARDWARE = "a100"
+
+__all__ = [
+    "DEFAULT_HARDWARE", "Confirm", "ScenarioRequest", "analyse", "check", "lint", "lint_llm",
+    "load", "parse",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Confirm:
+    """Ask lint() for a measured run (--confirm): onnxruntime for an ONNX model, torch eager for
+    a torch one, on CUDA when available (provider "auto") else the CPU. `progress(done, total,
+    phase)` and `announce(line)` report what it does (the CLI shows a bar and a line on
+    stderr)."""
+
+    runs: int = 10
+    provider: str = "auto"  # "auto", "cpu" or "cuda"
+    progress: Callable[[int, int, str], None] | None = None
+    announce: Callable[[str], None] | None = None
 
 
 def lint(
@@ -33,32 +63,133 @@ def lint(
     default_dims: Mapping[str, int] | None = None,
     example_inputs: Any = None,
     example_kwargs: Mapping[str, Any] | None = None,
+    scenario: ScenarioRequest | Mapping[str, Any] | None = None,
+    confirm: Confirm | None = None,
 ) -> Report:
-    """Lint a model for the device `hw`: an ONNX file, a `.pt2` file (torch.export.save), an
-    already loaded ir.Model, or a torch object: an nn.Module captured with `example_inputs` (a
-    tuple of args, or one tensor) and `example_kwargs`, a torch.fx.GraphModule, a
-    torch.export.ExportedProgram, or what memlint.frontends.fx.load_factory returns.
+    """Lint a model for the device `hw` and return the Report (`report.to_dict()` is the JSON
+    report's document).
+
+    source: an ONNX file (or an export folder's model.onnx path, or what `parse` returned), a
+    `.pt2` file (torch.export.save), an already loaded ir.Model, or a torch object: an nn.Module
+    captured with `example_inputs` (a tuple of args, or one tensor) and `example_kwargs`, a
+    torch.fx.GraphModule, a torch.export.ExportedProgram, or what
+    memlint.frontends.fx.load_factory returns.
 
     dims binds symbolic dims by name ({"batch_size": 1}), and naming a dim the model does not
     have is an error; default_dims (and the config's dims) bind dims where the model has them.
     input_shapes gives whole input shapes for ONNX inputs whose dims have no name (a torch model
-    is linted at the shapes of its example inputs). tf32=True lets fp32 matmuls use the TF32
-    tensor peak.
-    config selects rules, options, suppressions and noise thresholds (memlint.config; the
-    defaults when None: no configuration file is read by the library). Raises MemlintError (with
-    one clear line) when the tool cannot do its job.
+    is linted at the shapes of its example inputs). strict_dims fails instead of assuming 1 for
+    an unbound dim. tf32=True lets fp32 matmuls use the TF32 tensor peak.
+
+    scenario (a ScenarioRequest or a mapping of its fields: phase, batch, context, prompt,
+    sweeps, generate, weights_dtype, kv_dtype, tp) applies to an ONNX decoder with a KV cache:
+    without one, such a decoder is linted at the default decode step (docs/llm.md), and the
+    report's `llm` holds its sections. config selects rules, options, suppressions, noise
+    thresholds and a baseline (memlint.config; no configuration file is read by the library).
+    confirm runs the model and joins measured times to the report (memlint.confirm).
+
+    Raises MemlintError (with one clear line) when the tool cannot do its job.
     """
     spec = hw if isinstance(hw, HardwareSpec) else resolve(hw, hw_files)
     config = config or Config()
-    defaults = {**config.dims, **(default_dims or {})}
-    model = (
-        source if isinstance(source, Model)
-        else load(
-            source, dims, input_shapes, strict_dims, default_dims=defaults,
+    request = ScenarioRequest.of(scenario)
+    if _onnx_source(source):
+        run = lint_llm(
+            source, hw=spec, dims=dims, input_shapes=input_shapes, strict_dims=strict_dims,
+            tf32=tf32, config=config, default_dims=default_dims, phase=request.phase,
+            batch=request.batch, context=request.context, prompt=request.prompt,
+        )  # fmt: skip
+        from memlint.llm.session import sections
+
+        report = dataclasses.replace(run.report, llm=sections(
+            run, sweeps=request.sweeps, generate_tokens=request.generate,
+            weights_dtype=request.weights_dtype, kv_dtype=request.kv_dtype, tp=request.tp,
+            exact=request.exact,
+            # a crossover search re-lints up to five times: only when a sweep asks for tables
+            find_crossover=bool(request.sweeps) if request.find_crossover is None
+            else request.find_crossover,
+        ))  # fmt: skip
+    else:
+        if request.flags:
+            raise ConfigError(
+                f"{', '.join(request.flags)}: LLM scenarios re-bind the dims of an ONNX model; "
+                "a torch model is linted at the shapes of its example inputs"
+            )
+        model = load(
+            source, dims, input_shapes, strict_dims,
+            default_dims={**config.dims, **(default_dims or {})},
             example_inputs=example_inputs, example_kwargs=example_kwargs,
+        )  # fmt: skip
+        report = check(analyse(model, spec, tf32=tf32), config)
+    if confirm is not None:
+        from memlint.confirm import measure
+
+        report = dataclasses.replace(report, measurement=measure(
+            report, torch_source=None if _onnx_source(source) else source, runs=confirm.runs,
+            provider=confirm.provider, progress=confirm.progress, announce=confirm.announce,
+        ))  # fmt: skip
+    return report
+
+
+def lint_llm(
+    source: str | os.PathLike[str],
+    *,
+    hw: str | HardwareSpec = DEFAULT_HARDWARE,
+    hw_files: Sequence[str | os.PathLike[str]] = (),
+    dims: Mapping[str, int] | None = None,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    strict_dims: bool = False,
+    tf32: bool = False,
+    config: Config | None = None,
+    default_dims: Mapping[str, int] | None = None,
+    phase: str | None = None,
+    batch: int | None = None,
+    context: int | None = None,
+    prompt: int | None = None,
+):  # -> memlint.llm.session.LlmLint
+    """An ONNX model linted at its LLM scenario (memlint.llm.scenario), rules run: the step,
+    the decoder's structure, the scenario (None for a model without a KV cache and no flags,
+    linted as bound) and an Evaluator that re-lints other scenarios of the same model.
+
+    The file is read once; it is loaded to read its structure and, when the scenario binds dims
+    that load did not, once more at the scenario's dims from the copy in memory."""
+    from memlint.analysis.structure import detect
+    from memlint.llm.scenario import Evaluator, resolve as resolve_scenario, scenario_dims
+    from memlint.llm.session import LlmLint
+
+    spec = hw if isinstance(hw, HardwareSpec) else resolve(hw, hw_files)
+    config = config or Config()
+    # The config's dims (and default_dims) bind the dims a model has and are no error where it
+    # has none; the caller's dims must all exist. Roles are read from both.
+    defaults = {**config.dims, **(default_dims or {})}
+    given = {**defaults, **(dims or {})}
+    source = parse(source)  # read once for every load below and the evaluator's
+    first = load(source, dims, input_shapes, strict_dims=False, default_dims=defaults)
+    structure = detect(first)
+    scenario = resolve_scenario(
+        structure, phase=phase, batch=batch, context=context, prompt=prompt, dims=given
+    )
+    model = first
+    if scenario is not None:
+        wanted = {**given, **scenario_dims(structure, scenario)}
+        bound = {b.name: b.value for b in first.dims if not b.assumed}
+        if {k: v for k, v in wanted.items() if k in bound or k not in defaults} != bound \
+                or strict_dims:
+            model = load(source, {**(dims or {}), **scenario_dims(structure, scenario)},
+                         input_shapes, strict_dims=strict_dims, default_dims=defaults)
+    elif strict_dims:
+        model = load(source, dims, input_shapes, strict_dims=True, default_dims=defaults)
+    report = check(analyse(model, spec, tf32=tf32), config)
+    evaluator = None
+    if structure.has_kv_cache:
+        known = {b.name for b in first.dims}  # a config dim the model lacks binds nothing
+        evaluator = Evaluator(
+            source, spec, structure, dims={k: v for k, v in given.items() if k in known},
+            input_shapes=input_shapes, tf32=tf32,
         )
-    )  # fmt: skip
-    return check(analyse(model, spec, tf32=tf32), config)
+        if scenario is not None:
+            evaluator.remember(scenario, report)
+    return LlmLint(report, structure, scenario, evaluator)
 
 
 def check(report: Report, config: Config | None = None) -> Report:
@@ -83,7 +214,7 @@ def check(report: Report, config: Config | None = None) -> Report:
         suppressed=outcome.suppressed,
         unused_suppressions=outcome.unused_suppressions,
         hidden_as_noise=outcome.hidden_as_noise,
-        rules_run=outcome.rules_run,
+        rules=outcome.rules,
         baseline=baseline,
     )
 
@@ -102,7 +233,7 @@ def load(
     object goes to the torch frontend (which imports torch), any other path to ONNX."""
     if isinstance(source, Model):
         return source
-    if _onnx_path(source):
+    if _onnx_source(source):
         from memlint.frontends.onnx import load_onnx
 
         return load_onnx(source, dims=dims, input_shapes=input_shapes, strict_dims=strict_dims,
@@ -112,7 +243,7 @@ def load(
             "input shapes apply to ONNX models; capture a torch model with example inputs of "
             "the shapes to lint instead"
         )
-    fx = _torch_frontend()
+    fx = torch_frontend()
     bind = {"dims": dims, "default_dims": default_dims, "strict_dims": strict_dims}
     if isinstance(source, (str, os.PathLike)):
         return fx.capture_pt2(source, **bind).model
@@ -122,18 +253,20 @@ def load(
 def parse(source: str | os.PathLike[str] | Any) -> Any:
     """An ONNX file read once (memlint.frontends.onnx.ParsedOnnx) for several `load`s at other
     dims; any other source (a torch object, a .pt2 file, a Model) is returned as it is."""
-    if _onnx_path(source):
+    if _onnx_source(source):
         from memlint.frontends.onnx import parse_onnx
 
         return parse_onnx(source)
     return source
 
 
-def _onnx_path(source: Any) -> bool:
+def _onnx_source(source: Any) -> bool:
+    """A path to an ONNX file (anything but .pt2), or an ONNX file already parsed."""
     return isinstance(source, (str, os.PathLike)) and Path(source).suffix != ".pt2"
 
 
-def _torch_frontend():  # noqa: ANN202 - the module memlint.frontends.fx
+def torch_frontend():  # noqa: ANN201 - the module memlint.frontends.fx
+    """memlint.frontends.fx, or ModelLoadError saying how to install torch."""
     try:
         from memlint.frontends import fx
     except ImportError as exc:
@@ -141,28 +274,3 @@ def _torch_frontend():  # noqa: ANN202 - the module memlint.frontends.fx
             f"linting a torch model needs torch ({exc}); install it: pip install 'memlint[torch]'"
         ) from None
     return fx
-
-
-def analyse(model: Model, spec: HardwareSpec, *, tf32: bool = False) -> Report:
-    """Cost every node, place it on the roofline of `spec`, and total the graph."""
-    nodes = []
-    for node in model.graph.nodes:
-        try:
-            cost = cost_of(node, model.graph)
-        except MemlintError:
-            raise
-        except Exception as exc:  # a formula bug must name the node, not crash anonymously
-            raise MemlintError(
-                f"cost formula for {node.qualified_op} failed on node {node.name!r}: {exc}"
-            ) from exc
-        timing = time_op(cost, spec, tf32=tf32)
-        nodes.append(NodeResult(node.name, node.op_type, node.domain, cost, timing, node.source))
-    results = tuple(nodes)
-    return Report(
-        model=model,
-        hardware=spec,
-        nodes=results,
-        summary=summarize(results, spec, tf32),
-        coverage=coverage_of(results, model),
-        tf32=tf32,
-    )

@@ -19,12 +19,12 @@ import click
 
 from memlint import __version__
 from memlint.errors import MemlintError, OutputError
-from memlint.runner import DEFAULT_FAIL_ON, DEFAULT_HARDWARE, LintRequest
+from memlint.report import FORMATS
+from memlint.runner import DEFAULT_FAIL_ON, LintRequest
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
-FORMATS = ("text", "json", "markdown", "html", "sarif", "github")
 FAIL_ON = ("error", "warning", "info", "never")
-__all__ = ["DEFAULT_FAIL_ON", "DEFAULT_HARDWARE", "cli", "main", "run"]
+__all__ = ["DEFAULT_FAIL_ON", "cli", "main", "run"]
 
 
 class _DefaultCommandGroup(click.Group):
@@ -90,43 +90,26 @@ def lint_options(command):  # noqa: ANN001, ANN201 - a click decorator
 
 
 def _request(options: dict, **extra) -> LintRequest:  # noqa: ANN003
-    """The LintRequest for the common options (popped from `options`) plus `extra`."""
-    from memlint.runner import LintRequest
+    """The LintRequest for the lint options in `options` (click's values by LintRequest and
+    ScenarioRequest field name) plus `extra`."""
+    from memlint.core.llm import ScenarioRequest
 
-    options.pop("debug", None)
-    return LintRequest(
-        hw=options.pop("hw"),
-        hw_files=tuple(str(p) for p in options.pop("hw_files")),
-        dims=options.pop("dims"),
-        input_shapes=options.pop("input_shapes"),
-        strict_dims=options.pop("strict_dims"),
-        tf32=options.pop("tf32"),
-        select=_split(options.pop("select")),
-        ignore=_split(options.pop("ignore")),
-        severities=options.pop("severities"),
-        rule_options=options.pop("rule_options"),
-        budgets=options.pop("budgets"),
-        min_share=options.pop("min_share"),
-        min_saving_s=options.pop("min_saving_s"),
-        config_file=None if options["config_file"] is None else str(options.pop("config_file")),
-        isolated=options.pop("isolated"),
-        phase=options.pop("phase"),
-        batch=options.pop("batch"),
-        context=options.pop("context"),
-        prompt=options.pop("prompt"),
-        sweeps=options.pop("sweeps"),
-        generate=options.pop("generate"),
-        weights_dtype=options.pop("weights_dtype"),
-        kv_dtype=options.pop("kv_dtype"),
-        tp=options.pop("tp"),
-        **extra,
+    values = {k: v for k, v in {**options, **extra}.items() if k != "debug"}
+    scenario = {f.name: values.pop(f.name) for f in dataclasses.fields(ScenarioRequest)
+                if f.name in values}
+    values.update(
+        hw_files=tuple(map(str, values["hw_files"])),
+        select=_split(values["select"]),
+        ignore=_split(values["ignore"]),
+        config_file=None if values["config_file"] is None else str(values["config_file"]),
     )
+    return LintRequest(scenario=ScenarioRequest(**scenario), **values)
 
 
 @cli.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @lint_options
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(tuple(FORMATS)), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the report here instead of stdout.")
 @click.option("--timestamp", is_flag=True, help="Stamp the report with the time it was made (reports are otherwise byte-identical run to run).")
 @click.option("--top", default=15, show_default=True, type=click.IntRange(min=0), help="Operators in the text table.")
@@ -182,20 +165,29 @@ def check(
     return _check_many(paths, request, fmt, output, stamp, top, write_baseline, jobs)
 
 
-def _check_one(model: Path, request, fmt: str, output: Path | None, stamp: str | None,  # noqa: ANN001
-               top: int, write_baseline: Path | None, measure: tuple[int, str] | None) -> int:
+def _check_one(model: Path, request: LintRequest, fmt: str, output: Path | None,
+               stamp: str | None, top: int, write_baseline: Path | None,
+               measure: tuple[int, str] | None) -> int:
+    from memlint.report import render
     from memlint.runner import fail_on_for, fails, lint_model
 
-    report, config = lint_model(model, request)
-    if measure is not None:
-        report = dataclasses.replace(report, measurement=_measure(report, model, request, *measure))
+    if measure is None:
+        report, config = lint_model(model, request)
+    else:
+        from memlint.api import Confirm
+
+        with _progress_bar() as progress:
+            confirm = Confirm(runs=measure[0], provider=measure[1], progress=progress,
+                              announce=lambda line: click.echo(f"memlint: {line}", err=True))
+            report, config = lint_model(model, request, confirm=confirm)
+    if report.measurement is not None:
+        click.echo(f"memlint: measured on {report.measurement.provider} "
+                   f"({report.measurement.runs} runs)", err=True)
     if fmt == "text" and output is None:
         from memlint.report.text import render_to, terminal_console
 
         render_to(terminal_console(), report, top=top)
     else:
-        from memlint.report import render
-
         _emit(render(report, fmt, top=top, timestamp=stamp), output)
     if write_baseline is not None:
         from memlint.baseline import model_identity, render_baseline
@@ -207,55 +199,32 @@ def _check_one(model: Path, request, fmt: str, output: Path | None, stamp: str |
     return EXIT_FINDINGS if fails(report.findings, fail_on_for(config, request)) else EXIT_OK
 
 
-def _measure(report, model: Path, request, runs: int, provider: str):  # noqa: ANN001, ANN202
-    """--confirm: the measured run (onnxruntime for an ONNX file, torch for a torch target), with
-    a progress bar on stderr for runs over a second. Report -> Measurement."""
+@contextlib.contextmanager
+def _progress_bar():  # noqa: ANN202 - yields progress(done, total, phase)
+    """A transient progress bar on stderr for a measured run (shown once it reports)."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    if report.model.format == "fx":
-        import torch
-
-        from memlint.confirm.torch_run import confirm_torch, select_device
-        from memlint.runner import torch_source
-
-        name, device = "torch", select_device(torch, provider)
-        click.echo(f"memlint: measuring with torch {torch.__version__} eager on {device} against "
-                   f"the {report.hardware.name} spec", err=True)
-
-        def run(progress):  # noqa: ANN001, ANN202
-            return confirm_torch(report, torch_source(model, request), runs=runs, device=device,
-                                 progress=progress)
-    else:
-        from memlint.confirm import confirm
-        from memlint.confirm.run import select_provider
-
-        chosen, device = select_provider(report, provider)
-        name = "onnxruntime"
-        click.echo(f"memlint: measuring with onnxruntime {chosen} ({device}) against the "
-                   f"{report.hardware.name} spec", err=True)
-
-        def run(progress):  # noqa: ANN001, ANN202
-            return confirm(report, runs=runs, provider=provider, progress=progress)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(name, total=None, visible=False)
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("", total=None, visible=False)
 
         def progress(done: int, total: int, phase: str) -> None:
-            bar.update(task, completed=done, total=total, description=f"{name}: {phase}",
+            bar.update(task, completed=done, total=total, description=f"measuring: {phase}",
                        visible=True)
 
-        measurement = run(progress)
-    click.echo(f"memlint: measured on {measurement.provider} ({measurement.runs} runs)", err=True)
-    return measurement
+        yield progress
 
 
 def _check_many(models: list[Path], request, fmt: str, output: Path | None,  # noqa: ANN001
                 stamp: str | None, top: int, write_baseline: Path | None, jobs: int) -> int:
     from memlint.runner import combine, lint_many
 
-    if fmt == "html":
-        raise OutputError("--format html takes one model per report; lint the models one by one")
+    from memlint.report import FORMATS
+
+    if not FORMATS[fmt].many:
+        raise OutputError(f"--format {fmt} takes one model per report; lint the models one by one")
 
     def progress(outcome) -> None:  # noqa: ANN001
         if outcome.error:
@@ -382,27 +351,11 @@ def hw() -> None:
 @click.option("--hw-file", "hw_files", multiple=True, type=click.Path(path_type=Path))
 def hw_list(hw_files: tuple[Path, ...]) -> int:
     """List known devices and their aliases."""
-    from rich.table import Table
-
-    from memlint import units
     from memlint.hardware import list_specs
-    from memlint.ir import ComputeUnit, DType
+    from memlint.report.hardware import spec_table
     from memlint.report.text import terminal_console
 
-    table = Table(box=None)
-    table.add_column("name", no_wrap=True)  # what users type after --hw: never cut
-    for column in ("aliases", "memory BW", "fp16 tensor", "capacity"):
-        table.add_column(column)
-    for spec in list_specs(hw_files):
-        fp16 = spec.peak_for(DType.FLOAT16, ComputeUnit.TENSOR)
-        table.add_row(
-            spec.name,
-            ", ".join(spec.aliases),
-            units.si(spec.memory_bandwidth_bytes_per_s, "B/s"),
-            units.si(fp16.flops_per_s, "FLOP/s"),
-            units.nbytes(spec.memory_capacity_bytes),
-        )
-    terminal_console().print(table)
+    terminal_console().print(spec_table(list_specs(hw_files)))
     return EXIT_OK
 
 
@@ -411,39 +364,14 @@ def hw_list(hw_files: tuple[Path, ...]) -> int:
 @click.option("--hw-file", "hw_files", multiple=True, type=click.Path(path_type=Path))
 def hw_show(name: str, hw_files: tuple[Path, ...]) -> int:
     """Show one device: every figure, its unit and its source."""
-    from rich.markup import escape
-
-    from memlint import units
     from memlint.hardware import resolve
+    from memlint.report.hardware import spec_lines
     from memlint.report.text import terminal_console
 
-    spec = resolve(name, hw_files)
     console = terminal_console()
     console.soft_wrap = True  # one line per figure and its source, greppable
-    console.print(f"[bold]{escape(spec.display_name)}[/bold] ({escape(spec.name)}, {spec.kind})")
-    if spec.aliases:
-        console.print(f"aliases: {escape(', '.join(spec.aliases))}")
-    rows = [
-        ("memory_bandwidth", units.si(spec.memory_bandwidth_bytes_per_s, "B/s")),
-        ("memory_capacity", units.nbytes(spec.memory_capacity_bytes)),
-        ("l2_cache", spec.l2_cache_bytes and units.nbytes(spec.l2_cache_bytes)),
-        ("interconnect_bandwidth", spec.interconnect_bandwidth_bytes_per_s and units.si(spec.interconnect_bandwidth_bytes_per_s, "B/s")),
-        ("kernel_overhead", spec.kernel_overhead_s and units.seconds(spec.kernel_overhead_s)),
-    ]
-    for key, value in rows:
-        if value:
-            console.print(f"  {key:<24} {value:<14} {escape(spec.sources.get(key, ''))}")
-    console.print("dense peaks (ridge point = peak / memory bandwidth):")
-    for key, value in sorted(spec.peak_flops_per_s.items()):
-        ridge = value / spec.memory_bandwidth_bytes_per_s
-        console.print(
-            f"  {key:<24} {units.si(value, 'FLOP/s'):<14} ridge {ridge:.3g} FLOP/B  "
-            f"{escape(spec.sources.get(key, ''))}"
-        )
-    if spec.notes:
-        console.print(f"notes: {escape(spec.notes)}")
-    if spec.origin:
-        console.print(f"from: {escape(spec.origin)}")
+    for line in spec_lines(resolve(name, hw_files)):
+        console.print(line)
     return EXIT_OK
 
 

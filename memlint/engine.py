@@ -23,8 +23,9 @@ from typing import Any
 
 from memlint.config import Config, Suppression
 from memlint.errors import ConfigError, MemlintError, RegistrationError
-from memlint.findings import Finding, Fix, Metric, Suppressed, layer_pattern
+from memlint.findings import Finding, Fix, Metric, RuleInfo, Suppressed, layer_pattern
 from memlint.rulebase import Rule, RuleContext
+from memlint.ruledoc import rule_doc
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class Outcome:
     suppressed: tuple[Suppressed, ...]
     unused_suppressions: tuple[Suppression, ...]
     hidden_as_noise: int
-    rules_run: tuple[str, ...]
+    rules: tuple[RuleInfo, ...]  # the rules that ran, as report data
 
 
 def builtin_rule_classes() -> list[type[Rule]]:
@@ -189,7 +190,16 @@ def run(ctx: RuleContext, config: Config, ruleset: RuleSet | None = None) -> Out
         suppressed=tuple(suppressed),
         unused_suppressions=tuple(unused),
         hidden_as_noise=len(grouped) - len(visible),
-        rules_run=tuple(r.code for r in rules),
+        rules=tuple(rule_info(r, ruleset.origin.get(r.code, "memlint")) for r in rules),
+    )
+
+
+def rule_info(rule: Rule, origin: str = "memlint") -> RuleInfo:
+    """A rule's metadata and documentation as report data (memlint.findings.RuleInfo)."""
+    return RuleInfo(
+        code=rule.code, name=rule.name, severity=rule.severity, summary=rule.summary,
+        description=rule.doc_sections().get("What it does", rule.summary),
+        doc=rule_doc(rule, origin), origin=origin,
     )
 
 

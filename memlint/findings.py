@@ -106,3 +106,18 @@ def layer_pattern(node_name: str) -> str:
     (/h.0/mlp/fc/MatMul, /h.1/mlp/fc/MatMul) shares one pattern. Findings on identical layers
     are grouped by it, and so are nodes in the measured rank correlation."""
     return _DIGITS.sub("#", node_name)
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    """What a report says about a rule that ran (its metadata and documentation), so that
+    renderers (SARIF rule descriptors) need not load rules themselves."""
+
+    code: str
+    name: str
+    severity: Severity
+    summary: str
+    description: str  # the docstring's "What it does" section, as written
+    doc: str  # the whole documentation, as `memlint rule CODE` prints it
+    origin: str  # "memlint" or the plugin's distribution
+

@@ -22,10 +22,10 @@ from memlint.config import (
     parse_rule_option_flags,
     parse_severity_flags,
 )
+from memlint.core.llm import ScenarioRequest
 from memlint.errors import ConfigError, MemlintError, ModelLoadError
 from memlint.findings import Severity
 
-DEFAULT_HARDWARE = "a100"
 DEFAULT_FAIL_ON = "warning"
 
 
@@ -51,22 +51,9 @@ class LintRequest:
     ignore_baseline: bool = False  # --write-baseline: record everything found now
     fail_on: str | None = None
     shared_dims: bool = False  # many models: a --dim binds the models that have that dim
-    # LLM scenario and what-ifs (memlint.llm)
-    phase: str | None = None
-    batch: int | None = None
-    context: int | None = None
-    prompt: int | None = None
-    sweeps: tuple[str, ...] = ()
-    generate: int | None = None
-    weights_dtype: str | None = None
-    kv_dtype: str | None = None
-    tp: int | None = None
+    scenario: ScenarioRequest = ScenarioRequest()  # the LLM scenario and what-ifs
     example_inputs: str | None = None  # "package.module:make_inputs" for a module factory
     budgets: tuple[str, ...] = ()  # --budget NAME=VALUE (rule ML903 over-budget)
-
-
-_LLM_FLAGS = ("phase", "batch", "context", "prompt", "sweeps", "generate", "weights_dtype",
-              "kv_dtype", "tp")
 
 
 def is_torch_target(model: Path) -> bool:
@@ -100,66 +87,32 @@ def config_for(model: Path, request: LintRequest) -> Config:
     return config
 
 
-def lint_model(model: Path, request: LintRequest):  # -> tuple[Report, Config]
-    """Lint one model at its LLM scenario (a decoder with a KV cache: a decode step unless the
-    flags or dims say otherwise) and add the LLM sections the flags ask for."""
+def lint_model(model: Path, request: LintRequest, *, confirm: Any = None):  # -> (Report, Config)
+    """Lint one model through memlint.api.lint with the flags of `request` and the config found
+    from the model's folder (a decoder with a KV cache at its LLM scenario: a decode step unless
+    the flags or dims say otherwise). `confirm` (memlint.api.Confirm) adds a measured run."""
+    from memlint.api import DEFAULT_HARDWARE, lint
     from memlint.dims import parse_dim_flags, parse_shape_flags
-    from memlint.llm.session import lint_llm, sections
 
     config = config_for(model, request)
     dims = parse_dim_flags(request.dims)
-    if is_torch_target(model):
-        return _lint_torch(model, request, config, dims), config
-    if request.example_inputs is not None:
+    if request.example_inputs is not None and not is_torch_target(model):
         raise ConfigError("--example-inputs goes with a 'package.module:factory' model spec")
-    if request.shared_dims:  # a --dim shared by many models binds those that have it
-        config = dataclasses.replace(config, dims={**config.dims, **dims})
-        dims = {}
-    run = lint_llm(
-        model,
+    report = lint(
+        torch_source(model, request) if is_torch_target(model) else model,
         hw=request.hw or config.hw or DEFAULT_HARDWARE,
         hw_files=_hw_files(request),
-        dims=dims,
+        # a --dim shared by many models binds those that have it
+        dims=None if request.shared_dims else dims,
+        default_dims=dims if request.shared_dims else None,
         input_shapes=parse_shape_flags(request.input_shapes),
         strict_dims=request.strict_dims,
         tf32=bool(config.tf32) if request.tf32 is None else request.tf32,
         config=config,
-        phase=request.phase,
-        batch=request.batch,
-        context=request.context,
-        prompt=request.prompt,
+        scenario=request.scenario,
+        confirm=confirm,
     )
-    parts = sections(
-        run,
-        sweeps=request.sweeps,
-        generate_tokens=request.generate,
-        weights_dtype=request.weights_dtype,
-        kv_dtype=request.kv_dtype,
-        tp=request.tp,
-        find_crossover=bool(request.sweeps),  # a crossover search re-lints up to five times
-    )
-    return dataclasses.replace(run.report, llm=parts), config
-
-
-def _lint_torch(model: Path, request: LintRequest, config: Config, dims: dict):  # -> Report
-    """A torch program (.pt2) or module factory, linted at its example inputs' shapes."""
-    from memlint.api import lint
-
-    given = [f"--{flag.replace('_', '-').rstrip('s')}" for flag in _LLM_FLAGS
-             if getattr(request, flag) not in (None, ())]
-    if given:
-        raise ConfigError(f"{', '.join(given)}: LLM scenarios re-bind the dims of an ONNX model; "
-                          "a torch model is linted at the shapes of its example inputs")
-    return lint(
-        torch_source(model, request),
-        hw=request.hw or config.hw or DEFAULT_HARDWARE,
-        hw_files=_hw_files(request),
-        dims=None if request.shared_dims else dims,
-        default_dims=dims if request.shared_dims else None,
-        strict_dims=request.strict_dims,
-        tf32=bool(config.tf32) if request.tf32 is None else request.tf32,
-        config=config,
-    )
+    return report, config
 
 
 def torch_source(model: Path, request: LintRequest) -> Any:
@@ -167,9 +120,9 @@ def torch_source(model: Path, request: LintRequest) -> Any:
     and called) with its --example-inputs, as a memlint.frontends.fx.TorchSource."""
     if model.suffix == ".pt2":
         return str(model)
-    from memlint.api import _torch_frontend
+    from memlint.api import torch_frontend
 
-    return _torch_frontend().load_factory(str(model), request.example_inputs)
+    return torch_frontend().load_factory(str(model), request.example_inputs)
 
 
 def _hw_files(request: LintRequest) -> tuple[str, ...]:

@@ -15,10 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from memlint.report import FORMATS as REGISTRY
+
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "sample_models/gpt2_decoder_step.onnx"  # a decoder: the LLM sections are printed too
 DIMS = ("--dim", "batch_size=1", "--dim", "sequence_length=1", "--dim", "past_sequence_length=128")
-FORMATS = {"json": "json", "sarif": "sarif", "markdown": "md", "html": "html"}
+# the formats that are whole documents (text and github annotations are covered by goldens)
+FORMATS = {name: REGISTRY[name].suffix for name in ("json", "sarif", "markdown", "html")}
 RUNS = ({"PYTHONHASHSEED": "0", "LC_ALL": "C.UTF-8"}, {"PYTHONHASHSEED": "4242", "LC_ALL": "C"})
 TIMEOUT_S = 120
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from onnx import TensorProto, helper
 
 from memlint.errors import MemlintError
-from memlint.report import FORMAT_MODULES, render
+from memlint.report import FORMATS, render
 from memlint.runner import LintRequest, lint_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -96,7 +96,7 @@ def _lint(model: onnx.ModelProto | bytes, folder: Path, **request):  # noqa: ANN
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a warning would be a second line on stderr
         report, _ = lint_model(path, LintRequest(isolated=True, **request))
-        for fmt in FORMAT_MODULES:
+        for fmt in FORMATS:
             render(report, fmt)
     return report
 

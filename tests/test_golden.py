@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from memlint.report import FORMAT_MODULES, render
+from memlint.report import FORMATS as REGISTRY
+from memlint.report import render
 from memlint.core.report import Report
 from memlint.runner import LintRequest, lint_model
 
@@ -35,16 +36,9 @@ MODELS = {
     "bert_encoder": {"batch_size": 2, "sequence_length": 128},
     "small_cnn": {},
 }
-# (format, golden file suffix): adding a format is one entry, e.g. ("markdown", "md"),
-# ("html", "html"). A format whose module does not exist yet is skipped, not failed.
-FORMATS = [
-    ("text", "txt"),
-    ("json", "json"),
-    ("sarif", "sarif"),
-    ("github", "github.txt"),
-    ("markdown", "md"),
-    ("html", "html"),
-]
+# (format, golden file suffix) for every format of the registry: a new format gets its goldens
+# with --update-golden. text and github both end .txt; github's goldens end .github.txt.
+FORMATS = [(name, "github.txt" if name == "github" else f.suffix) for name, f in REGISTRY.items()]
 CASES = [(model, fmt, suffix) for model in MODELS for fmt, suffix in FORMATS]
 
 
@@ -68,7 +62,7 @@ def _report(model: str) -> Report:
 
 def _require(fmt: str) -> None:
     """Skip a format whose renderer module does not exist yet; a broken one fails."""
-    module = FORMAT_MODULES[fmt]
+    module = REGISTRY[fmt].module
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"format {fmt!r}: {module} does not exist yet (no renderer to compare)")
     importlib.import_module(module)
@@ -121,7 +115,7 @@ def test_renders_are_deterministic(model: str):
     """Two renders of one report, and the render of a second lint, are byte-identical."""
     first, second = _report(model), _lint(model)
     for fmt, _ in FORMATS:
-        if importlib.util.find_spec(FORMAT_MODULES[fmt]) is None:
+        if importlib.util.find_spec(REGISTRY[fmt].module) is None:
             continue
         once = _render(first, fmt)
         assert _render(first, fmt) == once, f"{fmt}: two renders of one report differ"

@@ -13,7 +13,8 @@ from memlint.api import load
 from memlint.errors import MemlintError
 from memlint.llm import LlmError
 from memlint.llm.scenario import DEFAULT_CONTEXT, Phase, Scenario, resolve, scenario_dims
-from memlint.llm.session import lint_llm, sections
+from memlint.api import lint_llm
+from memlint.llm.session import sections
 from memlint.analysis.structure import detect
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"

@@ -10,7 +10,8 @@ import pytest
 
 from memlint.analysis.liveness import footprint
 from memlint.report import llm_view as view
-from memlint.llm.session import generation_prompt, lint_llm, sections
+from memlint.api import lint_llm
+from memlint.llm.session import generation_prompt, sections
 from memlint.llm.whatif import Precision
 
 GPT2 = Path(__file__).resolve().parent.parent / "sample_models" / "gpt2_decoder_step.onnx"
@@ -64,7 +65,7 @@ def test_rows_are_strings_and_dicts_are_json(parts):
     assert dict(view.tp_rows(p.tensor_parallel, p.smallest_tp))["all-reduce"].startswith(
         "2 layers x 2 x 2(2-1)/2 x 1 tokens x 128 x 4 B = 2.05 kB per device over 600 GB/s"
     )
-    data = view.sections_dict(p)
+    data = p and __import__("memlint.core.document", fromlist=["llm_dict"]).llm_dict(p)
     assert json.loads(json.dumps(data)) == data
     assert data["structure"]["kv_bytes_per_token"] == 2048 and data["smallest_fitting_tp"] == 1
     assert [b.title for b in view.blocks(p)] == [

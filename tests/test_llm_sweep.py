@@ -118,7 +118,8 @@ def test_crossover_from_lines_and_by_bisection():
 
 def test_an_onnx_file_is_read_once_for_the_scenario_and_every_sweep_point(monkeypatch):
     import memlint.frontends.onnx as onnx_frontend
-    from memlint.llm.session import lint_llm, sections
+    from memlint.api import lint_llm
+    from memlint.llm.session import sections
 
     reads = []
     real = onnx_frontend.read_proto

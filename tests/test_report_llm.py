@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from memlint.report import render
+from memlint.core.llm import ScenarioRequest
 from memlint.runner import LintRequest, lint_model
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
@@ -16,8 +17,8 @@ SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 
 @pytest.fixture(scope="module")
 def decoder():
-    request = LintRequest(dims=("past_sequence_length=128",), isolated=True, batch=2,
-                          sweeps=("batch=1,8,64",))
+    request = LintRequest(dims=("past_sequence_length=128",), isolated=True,
+                          scenario=ScenarioRequest(batch=2, sweeps=("batch=1,8,64",)))
     report, _ = lint_model(SAMPLES / "gpt2_decoder_step.onnx", request)
     return report
 

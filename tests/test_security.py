@@ -285,7 +285,7 @@ def test_no_unpickling_in_memlint() -> None:
 # factory ("package.module:factory") only when the user names it on the command line.
 IMPORT_SITES = {
     "memlint/engine.py": "rule modules of memlint.rules and installed `memlint.rules` plugins",
-    "memlint/report/__init__.py": "the renderer of a format from FORMAT_MODULES",
+    "memlint/report/__init__.py": "the renderer of a format from the FORMATS table",
     "memlint/frontends/fx.py": "load_factory: the module the user names as MODEL",
 }
 

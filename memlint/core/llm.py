@@ -6,12 +6,68 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
-from memlint.analysis.structure import LlmStructure
-from memlint.costs import ByteCounts
+from memlint.costs.model import ByteCounts
 from memlint.errors import LlmError
 from memlint.ir import DType
+
+if TYPE_CHECKING:  # annotations only
+    from memlint.analysis.structure import LlmStructure
+
+
+@dataclass(frozen=True)
+class ScenarioRequest:
+    """What the caller asks of a decoder with a KV cache (memlint.lint(..., scenario=...), the
+    CLI's --phase/--batch/--context/--prompt/--sweep/--generate/--weights-dtype/--kv-dtype/--tp).
+    None / () everywhere (the default) means: the default decode step for a decoder with a KV
+    cache, the graph as bound for any other model (docs/llm.md)."""
+
+    phase: str | None = None  # "prefill" or "decode"
+    batch: int | None = None
+    context: int | None = None
+    prompt: int | None = None
+    sweeps: tuple[str, ...] = ()  # "batch=1,8,64", "context=...", "prompt=..."
+    generate: int | None = None  # tokens generated one by one from the prompt
+    weights_dtype: str | None = None  # what-if: fp16, bf16, fp8, int8, int4
+    kv_dtype: str | None = None  # what-if: fp16, fp8, int8
+    tp: int | None = None  # what-if: tensor parallelism over N devices
+    exact: bool = False  # --generate lints every step instead of interpolating
+    find_crossover: bool | None = None  # search the compute-bound batch (None: with a sweep)
+
+    @classmethod
+    def of(cls, value: ScenarioRequest | Mapping[str, Any] | None) -> ScenarioRequest:
+        """A request from itself, None, or a mapping of its field names (LlmError for others)."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, Mapping):
+            raise LlmError(f"scenario: expected a ScenarioRequest or a mapping, got "
+                           f"{type(value).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise LlmError(f"scenario: unknown field(s) {', '.join(map(repr, unknown))} "
+                           f"(known: {', '.join(sorted(known))})")
+        given = dict(value)
+        if isinstance(given.get("sweeps"), str):
+            given["sweeps"] = (given["sweeps"],)
+        given["sweeps"] = tuple(given.get("sweeps", ()))
+        return cls(**given)
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """The CLI flags this request sets, e.g. ("--batch", "--sweep")."""
+        return tuple(
+            "--" + f.name.replace("_", "-").removesuffix("s") if f.name == "sweeps"
+            else "--" + f.name.replace("_", "-")
+            for f in fields(self)
+            if f.name not in ("exact", "find_crossover")
+            and getattr(self, f.name) not in (None, ())
+        )
 
 
 class Phase(enum.Enum):

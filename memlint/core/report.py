@@ -10,29 +10,20 @@ from typing import Any
 
 from memlint.baseline import Entry
 from memlint.config import Suppression
-from memlint.costs import ByteCounts, CostStatus
-from memlint.findings import Finding, Suppressed
+from memlint.core.document import CONVENTIONS, SCHEMA_VERSION, document
+from memlint.core.llm import LlmSections
+from memlint.core.measurement import Measurement
+from memlint.costs import ByteCounts, CostStatus, cost_of
+from memlint.errors import MemlintError
+from memlint.findings import Finding, RuleInfo, Suppressed
 from memlint.hardware import HardwareSpec
 from memlint.ir import ComputeUnit, Model
-from memlint.roofline import Bound, NodeResult
+from memlint.roofline import Bound, NodeResult, time_op
 
-SCHEMA_VERSION = 1
-
-CONVENTIONS = (
-    "A multiply-accumulate is 2 FLOPs; element-wise ops count per output element "
-    "(docs/cost-model.md lists the count of every composite op).",
-    "Bytes are counted per operator as written (unfused): each input read once, each output "
-    "written once, at its dtype's bit width (int4 = half a byte); weights, activations and KV "
-    "cache counted apart. Metadata-only ops (Reshape, Shape, ...) move no bytes; constant "
-    "subgraphs are folded at load and cost nothing per run.",
-    "Predicted time of an operator = max(FLOPs / dense peak for its dtype and unit, "
-    "bytes / memory bandwidth) + per-kernel overhead where the spec gives one.",
-    "Unmodelled operators are never counted as zero: their bytes are a lower bound and the "
-    "coverage says how many there are.",
-    "A finding's saving is the predicted time its fix removes from the nodes it concerns; "
-    "savings of different findings can overlap (e.g. quantizing the same weights), so they do "
-    "not add up.",
-)
+__all__ = [
+    "CONVENTIONS", "SCHEMA_VERSION", "BaselineResult", "Coverage", "NodeResult", "Report", "Summary",
+    "analyse", "coverage_of", "summarize",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -105,10 +96,10 @@ class Report:
     suppressed: tuple[Suppressed, ...] = ()
     unused_suppressions: tuple[Suppression, ...] = ()
     hidden_as_noise: int = 0  # findings below the noise thresholds
-    rules_run: tuple[str, ...] = ()
+    rules: tuple[RuleInfo, ...] = ()  # the rules that ran, with their documentation
     baseline: BaselineResult | None = None  # set when a baseline was given
-    llm: Any = None  # memlint.llm.session.LlmSections: the LLM sections, for decoders
-    measurement: Any = None  # memlint.confirm.Measurement: a measured run (--confirm)
+    llm: LlmSections | None = None  # the LLM sections, for decoders
+    measurement: Measurement | None = None  # a measured run (--confirm)
 
     @property
     def dims(self) -> Mapping[str, int]:
@@ -117,6 +108,15 @@ class Report:
     @property
     def assumed_dims(self) -> tuple[str, ...]:
         return self.model.assumed_dims
+
+    @property
+    def rules_run(self) -> tuple[str, ...]:
+        return tuple(rule.code for rule in self.rules)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report's document (docs/json-schema.md): `memlint M --format json` prints
+        exactly json.dumps(report.to_dict(), indent=2). A public, versioned API."""
+        return document(self)
 
 
 def summarize(nodes: tuple[NodeResult, ...], spec: HardwareSpec, tf32: bool) -> Summary:
@@ -166,3 +166,29 @@ def coverage_of(nodes: tuple[NodeResult, ...], model: Model) -> Coverage:
 
 def _qualified(node: NodeResult) -> str:
     return f"{node.domain}::{node.op_type}" if node.domain else node.op_type
+
+
+def analyse(model: Model, spec: HardwareSpec, *, tf32: bool = False) -> Report:
+    """Cost every node, place it on the roofline of `spec`, and total the graph (no rules run:
+    memlint.api.check adds the findings)."""
+    nodes = []
+    for node in model.graph.nodes:
+        try:
+            cost = cost_of(node, model.graph)
+        except MemlintError:
+            raise
+        except Exception as exc:  # a formula bug must name the node, not crash anonymously
+            raise MemlintError(
+                f"cost formula for {node.qualified_op} failed on node {node.name!r}: {exc}"
+            ) from exc
+        timing = time_op(cost, spec, tf32=tf32)
+        nodes.append(NodeResult(node.name, node.op_type, node.domain, cost, timing, node.source))
+    results = tuple(nodes)
+    return Report(
+        model=model,
+        hardware=spec,
+        nodes=results,
+        summary=summarize(results, spec, tf32),
+        coverage=coverage_of(results, model),
+        tf32=tf32,
+    )

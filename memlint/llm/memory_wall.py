@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from memlint.api import analyse, load
+from memlint.core.report import analyse
+from memlint.frontends.onnx import load_onnx
 from memlint.hardware import HardwareSpec, resolve
 from memlint.llm import LlmError
 from memlint.llm.generate import StepTotals, generate, step_totals
@@ -57,15 +58,15 @@ def memory_wall(
 ) -> MemoryWall:
     """Encoder over `tokens` tokens against a decoder generating them (module docstring)."""
     spec = hw if isinstance(hw, HardwareSpec) else resolve(hw, ())
-    enc_structure = detect(load(encoder))
+    enc_structure = detect(load_onnx(encoder))
     dims = {}
     for role, value in ((DimRole.BATCH, batch), (DimRole.NEW_TOKENS, tokens)):
         names = enc_structure.dims_of(role)
         if not names:
             raise LlmError(f"{encoder}: no dim for the {role.value} of the encoder")
         dims.update({name: value for name in names})
-    enc = step_totals(analyse(load(encoder, dims), spec))
-    dec_structure = detect(load(decoder))
+    enc = step_totals(analyse(load_onnx(encoder, dims=dims), spec))
+    dec_structure = detect(load_onnx(decoder))
     evaluator = Evaluator(decoder, spec, dec_structure)
     generation = generate(evaluator, tokens=tokens - prompt + 1, prompt=prompt, batch=batch)
     return MemoryWall(

@@ -21,14 +21,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from memlint.api import analyse, load
 from memlint.hardware import HardwareSpec
 from memlint.ir import EMPTY
 from memlint.llm import LlmError
 from memlint.analysis.structure import DimRole, LlmStructure
 from memlint.llm.whatif import Precision, apply_precision
-from memlint.core.report import Report
 from memlint.core.llm import Phase, Scenario
+from memlint.core.report import Report, analyse
+from memlint.frontends.onnx import load_onnx
 
 DEFAULT_CONTEXT = 1024
 
@@ -267,7 +267,8 @@ class Evaluator:
         check_positions(self.structure, scenario)
         key = _key(scenario)
         if key not in self._reports:
-            model = load(self.source, self.dims_for(scenario), self.input_shapes or None)
+            model = load_onnx(self.source, dims=self.dims_for(scenario),
+                              input_shapes=self.input_shapes or None)
             self.loads += 1
             report = analyse(model, self.spec, tf32=self.tf32)
             self._reports[key] = apply_precision(report, self.precision)

@@ -1,29 +1,21 @@
-"""One call for the CLI: lint a model at its LLM scenario and compute the LLM report sections.
+"""The LLM sections of one linted step: `sections(run, ...)` computes the "LLM serving" numbers
+and whatever the scenario asks for (sweeps, generation, precision and tensor-parallel what-ifs).
 
-    run = lint_llm("model.onnx", hw="h100", phase="decode", batch=8, context=4096)
-    parts = sections(run, sweeps=["batch=1,8,64"], generate=256, weights_dtype="int4", tp=2)
-
-`lint_llm` reads an ONNX file once, loads it to read its structure and, when the scenario binds
-dims the first load did not, once more at the scenario's dims (from the copy in memory, as the
-sweeps and what-ifs do); `run.report` is the ordinary Report (rules
-run) of that step. `sections` adds the "LLM serving" numbers and whatever the flags ask for.
+`run` is what memlint.api.lint_llm returns (an LlmLint: the step's report with its rules run,
+the decoder's structure, the scenario and the Evaluator that re-lints other scenarios from the
+file read once); memlint.api.lint calls both, so the CLI and the Python API are one path.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from memlint.api import analyse, check, load, parse
-from memlint.config import Config
-from memlint.hardware import HardwareSpec, resolve
 from memlint.llm.generate import generate
 from memlint.llm.parallel import smallest_fitting_tp, tensor_parallel
-from memlint.llm.scenario import Evaluator, Phase, Scenario, require_kv_cache, scenario_dims
-from memlint.llm.scenario import resolve as resolve_scenario
+from memlint.llm.scenario import Evaluator, Phase, Scenario, require_kv_cache
 from memlint.llm.serving import serving
-from memlint.analysis.structure import DimRole, LlmStructure, detect
+from memlint.analysis.structure import DimRole, LlmStructure
 from memlint.llm.sweep import crossover_batch, parse_sweep, sweep
 from memlint.llm.whatif import Precision, apply_precision, precision_gain
 from memlint.core.report import Report
@@ -36,56 +28,6 @@ class LlmLint:
     structure: LlmStructure
     scenario: Scenario | None  # None: no KV cache and no flags (linted as bound)
     evaluator: Evaluator | None  # re-lints other scenarios of the same model
-
-
-def lint_llm(
-    source: str | os.PathLike[str],
-    *,
-    hw: str | HardwareSpec = "a100",
-    hw_files: Sequence[str | os.PathLike[str]] = (),
-    dims: Mapping[str, int] | None = None,
-    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
-    strict_dims: bool = False,
-    tf32: bool = False,
-    config: Config | None = None,
-    phase: Phase | str | None = None,
-    batch: int | None = None,
-    context: int | None = None,
-    prompt: int | None = None,
-) -> LlmLint:
-    """memlint.api.lint with the LLM scenario applied (memlint.llm.scenario)."""
-    spec = hw if isinstance(hw, HardwareSpec) else resolve(hw, hw_files)
-    config = config or Config()
-    # The config's dims bind the dims a model has (and are no error where it has none); the
-    # caller's dims must all exist. Roles are read from both.
-    given = {**config.dims, **(dims or {})}
-    source = parse(source)  # an ONNX file is read once for every load below and the evaluator's
-    first = load(source, dims, input_shapes, strict_dims=False, default_dims=config.dims)
-    structure = detect(first)
-    scenario = resolve_scenario(
-        structure, phase=phase, batch=batch, context=context, prompt=prompt, dims=given
-    )
-    model = first
-    if scenario is not None:
-        wanted = {**given, **scenario_dims(structure, scenario)}
-        bound = {b.name: b.value for b in first.dims if not b.assumed}
-        if {k: v for k, v in wanted.items() if k in bound or k not in config.dims} != bound \
-                or strict_dims:
-            model = load(source, {**(dims or {}), **scenario_dims(structure, scenario)},
-                         input_shapes, strict_dims=strict_dims, default_dims=config.dims)
-    elif strict_dims:
-        model = load(source, dims, input_shapes, strict_dims=True, default_dims=config.dims)
-    report = check(analyse(model, spec, tf32=tf32), config)
-    evaluator = None
-    if structure.has_kv_cache:
-        known = {b.name for b in first.dims}  # a config dim the model lacks binds nothing
-        evaluator = Evaluator(
-            source, spec, structure, dims={k: v for k, v in given.items() if k in known},
-            input_shapes=input_shapes, tf32=tf32,
-        )
-        if scenario is not None:
-            evaluator.remember(scenario, report)
-    return LlmLint(report, structure, scenario, evaluator)
 
 
 def sections(
@@ -175,4 +117,4 @@ def _tokens(run: LlmLint) -> tuple[int, int]:
     return values[0], values[1]
 
 
-__all__ = ["LlmLint", "LlmSections", "generation_prompt", "lint_llm", "sections"]
+__all__ = ["LlmLint", "LlmSections", "generation_prompt", "sections"]

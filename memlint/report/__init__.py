@@ -1,38 +1,47 @@
 """Renderers: one Report, many formats. Each format module has `render(report, **options) -> str`.
 
-| format   | module                        | for                                  |
-|----------|-------------------------------|--------------------------------------|
-| text     | memlint.report.text           | terminals and logs                   |
-| json     | memlint.report.json_report    | machines (docs/json-schema.md)       |
-| markdown | memlint.report.markdown       | pull-request comments                |
-| html     | memlint.report.html           | people who review models             |
-| sarif    | memlint.report.sarif          | code scanning (SARIF 2.1.0)          |
-| github   | memlint.report.github         | GitHub Actions workflow annotations  |
+FORMATS is the one table of output formats: the CLI's --format choices, many-model runs and the
+tests read it. A format module only renders the Report it is given (docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+from dataclasses import dataclass
 
 from memlint.errors import OutputError
 
-FORMAT_MODULES = {
-    "text": "memlint.report.text",
-    "json": "memlint.report.json_report",
-    "markdown": "memlint.report.markdown",
-    "html": "memlint.report.html",
-    "sarif": "memlint.report.sarif",
-    "github": "memlint.report.github",
+
+@dataclass(frozen=True)
+class Format:
+    name: str  # what --format takes
+    module: str  # the module whose render(report, ...) writes it
+    suffix: str  # a file name's usual ending
+    purpose: str
+    many: bool = True  # several models' reports combine into one document
+
+
+FORMATS = {
+    f.name: f
+    for f in (
+        Format("text", "memlint.report.text", "txt", "terminals and logs"),
+        Format("json", "memlint.report.json_report", "json",
+               "machines (docs/json-schema.md): exactly Report.to_dict()"),
+        Format("markdown", "memlint.report.markdown", "md", "pull-request comments"),
+        Format("html", "memlint.report.html", "html", "people who review models", many=False),
+        Format("sarif", "memlint.report.sarif", "sarif", "code scanning (SARIF 2.1.0)"),
+        Format("github", "memlint.report.github", "txt", "GitHub Actions workflow annotations"),
+    )
 }
 
 
 def render(report, fmt: str, *, top: int = 15, timestamp: str | None = None) -> str:  # noqa: ANN001
     """The report in format `fmt`; options a format does not take are not passed to it."""
     try:
-        module = importlib.import_module(FORMAT_MODULES[fmt])
+        module = importlib.import_module(FORMATS[fmt].module)
     except KeyError:
-        raise OutputError(f"unknown report format {fmt!r} (one of {', '.join(FORMAT_MODULES)})") from None
+        raise OutputError(f"unknown report format {fmt!r} (one of {', '.join(FORMATS)})") from None
     renderer = module.render
     accepted = inspect.signature(renderer).parameters
     options = {k: v for k, v in (("top", top), ("timestamp", timestamp)) if k in accepted}

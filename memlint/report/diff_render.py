@@ -7,7 +7,7 @@ from typing import Any
 
 from memlint import units
 from memlint.diff import Delta, ModelDiff
-from memlint.report.json_report import _finding
+from memlint.core.document import finding_dict as _finding
 from memlint.report.markdown import md
 
 

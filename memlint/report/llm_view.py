@@ -17,16 +17,12 @@ Sections (titles as the reports should print them):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from memlint import units
-from memlint.llm.generate import Generation, StepTotals
-from memlint.llm.parallel import TensorParallel
-from memlint.llm.serving import Serving
-from memlint.llm.session import LlmSections
-from memlint.analysis.structure import LlmStructure, describe
-from memlint.llm.sweep import Crossover, Sweep
-from memlint.llm.whatif import PrecisionGain
+from memlint.analysis.structure import LlmStructure
+from memlint.core.llm import (
+    Crossover, Generation, LlmSections, PrecisionGain, Serving, StepTotals, Sweep, TensorParallel,
+)
 
 Rows = tuple[tuple[str, str], ...]
 
@@ -62,20 +58,6 @@ def blocks(parts: LlmSections) -> tuple[Block, ...]:
     if parts.tensor_parallel is not None:
         out.append(Block("Tensor parallel", tp_rows(parts.tensor_parallel, parts.smallest_tp)))
     return tuple(out)
-
-
-def sections_dict(parts: LlmSections) -> dict[str, Any]:
-    """The JSON report's "llm" object (raw numbers, units in the key names)."""
-    return {
-        "structure": describe(parts.structure),
-        "serving": None if parts.serving is None else serving_dict(parts.serving),
-        "sweeps": [sweep_dict(t) for t in parts.sweeps],
-        "generation": None if parts.generation is None else generation_dict(parts.generation),
-        "precision": None if parts.precision is None else precision_dict(parts.precision),
-        "tensor_parallel": (None if parts.tensor_parallel is None
-                            else tp_dict(parts.tensor_parallel)),
-        "smallest_fitting_tp": None if parts.smallest_tp is None else parts.smallest_tp.tp,
-    }  # fmt: skip
 
 
 def _bytes(value: float | None) -> str:
@@ -257,116 +239,3 @@ def tp_rows(tp: TensorParallel | None, smallest: TensorParallel | None = None) -
                  else f"{smallest.tp} ({units.nbytes(smallest.memory_per_device_bytes)} "
                       f"per device)"))  # fmt: skip
     return tuple(rows)
-
-
-# --- raw numbers for JSON ---------------------------------------------------------------------
-
-
-def scenario_dict(s: Any) -> dict[str, Any]:
-    return {
-        "phase": s.phase.value, "batch": s.batch, "new_tokens": s.new_tokens,
-        "context": s.context, "defaulted": list(s.defaulted), "origin": s.origin,
-        "description": s.describe(),
-    }  # fmt: skip
-
-
-def crossover_dict(c: Crossover | None) -> dict[str, Any] | None:
-    if c is None:
-        return None
-    return {"batch": c.batch, "searched_to": c.searched_to, "peak": c.peak_key,
-            "ridge_point": c.ridge_point, "gemm_intensity": c.gemm_intensity,
-            "fits": c.fits}  # fmt: skip
-
-
-def serving_dict(s: Serving) -> dict[str, Any]:
-    return {
-        "scenario": scenario_dict(s.scenario),
-        "hardware": s.hardware,
-        "what_if": s.precision,
-        "step_latency_s": s.step_latency_s,
-        "flops": s.flops,
-        "bytes_moved": s.bytes_moved,
-        "intensity": s.intensity,
-        "memory_bound_fraction": s.memory_bound_fraction,
-        "bytes_per_token": s.bytes_per_token,
-        "time_per_token_s": s.time_per_token_s,
-        "kv_bytes_per_token": s.kv_bytes_per_token,
-        "kv_bytes_at_context": s.kv_bytes_at_context,
-        "kv_bytes_batch": s.kv_bytes_batch,
-        "weight_bytes": s.weight_bytes,
-        "peak_memory_bytes": s.peak_memory_bytes,
-        "memory_capacity_bytes": s.capacity_bytes,
-        "fits": s.fits,
-        "largest_batch": s.largest_batch,
-        "tokens_per_s_per_sequence": s.tokens_per_s_per_sequence,
-        "tokens_per_s_aggregate": s.tokens_per_s_aggregate,
-        "crossover": crossover_dict(s.crossover),
-    }
-
-
-def sweep_dict(sweep: Sweep) -> dict[str, Any]:
-    return {
-        "axis": sweep.axis,
-        "base": scenario_dict(sweep.base),
-        "hardware": sweep.hardware,
-        "rows": [
-            {"scenario": scenario_dict(r.scenario), "flops": r.flops,
-             "bytes_moved": r.bytes_moved, "predicted_latency_s": r.latency_s,
-             "tokens_per_s": r.tokens_per_s, "intensity": r.intensity,
-             "memory_bound_fraction": r.memory_bound_fraction,
-             "kv_cache_bytes": r.kv_cache_bytes, "peak_memory_bytes": r.peak_memory_bytes,
-             "fits": r.fits, "gemm_intensity": r.gemm.intensity,
-             "gemm_compute_bound": r.gemm.compute_bound}
-            for r in sweep.rows
-        ],
-        "crossover": crossover_dict(sweep.crossover),
-    }  # fmt: skip
-
-
-def _totals_dict(t: StepTotals) -> dict[str, Any]:
-    return {"steps": t.steps, "flops": t.flops, "bytes_moved": t.bytes_moved,
-            "bytes_by_kind": {"weights": t.bytes_read.weights + t.bytes_written.weights,
-                              "activations": t.bytes_read.activations
-                              + t.bytes_written.activations,
-                              "kv_cache": t.bytes_read.kv_cache + t.bytes_written.kv_cache},
-            "intensity": t.intensity, "predicted_latency_s": t.latency_s,
-            "memory_bound_fraction": t.memory_bound_fraction}  # fmt: skip
-
-
-def generation_dict(g: Generation) -> dict[str, Any]:
-    return {
-        "batch": g.batch, "prompt": g.prompt, "tokens": g.tokens,
-        "total": _totals_dict(g.total), "prefill": _totals_dict(g.prefill),
-        "decode": _totals_dict(g.decode),
-        "time_to_first_token_s": g.time_to_first_token_s,
-        "time_per_output_token_s": g.time_per_output_token_s,
-        "tokens_per_s_per_sequence": g.tokens_per_s,
-        "tokens_per_s_aggregate": g.aggregate_tokens_per_s,
-        "method": g.method, "contexts_evaluated": list(g.contexts_evaluated),
-    }  # fmt: skip
-
-
-def precision_dict(gain: PrecisionGain) -> dict[str, Any]:
-    return {
-        "what_if": gain.precision.label,
-        "weight_bytes": [gain.weight_bytes_before, gain.weight_bytes_after],
-        "weight_bytes_read": [gain.weight_bytes_read_before, gain.weight_bytes_read_after],
-        "kv_bytes_moved": [gain.kv_bytes_moved_before, gain.kv_bytes_moved_after],
-        "bytes_moved": [gain.bytes_moved_before, gain.bytes_moved_after],
-        "peak_memory_bytes": [gain.peak_memory_before, gain.peak_memory_after],
-        "predicted_latency_s": [gain.latency_before_s, gain.latency_after_s],
-        "saving_s": gain.saving_s,
-    }
-
-
-def tp_dict(tp: TensorParallel) -> dict[str, Any]:
-    return {
-        "tp": tp.tp, "layers": tp.layers, "hidden_size": tp.hidden_size, "tokens": tp.tokens,
-        "allreduce_bytes_per_layer": tp.allreduce_bytes_per_layer,
-        "allreduce_time_s": tp.allreduce_time_s, "compute_latency_s": tp.compute_latency_s,
-        "step_latency_s": tp.step_latency_s,
-        "weight_bytes_per_device": tp.weight_bytes_per_device,
-        "kv_cache_bytes_per_device": tp.kv_cache_bytes_per_device,
-        "activation_bytes_per_device": tp.activation_bytes_per_device,
-        "memory_per_device_bytes": tp.memory_per_device_bytes, "fits": tp.fits,
-    }  # fmt: skip

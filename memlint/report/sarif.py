@@ -154,34 +154,22 @@ def fingerprint(report: Report, finding: Finding) -> str:
 
 def _rule_descriptors(report: Report) -> list[dict[str, Any]]:
     """Every rule that ran (plus, defensively, any code a finding carries that did not)."""
-    from memlint.engine import load_rules
-    from memlint.ruledoc import rule_doc
-
-    ruleset = load_rules()
-    codes = list(report.rules_run)
     findings = [*report.findings, *(s.finding for s in report.suppressed)]
-    codes += sorted({f.code for f in findings} - set(codes))
+    ran = {rule.code for rule in report.rules}
+    descriptors: list[dict[str, Any]] = [
+        {
+            "id": rule.code,
+            "name": rule.name,
+            "shortDescription": {"text": rule.summary},
+            "fullDescription": {"text": unwrap(rule.description)},
+            "help": {"text": rule.doc, "markdown": rule.doc},
+            "defaultConfiguration": {"level": LEVELS[rule.severity]},
+            "properties": {"tags": list(RULE_TAGS)},
+        }
+        for rule in report.rules
+    ]
     names = {f.code: f.name for f in findings}
-    descriptors = []
-    for code in codes:
-        rule = ruleset.rules.get(code)
-        if rule is None:  # a finding from a rule that is no longer registered
-            descriptors.append({"id": code, "name": names.get(code, code)})
-            continue
-        doc = rule_doc(rule, ruleset.origin.get(code, "memlint"))
-        descriptors.append(
-            {
-                "id": code,
-                "name": rule.name,
-                "shortDescription": {"text": rule.summary},
-                "fullDescription": {
-                    "text": unwrap(rule.doc_sections().get("What it does", rule.summary))
-                },
-                "help": {"text": doc, "markdown": doc},
-                "defaultConfiguration": {"level": LEVELS[rule.severity]},
-                "properties": {"tags": list(RULE_TAGS)},
-            }
-        )
+    descriptors += [{"id": code, "name": names[code]} for code in sorted(set(names) - ran)]
     return descriptors
 
 

@@ -1,0 +1,62 @@
+"""Hardware specs for people: the table of `memlint hw list` and the lines of `memlint hw show`
+(rich markup, every value formatted here, the device's own text escaped)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.markup import escape
+from rich.table import Table
+
+from memlint import units
+from memlint.hardware import HardwareSpec
+from memlint.ir import ComputeUnit, DType
+
+
+def spec_table(specs: Iterable[HardwareSpec]) -> Table:
+    """Name, aliases, memory bandwidth, fp16 tensor peak and capacity of each device."""
+    table = Table(box=None)
+    table.add_column("name", no_wrap=True)  # what users type after --hw: never cut
+    for column in ("aliases", "memory BW", "fp16 tensor", "capacity"):
+        table.add_column(column)
+    for spec in specs:
+        fp16 = spec.peak_for(DType.FLOAT16, ComputeUnit.TENSOR)
+        table.add_row(
+            escape(spec.name),
+            escape(", ".join(spec.aliases)),
+            units.si(spec.memory_bandwidth_bytes_per_s, "B/s"),
+            units.si(fp16.flops_per_s, "FLOP/s"),
+            units.nbytes(spec.memory_capacity_bytes),
+        )
+    return table
+
+
+def spec_lines(spec: HardwareSpec) -> list[str]:
+    """Every figure of one device with its unit and source, one per line, then its peaks with
+    their ridge points (peak / memory bandwidth)."""
+    lines = [f"[bold]{escape(spec.display_name)}[/bold] ({escape(spec.name)}, {spec.kind})"]
+    if spec.aliases:
+        lines.append(f"aliases: {escape(', '.join(spec.aliases))}")
+    rows = [
+        ("memory_bandwidth", units.si(spec.memory_bandwidth_bytes_per_s, "B/s")),
+        ("memory_capacity", units.nbytes(spec.memory_capacity_bytes)),
+        ("l2_cache", spec.l2_cache_bytes and units.nbytes(spec.l2_cache_bytes)),
+        ("interconnect_bandwidth", spec.interconnect_bandwidth_bytes_per_s
+         and units.si(spec.interconnect_bandwidth_bytes_per_s, "B/s")),
+        ("kernel_overhead", spec.kernel_overhead_s and units.seconds(spec.kernel_overhead_s)),
+    ]
+    for key, value in rows:
+        if value:
+            lines.append(f"  {key:<24} {value:<14} {escape(spec.sources.get(key, ''))}")
+    lines.append("dense peaks (ridge point = peak / memory bandwidth):")
+    for key, value in sorted(spec.peak_flops_per_s.items()):
+        ridge = value / spec.memory_bandwidth_bytes_per_s
+        lines.append(
+            f"  {key:<24} {units.si(value, 'FLOP/s'):<14} ridge {ridge:.3g} FLOP/B  "
+            f"{escape(spec.sources.get(key, ''))}"
+        )
+    if spec.notes:
+        lines.append(f"notes: {escape(spec.notes)}")
+    if spec.origin:
+        lines.append(f"from: {escape(spec.origin)}")
+    return lines
