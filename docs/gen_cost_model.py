@@ -45,16 +45,61 @@ device. These are the conventions every report states:
 ## Operator families
 """
 
+PLUGINS = """\
+[examples/memlint-cost-plugin-example](../examples/memlint-cost-plugin-example) is a complete,
+installable cost plugin: the formula and facts of `com.example::FusedScaleBias`, registered
+through the `memlint.costs` entry point:
+
+```toml
+[project.entry-points."memlint.costs"]
+example = "memlint_example_costs"
+```"""
+
+
+def _ops(keys) -> str:
+    """Op names, the ONNX default domain's first, others qualified (com.microsoft::ExpandDims)."""
+    return ", ".join(op if not domain else f"{domain}::{op}" for domain, op in sorted(keys))
+
+
+def _facts() -> str:
+    """Which built-in ops carry each trait, from the registry's table (plugins never loaded)."""
+    from memlint.costs import registry
+
+    table = {key: row.info for key, row in registry._TABLE.items()
+             if row.origin == registry.BUILTIN}
+    elementwise_family = {k for k, info in table.items() if info.family == "elementwise"}
+    lines = [
+        "\n### Traits of the built-in ops\n",
+        f"- view: {_ops(k for k, i in table.items() if i.view)}",
+        f"- metadata, not a view: {_ops(k for k, i in table.items() if i.metadata and not i.view)}",
+        f"- copy: {_ops(k for k, i in table.items() if i.copy)}",
+        f"- reduction: {_ops(k for k, i in table.items() if i.reduction)}",
+        "- elementwise: every op of the elementwise family except "
+        f"{_ops(k for k in elementwise_family if not table[k].elementwise)}",
+    ]
+    others = [k for k, i in table.items() if i.elementwise and k not in elementwise_family]
+    if others:
+        lines.append(f"- elementwise outside the elementwise family: {_ops(others)}")
+    return "\n".join(lines) + "\n"
+
 
 def render() -> str:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from memlint.core.report import CONVENTIONS
+    from memlint.costs import plugins, registry
 
     parts = [HEADER.format(conventions="\n".join(f"- {c}" for c in CONVENTIONS))]
     for family in FAMILIES:
         module = importlib.import_module(f"memlint.costs.{family}")
         title = family.replace("_", " ")
         parts.append(f"\n### {title} (`memlint/costs/{family}.py`)\n\n{(module.__doc__ or '').strip()}\n")
+    table_doc = registry.__doc__ or ""
+    facts, adding = table_doc.index("## Op facts"), table_doc.index("## Adding an op")
+    parts.append("\n" + table_doc[facts:adding].strip() + "\n")
+    parts.append(_facts())
+    parts.append("\n" + table_doc[adding:].strip() + "\n")
+    parts.append(f"\n## Cost plugins (`memlint/costs/plugins.py`)\n\n{PLUGINS}\n\n"
+                 f"{(plugins.__doc__ or '').strip()}\n")
     return "".join(parts)
 
 

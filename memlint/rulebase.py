@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
 from memlint.costs import ByteCounts, OpCost
 from memlint.findings import Finding, Fix, Metric, Severity
 from memlint.hardware import HardwareSpec
-from memlint.ir import EMPTY, Graph, Model, Node, SourceLocation, Value, ValueKind
-from memlint.analysis.liveness import MemoryFootprint, footprint
-from memlint.roofline import Timing, time_op
+from memlint.ir import EMPTY, Model, SourceLocation
+from memlint.analysis.graph_index import GraphIndex
+from memlint.roofline import NodeResult, Timing, time_op
 
 T = TypeVar("T")
 CODE_RE = re.compile(r"^[A-Z]{1,6}[0-9]{3,4}$")
@@ -204,57 +203,33 @@ def _sections(doc: str) -> dict[str, str]:
     return {k: "\n".join(v).strip() for k, v in sections.items()}
 
 
-class RuleContext:
-    """What a rule sees: the graph, every node's cost and roofline timing, the device, and the
-    rule's own option values. Indexes (producers, consumers) are built once and shared."""
+class RuleContext(GraphIndex):
+    """What a rule sees: the graph indexed once (memlint.analysis.graph_index: producers,
+    consumers, every node's cost and roofline timing, shared analyses), the device, and the
+    rule's own option values."""
 
     def __init__(
         self,
         model: Model,
         spec: HardwareSpec,
-        results: tuple,  # tuple[memlint.core.report.NodeResult, ...]
+        results: tuple[NodeResult, ...],
         total_latency_s: float,
         *,
         tf32: bool = False,
         options: Mapping[str, Any] = EMPTY,
-        _index: _GraphIndex | None = None,
+        tables: Any = None,  # another context's index tables, shared
     ) -> None:
-        self.model = model
+        super().__init__(model, results, tables=tables)
         self.spec = spec
-        self.results = results
         self.total_latency_s = total_latency_s
         self.tf32 = tf32
         self.options = MappingProxyType(dict(options))
-        self._index = _index or _GraphIndex(model.graph, results)
 
     def for_rule(self, options: Mapping[str, Any]) -> RuleContext:
         return RuleContext(
             self.model, self.spec, self.results, self.total_latency_s,
-            tf32=self.tf32, options=options, _index=self._index,
+            tf32=self.tf32, options=options, tables=self._tables,
         )
-
-    @property
-    def graph(self) -> Graph:
-        return self.model.graph
-
-    def node(self, name: str) -> Node | None:
-        return self._index.nodes.get(name)
-
-    def result(self, name: str):  # -> NodeResult | None
-        """The cost and timing of the node called `name`."""
-        return self._index.results.get(name)
-
-    def value(self, name: str) -> Value | None:
-        return self.graph.value(name)
-
-    def producer(self, value_name: str) -> Node | None:
-        return self._index.producers.get(value_name)
-
-    def consumers(self, value_name: str) -> tuple[Node, ...]:
-        return self._index.consumers.get(value_name, ())
-
-    def is_graph_output(self, value_name: str) -> bool:
-        return value_name in self._index.outputs
 
     def share(self, time_s: float) -> float:
         """A time as a fraction of the model's predicted latency."""
@@ -268,30 +243,6 @@ class RuleContext:
         """FLOP/B at which the peak used by `timing` meets the memory roof."""
         return timing.peak_flops_per_s / self.spec.memory_bandwidth_bytes_per_s
 
-    @cached_property
-    def memory(self) -> MemoryFootprint:
-        """Peak live memory of one run (weights, KV cache, activations): memlint.analysis.liveness."""
-        return self._index.memory
-
-    @cached_property
-    def weight_bytes(self) -> int:
-        """Bytes of every weight tensor of the graph, each counted once."""
-        return sum(
-            v.nbytes or 0 for v in self.graph.values.values() if v.kind is ValueKind.WEIGHT
-        )
-
-    def shared(self, key: str, compute: Callable[[], T]) -> T:
-        """A graph-wide result computed once for every rule that asks for `key` (analyses that
-        several rules need, e.g. the attention blocks), never across models."""
-        memo = self._index.memo
-        if key not in memo:
-            memo[key] = compute()
-        return memo[key]
-
-    def iter_nodes(self, op_types: Iterable[str]) -> Iterator[Node]:
-        wanted = set(op_types)
-        return (n for n in self.graph.nodes if n.qualified_op in wanted)
-
 
 def with_weight_bytes(cost: OpCost, factor: float) -> OpCost:
     """`cost` with the weight bytes it reads scaled by `factor` (precision what-ifs)."""
@@ -304,27 +255,3 @@ def with_weight_bytes(cost: OpCost, factor: float) -> OpCost:
         unit=cost.unit,
         compute_dtype=cost.compute_dtype,
     )
-
-
-class _GraphIndex:
-    def __init__(self, graph: Graph, results: tuple) -> None:
-        self.nodes = {n.name: n for n in graph.nodes}
-        self.results = {r.name: r for r in results}
-        self.outputs = frozenset(graph.outputs)
-        producers: dict[str, Node] = {}
-        consumers: dict[str, list[Node]] = {}
-        for node in graph.nodes:
-            for out in node.outputs:
-                if out:
-                    producers[out] = node
-            for name in dict.fromkeys(node.inputs):
-                if name:
-                    consumers.setdefault(name, []).append(node)
-        self.producers = producers
-        self.consumers = {k: tuple(v) for k, v in consumers.items()}
-        self._graph = graph
-        self.memo: dict[str, Any] = {}
-
-    @cached_property
-    def memory(self) -> MemoryFootprint:
-        return footprint(self._graph)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from memlint.ir import Node
 from memlint.rulebase import RuleContext
 
-from ._fusion import FUSIBLE, readers, source
+from ._fusion import is_fusible, readers, source
 
 SEARCH_LIMIT = 16  # nodes visited looking for the other Cast of a round trip
 
@@ -36,7 +36,7 @@ def partner(ctx: RuleContext, cast: Node) -> RoundTrip | None:
             if r.op_type == "Cast":
                 if dtypes(ctx, r) == (b, a):
                     return RoundTrip(r, tuple(seen.values()))
-            elif r.qualified_op in FUSIBLE:
+            elif is_fusible(r):
                 frontier.extend(o for o in r.outputs if o)
             seen[r.name] = r.op_type
     return None
@@ -53,5 +53,5 @@ def casts_before(ctx: RuleContext, cast: Node) -> Iterator[Node]:
         seen.add(p.name)
         if p.op_type == "Cast":
             yield p
-        elif p.qualified_op in FUSIBLE:
+        elif is_fusible(p):
             frontier.extend(v for v in p.inputs if v)

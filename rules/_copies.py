@@ -8,7 +8,7 @@ from memlint.ir import Node, ValueKind
 from memlint.rulebase import RuleContext
 
 from ._cast_pairs import casts_before, dtypes, partner
-from ._fusion import FUSIBLE, readers, source
+from ._fusion import is_fusible, readers, source
 
 MATMULS = frozenset({"MatMul", "Gemm", "com.microsoft::FusedMatMul"})
 GQA = (
@@ -115,7 +115,7 @@ def _expand(ctx: RuleContext, node: Node) -> Copy:
     if any(v is not None and v.kind is ValueKind.KV_CACHE for v in values):
         return Copy(f"{node.op_type} of the KV cache (GQA repeat_kv)", (node,), GQA)
     users = [r for r, _ in _readers_of(ctx, node.outputs[0])]
-    if users and all(r.qualified_op in FUSIBLE and r.op_type != "Cast" for r in users):
+    if users and all(is_fusible(r) and r.op_type != "Cast" for r in users):
         ops = ", ".join(sorted({r.op_type for r in users}))
         return Copy(f"{node.op_type} before a broadcasting op", (node,),
                     f"drop the {node.op_type} and pass the unexpanded tensor: the consumer "

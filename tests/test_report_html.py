@@ -285,20 +285,19 @@ def test_chart_caps_drawn_points(gpt2_report):
     assert drawn + dotted == placed
 
 
-def test_family_table_matches_cost_modules():
-    """Colours come from one table; it must agree with the costs module of every formula."""
-    module_family = {
-        "matmul": "matmul", "recurrent": "matmul", "conv": "conv", "attention": "attention",
-        "normalization": "normalization", "elementwise": "elementwise",
-        "reduction": "reduction", "pooling": "reduction", "data_movement": "data movement",
-        "control_flow": "control flow",
-    }  # fmt: skip
-    for (domain, op_type), formula in registry._FORMULAS.items():
-        module = formula.__module__.rsplit(".", 1)[-1]
-        assert view.family_of(op_type) == module_family[module], (domain, op_type, module)
-    for _, op_type in registry._METADATA_OPS:
-        assert view.family_of(op_type) == "data movement", op_type
-    assert view.family_of("SomeCustomOp") == "other"
+def test_family_colours_come_from_the_cost_registry(gpt2_report):
+    """A node's colour is the registry's family of its (domain, op_type); tests/test_op_table.py
+    checks the table itself."""
+    for node in gpt2_report.nodes:
+        assert view.family_of(node) == registry.family_of(node.domain, node.op_type)
+    node = gpt2_report.nodes[0]
+    assert view.family_of(dataclasses.replace(node, op_type="MatMul", domain="")) == "matmul"
+    # The domain is part of the identity: an op the registry does not know is "other".
+    assert view.family_of(dataclasses.replace(node, op_type="MatMul", domain="com.example")) == (
+        "other"
+    )
+    assert view.family_of(dataclasses.replace(node, op_type="SomeCustomOp")) == "other"
+    assert view.FAMILIES[-1] == "other" and view.FAMILIES[:-1] == registry.FAMILIES
 
 
 # --- headless Chromium -------------------------------------------------------------------------

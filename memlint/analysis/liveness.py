@@ -14,10 +14,10 @@ The model (one pass over the nodes in their topological order, linear in nodes +
   producer (graph inputs: from step 0) to its last consumer (graph outputs: to the last step; a
   tensor nobody reads: its producer's step only). A node with subgraphs (If, Loop, Scan) counts
   as a consumer of every outer tensor its subgraphs read; subgraph internals are not counted.
-- Aliasing: Reshape, Squeeze, Unsqueeze, Flatten, Identity, BitCast, Dropout (output 0),
-  Optional, OptionalGetElement and com.microsoft ExpandDims are metadata-only ops (the cost
-  registry's METADATA status): their output 0 is a view of input 0 and allocates nothing; the
-  buffer stays live until the last use of any of its views. The other metadata ops (Shape, Size,
+- Aliasing: the ops the cost registry declares views (OpInfo.view: Reshape, Squeeze,
+  Unsqueeze, Flatten, Identity, BitCast, Dropout (output 0), Optional, OptionalGetElement,
+  com.microsoft ExpandDims) have output 0 a view of input 0 that allocates nothing; the buffer
+  stays live until the last use of any of its views. The other metadata ops (Shape, Size,
   Constant, ...) make new, tiny tensors and are counted like any tensor.
 - A tensor whose shape is unresolved counts 0 bytes and is counted in `unresolved_tensors`.
 
@@ -34,17 +34,8 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from memlint.costs.registry import NEVER_FOLDED
+from memlint.costs.registry import NEVER_FOLDED, op_info_of
 from memlint.ir import Graph, Node, Value, ValueKind
-
-# (domain, op_type) of the metadata-only ops whose output 0 is a view of input 0.
-ALIAS_OPS = frozenset(
-    {
-        ("", "Reshape"), ("", "Squeeze"), ("", "Unsqueeze"), ("", "Flatten"), ("", "Identity"),
-        ("", "BitCast"), ("", "Dropout"), ("", "Optional"), ("", "OptionalGetElement"),
-        ("com.microsoft", "ExpandDims"),
-    }
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -63,7 +54,8 @@ class MemoryFootprint:
 
 def is_alias(node: Node) -> bool:
     """Does this node's output 0 share input 0's buffer (a metadata-only view)?"""
-    return (node.domain, node.op_type) in ALIAS_OPS and bool(node.inputs) and bool(node.inputs[0])
+    info = op_info_of(node)
+    return info is not None and info.view and bool(node.inputs) and bool(node.inputs[0])
 
 
 def is_folded(node: Node, graph: Graph) -> bool:

@@ -35,6 +35,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from memlint.costs.registry import op_info_of
 from memlint.dims import dim_names_in
 from memlint.ir import EMPTY, DType, Graph, Model, Value, ValueKind
 from memlint.analysis.hfconfig import HfConfig, config_file, read_config
@@ -388,7 +389,7 @@ def _query_heads(graph: Graph) -> int | None:
 
 def _gathered_table(graph: Graph, index_inputs: tuple[str, ...]) -> tuple[int, int] | None:
     """(rows, width) of a 2-D weight table that a Gather indexes with one of `index_inputs`
-    (directly, or through a Reshape/Unsqueeze/Cast of it)."""
+    (directly, or through views (Reshape, Unsqueeze, ...) and Casts of it)."""
     producers = {out: node for node in graph.nodes for out in node.outputs if out}
     for node in graph.nodes:
         if node.op_type != "Gather" or node.domain or len(node.inputs) < 2:
@@ -401,7 +402,8 @@ def _gathered_table(graph: Graph, index_inputs: tuple[str, ...]) -> tuple[int, i
         source, hops = node.inputs[1], 0
         while source not in index_inputs and source in producers and hops < 3:
             producer = producers[source]
-            if producer.op_type not in ("Reshape", "Unsqueeze", "Cast", "Flatten", "Squeeze"):
+            info = op_info_of(producer)
+            if not (producer.op_type == "Cast" or info is not None and info.view):
                 break
             source, hops = producer.inputs[0], hops + 1
         if source in index_inputs:

@@ -30,10 +30,11 @@ from __future__ import annotations
 
 from memlint.costs.model import OpCost
 from memlint.costs.reduction import SOFTMAX_FLOPS
-from memlint.costs.registry import CostContext, CostFn, add_formula, register
+from memlint.costs.registry import CostContext, Formula, OpInfo, add_formula, register
 from memlint.ir import ComputeUnit
 
 MS = "com.microsoft"
+ATTENTION = OpInfo("attention")
 ROTARY_FLOPS = 3
 FUSED_NOTE = "fused attention: the S x T score matrix stays on chip and is not counted as bytes"
 SHARED_NOTE = "shared KV buffer: its length is used as an upper bound of T"
@@ -61,7 +62,7 @@ def _total_length(
     return buffer, SHARED_NOTE
 
 
-@register("Attention")
+@register("Attention", info=ATTENTION)
 def _onnx_attention(ctx: CostContext) -> OpCost:
     q, k, y = ctx.shape(0), ctx.shape(1), ctx.out_shape(0)
     if len(q) == 4:  # (B, H, S, d)
@@ -76,7 +77,7 @@ def _onnx_attention(ctx: CostContext) -> OpCost:
     return _attention_cost(ctx, sdpa_flops(batch, heads, s, t, qk_hidden, v_hidden))
 
 
-@register("Attention", domain=MS)
+@register("Attention", domain=MS, info=ATTENTION)
 def _ms_attention(ctx: CostContext) -> OpCost:
     batch, s, d_in = ctx.shape(0)
     d_qkv = ctx.shape(1)[1]
@@ -93,7 +94,7 @@ def _ms_attention(ctx: CostContext) -> OpCost:
     return _attention_cost(ctx, flops, note)
 
 
-def _multi_head(past_key: int, past_length: int, bias: int) -> CostFn:
+def _multi_head(past_key: int, past_length: int, bias: int) -> Formula:
     """MultiHeadAttention-like formula; the arguments are input indices, which differ by op."""
 
     def formula(ctx: CostContext) -> OpCost:
@@ -120,7 +121,7 @@ def _multi_head(past_key: int, past_length: int, bias: int) -> CostFn:
             flops += batch * (s * qk_hidden + kv_new * (ctx.shape(bias)[0] - qk_hidden))
         return _attention_cost(ctx, flops, note)
 
-    return formula
+    return Formula(formula, ATTENTION)
 
 
 add_formula("MultiHeadAttention", _multi_head(past_key=6, past_length=8, bias=3), domain=MS)
@@ -129,7 +130,7 @@ add_formula(
 )
 
 
-@register("GroupQueryAttention", domain=MS)
+@register("GroupQueryAttention", domain=MS, info=ATTENTION)
 def _group_query_attention(ctx: CostContext) -> OpCost:
     batch, s, d = ctx.shape(0)
     heads = ctx.attr("num_heads", 1)
@@ -154,7 +155,7 @@ def _group_query_attention(ctx: CostContext) -> OpCost:
     return _attention_cost(ctx, flops, note)
 
 
-@register("RotaryEmbedding")
-@register("RotaryEmbedding", domain=MS)
+@register("RotaryEmbedding", info=ATTENTION)
+@register("RotaryEmbedding", domain=MS, info=ATTENTION)
 def _rotary_embedding(ctx: CostContext) -> OpCost:
     return ctx.cost(ROTARY_FLOPS * ctx.out_numel(), unit=ComputeUnit.VECTOR)

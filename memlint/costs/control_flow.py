@@ -13,8 +13,10 @@ The node's own cost is the sum of its parts; `OpCost.parts` keeps each body node
 from __future__ import annotations
 
 from memlint.costs.model import ZERO_BYTES, CostStatus, OpCost
-from memlint.costs.registry import CostContext, cost_of, register
+from memlint.costs.registry import CostContext, OpInfo, cost_of, register
 from memlint.ir import Graph
+
+CONTROL_FLOW = OpInfo("control flow")
 
 
 def _body_costs(body: Graph, trips: int) -> tuple[OpCost, ...]:
@@ -37,7 +39,7 @@ def _moved(cost: OpCost) -> tuple[int, int]:
     return (cost.bytes_moved, cost.flops)
 
 
-@register("If")
+@register("If", info=CONTROL_FLOW)
 def if_cost(ctx: CostContext) -> OpCost:
     branches = {name: _combine(_body_costs(g, 1), "") for name, g in ctx.node.subgraphs.items()}
     if not branches:
@@ -46,7 +48,7 @@ def if_cost(ctx: CostContext) -> OpCost:
     return _combine(chosen.parts, f"If: costed as its more expensive branch ({name})")
 
 
-@register("Loop")
+@register("Loop", info=CONTROL_FLOW)
 def loop_cost(ctx: CostContext) -> OpCost:
     body = ctx.node.subgraphs.get("body")
     trip = ctx.const(0)
@@ -57,7 +59,7 @@ def loop_cost(ctx: CostContext) -> OpCost:
     return _combine(_body_costs(body, trips) if body else (), note)
 
 
-@register("Scan")
+@register("Scan", info=CONTROL_FLOW)
 def scan_cost(ctx: CostContext) -> OpCost:
     body = ctx.node.subgraphs.get("body")
     n_state = len(ctx.node.inputs) - int(ctx.attr("num_scan_inputs", 0))

@@ -23,15 +23,16 @@ from __future__ import annotations
 import math
 
 from memlint.costs.model import OpCost
-from memlint.costs.registry import CostContext, CostFn, add_formula
+from memlint.costs.registry import CostContext, Formula, OpInfo, add_formula
 from memlint.ir import ComputeUnit
 
 MS = "com.microsoft"
+CONV = OpInfo("conv")
 
 
 def _conv(
     *, x: int, w: int, bias: int | None, transposed=False, integer=False, fused=False
-) -> CostFn:
+) -> Formula:
     """A conv formula reading X at input `x`, W at `w` and the optional bias at `bias`.
 
     `fused`: FusedConv's residual Z (input 3) and named activation are counted too.
@@ -48,7 +49,7 @@ def _conv(
         dtype = ctx.input(x).dtype if integer else None
         return ctx.cost(flops, unit=ComputeUnit.TENSOR, compute_dtype=dtype)
 
-    return formula
+    return Formula(formula, CONV)
 
 
 add_formula("Conv", _conv(x=0, w=1, bias=2))

@@ -43,21 +43,34 @@ import math
 
 from memlint.costs.elementwise import text_attr
 from memlint.costs.model import ZERO_BYTES, ByteCounts, OpCost
-from memlint.costs.registry import CostContext, CostFn, add_formula, register, register_metadata
+from memlint.costs.registry import (
+    CostContext,
+    Formula,
+    OpInfo,
+    add_formula,
+    register,
+    register_metadata,
+)
 from memlint.ir import Value
 
 MS = "com.microsoft"
 NCHWC = "com.microsoft.nchwc"
 IOU_TEST_FLOPS = 13
 
-METADATA: dict[str, tuple[str, ...]] = {
-    "": (
-        "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Shape", "Size", "Constant",
-        "BitCast", "Optional", "OptionalGetElement", "OptionalHasElement", "SequenceEmpty",
-        "SequenceLength", "Dropout",
-    ),
-    MS: ("ExpandDims",),
-}  # fmt: skip
+COPY = OpInfo("data movement", copy=True)  # reads and writes, no arithmetic
+MOVEMENT = OpInfo("data movement")
+
+# Metadata only. Views: output 0 is input 0's buffer (allocates nothing; Dropout is the identity
+# at inference). The rest make a new, tiny tensor (a shape, a constant, an empty sequence).
+register_metadata(
+    "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "BitCast", "Dropout", "Optional",
+    "OptionalGetElement", view=True,
+)  # fmt: skip
+register_metadata("ExpandDims", domain=MS, view=True)
+register_metadata(
+    "Shape", "Size", "Constant", "OptionalHasElement", "SequenceEmpty", "SequenceLength"
+)
+
 COPIES: dict[str, tuple[str, ...]] = {
     "": (
         "Transpose", "Concat", "Split", "Expand", "Tile", "Pad", "CenterCropPad", "DepthToSpace",
@@ -93,19 +106,17 @@ def _partial_read(ctx: CostContext) -> OpCost:
     return ctx.cost(0, bytes_read=part + others, note="reads only the part of data it returns")
 
 
-for _domain, _ops in METADATA.items():
-    register_metadata(*_ops, domain=_domain)
 for _domain, _ops in COPIES.items():
     for _op in _ops:
-        add_formula(_op, _copy, domain=_domain)
+        add_formula(_op, Formula(_copy, COPY), domain=_domain)
 for _op in ("ConstantOfShape", "EyeLike"):
-    add_formula(_op, _write_only)
+    add_formula(_op, Formula(_write_only, MOVEMENT))
 for _op in ("Gather", "GatherElements", "GatherND", "Slice"):
-    add_formula(_op, _partial_read)
-add_formula("GatherND", _partial_read, domain=MS)
+    add_formula(_op, Formula(_partial_read, COPY))
+add_formula("GatherND", Formula(_partial_read, COPY), domain=MS)
 
 
-@register("Scatter", "ScatterElements", "ScatterND")
+@register("Scatter", "ScatterElements", "ScatterND", info=MOVEMENT)
 def _scatter(ctx: CostContext) -> OpCost:
     reduction = text_attr(ctx, "reduction", "none")
     if reduction == "none":
@@ -129,29 +140,29 @@ def _resize(ctx: CostContext) -> OpCost:
     return ctx.cost(interpolation_flops(mode, axes) * ctx.out_numel(), note=f"mode={mode}")
 
 
-def _grid_sample(default_mode: str) -> CostFn:
+def _grid_sample(default_mode: str) -> Formula:
     def formula(ctx: CostContext) -> OpCost:
         mode = text_attr(ctx, "mode", default_mode)
         axes = len(ctx.shape(0)) - 2
         per = 2 * axes + interpolation_flops(mode, axes)
         return ctx.cost(per * ctx.out_numel(), note=f"mode={mode}")
 
-    return formula
+    return Formula(formula, MOVEMENT)
 
 
 for _op in ("Resize", "Upsample"):
-    add_formula(_op, _resize)
-add_formula("Upsample", _resize, domain=NCHWC)
+    add_formula(_op, Formula(_resize, MOVEMENT))
+add_formula("Upsample", Formula(_resize, MOVEMENT), domain=NCHWC)
 add_formula("GridSample", _grid_sample("linear"))
 add_formula("GridSample", _grid_sample("bilinear"), domain=MS)
 
 
-@register("Col2Im")
+@register("Col2Im", info=MOVEMENT)
 def _col2im(ctx: CostContext) -> OpCost:
     return ctx.cost(math.prod(ctx.shape(0)))
 
 
-@register("NonMaxSuppression")
+@register("NonMaxSuppression", info=MOVEMENT)
 def _non_max_suppression(ctx: CostContext) -> OpCost:
     batches, classes, boxes = ctx.shape(1)  # scores: [batch, classes, boxes]
     limit = ctx.const(2)

@@ -36,9 +36,15 @@ read at its own size), except CastLike, whose second input gives only a type and
 from __future__ import annotations
 
 from memlint.costs.model import ByteCounts, OpCost
-from memlint.costs.registry import CostContext, CostFn, add_formula, register
+from memlint.costs.registry import CostContext, Formula, OpInfo, add_formula, register
 
 MS = "com.microsoft"
+
+ELEMENTWISE = OpInfo("elementwise", elementwise=True)
+CAST = OpInfo("elementwise", elementwise=True, copy=True)  # a copy that converts
+# Counted per output element, yet not element-wise: DynamicQuantizeLinear first reduces x to its
+# min and max; BiasSplitGelu multiplies the two halves of the last axis.
+PER_OUTPUT_ELEMENT = OpInfo("elementwise")
 
 GELU_ERF_FLOPS = 5
 GELU_TANH_FLOPS = 8
@@ -76,7 +82,6 @@ PER_ELEMENT: dict[str, dict[str, int]] = {
         "Mish": 5,
         "Celu": 6,
         "SwiGLU": 6,
-        "DynamicQuantizeLinear": 6,
     },
     MS: {
         "BiasAdd": 2,
@@ -85,7 +90,6 @@ PER_ELEMENT: dict[str, dict[str, int]] = {
         "Gelu": GELU_ERF_FLOPS,
         "QuickGelu": 5,
         "BiasGelu": GELU_ERF_FLOPS + 1,
-        "BiasSplitGelu": GELU_ERF_FLOPS + 3,
     },
 }
 
@@ -96,7 +100,9 @@ def text_attr(ctx: CostContext, name: str, default: str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def per_element(flops_per_element: int, *, bias: int | None = None) -> CostFn:
+def per_element(
+    flops_per_element: int, *, bias: int | None = None, info: OpInfo = ELEMENTWISE
+) -> Formula:
     """The formula of an op that does `flops_per_element` per output element, plus 1 more
     per element when the optional input `bias` is given."""
 
@@ -104,10 +110,10 @@ def per_element(flops_per_element: int, *, bias: int | None = None) -> CostFn:
         count = flops_per_element + (1 if bias is not None and ctx.input(bias) is not None else 0)
         return ctx.cost(count * ctx.out_numel())
 
-    return formula
+    return Formula(formula, info)
 
 
-def _variadic(extra: int) -> CostFn:
+def _variadic(extra: int) -> Formula:
     """Sum/Max/Min fold n inputs with n-1 ops per output element; Mean adds `extra` = 1 divide."""
 
     def formula(ctx: CostContext) -> OpCost:
@@ -115,7 +121,7 @@ def _variadic(extra: int) -> CostFn:
         per = n - 1 + extra if n > 1 else 0
         return ctx.cost(per * ctx.out_numel())
 
-    return formula
+    return Formula(formula, ELEMENTWISE)
 
 
 for _domain, _table in PER_ELEMENT.items():
@@ -125,21 +131,23 @@ for _op in ("Sum", "Max", "Min"):
     add_formula(_op, _variadic(0))
 add_formula("Mean", _variadic(1))
 add_formula("FastGelu", per_element(GELU_TANH_FLOPS, bias=1), domain=MS)
+add_formula("DynamicQuantizeLinear", per_element(6, info=PER_OUTPUT_ELEMENT))
+add_formula("BiasSplitGelu", per_element(GELU_ERF_FLOPS + 3, info=PER_OUTPUT_ELEMENT), domain=MS)
 
 
-@register("Gelu")
+@register("Gelu", info=ELEMENTWISE)
 def _gelu(ctx: CostContext) -> OpCost:
     approximate = text_attr(ctx, "approximate", "none")
     per = GELU_TANH_FLOPS if approximate == "tanh" else GELU_ERF_FLOPS
     return ctx.cost(per * ctx.out_numel(), note=f"gelu approximate={approximate}")
 
 
-@register("Cast")
+@register("Cast", info=CAST)
 def _cast(ctx: CostContext) -> OpCost:
     return ctx.cost(0, note="a copy that converts the dtype")
 
 
-@register("CastLike")
+@register("CastLike", info=CAST)
 def _cast_like(ctx: CostContext) -> OpCost:
     return ctx.cost(
         0,

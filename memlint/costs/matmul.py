@@ -32,10 +32,11 @@ from collections.abc import Sequence
 
 from memlint.costs.elementwise import GELU_TANH_FLOPS
 from memlint.costs.model import OpCost
-from memlint.costs.registry import CostContext, CostFn, add_formula, register
+from memlint.costs.registry import CostContext, Formula, OpInfo, add_formula, register
 from memlint.ir import ComputeUnit, DType
 
 MS = "com.microsoft"
+MATMUL = OpInfo("matmul")
 
 
 def contraction_cost(
@@ -61,17 +62,17 @@ def _dtype(ctx: CostContext, index: int) -> DType | None:
     return value.dtype if value is not None else None
 
 
-@register("MatMul")
+@register("MatMul", info=MATMUL)
 def _matmul(ctx: CostContext) -> OpCost:
     return contraction_cost(ctx, ctx.shape(0)[-1])
 
 
-@register("MatMulInteger", "QLinearMatMul")
+@register("MatMulInteger", "QLinearMatMul", info=MATMUL)
 def _matmul_integer(ctx: CostContext) -> OpCost:
     return contraction_cost(ctx, ctx.shape(0)[-1], compute_dtype=_dtype(ctx, 0))
 
 
-def _gemm(a: int, c: int, *, integer: bool) -> CostFn:
+def _gemm(a: int, c: int, *, integer: bool) -> Formula:
     """A Gemm-like formula: A at input `a`, the optional addend C at input `c`."""
 
     def formula(ctx: CostContext) -> OpCost:
@@ -79,14 +80,14 @@ def _gemm(a: int, c: int, *, integer: bool) -> CostFn:
         k = a_shape[0] if ctx.attr("transA", 0) else a_shape[1]
         return contraction_cost(ctx, k, bias=c, compute_dtype=_dtype(ctx, a) if integer else None)
 
-    return formula
+    return Formula(formula, MATMUL)
 
 
 add_formula("Gemm", _gemm(a=0, c=2, integer=False))
 add_formula("QGemm", _gemm(a=0, c=6, integer=True), domain=MS)
 
 
-@register("FusedMatMul", domain=MS)
+@register("FusedMatMul", domain=MS, info=MATMUL)
 def _fused_matmul(ctx: CostContext) -> OpCost:
     shape = ctx.shape(0)
     if ctx.attr("transBatchA", 0) and len(shape) >= 3:
@@ -96,19 +97,19 @@ def _fused_matmul(ctx: CostContext) -> OpCost:
     return contraction_cost(ctx, k)
 
 
-@register("MatMulNBits", domain=MS)
+@register("MatMulNBits", domain=MS, info=MATMUL)
 def _matmul_nbits(ctx: CostContext) -> OpCost:
     k = ctx.attr("K") or ctx.shape(0)[-1]
     note = f"{ctx.attr('bits', 4)}-bit weights, dequantized on the fly (not counted)"
     return contraction_cost(ctx, k, bias=5, compute_dtype=_dtype(ctx, 0), note=note)
 
 
-@register("MatMulIntegerToFloat", domain=MS)
+@register("MatMulIntegerToFloat", domain=MS, info=MATMUL)
 def _matmul_integer_to_float(ctx: CostContext) -> OpCost:
     return contraction_cost(ctx, ctx.shape(0)[-1], bias=6, compute_dtype=_dtype(ctx, 0))
 
 
-@register("DynamicQuantizeMatMul", domain=MS)
+@register("DynamicQuantizeMatMul", domain=MS, info=MATMUL)
 def _dynamic_quantize_matmul(ctx: CostContext) -> OpCost:
     return contraction_cost(
         ctx,
@@ -119,7 +120,7 @@ def _dynamic_quantize_matmul(ctx: CostContext) -> OpCost:
     )
 
 
-@register("GemmFastGelu", domain=MS)
+@register("GemmFastGelu", domain=MS, info=MATMUL)
 def _gemm_fast_gelu(ctx: CostContext) -> OpCost:
     return contraction_cost(ctx, ctx.shape(0)[-1], bias=2, per_output=GELU_TANH_FLOPS)
 
@@ -161,7 +162,7 @@ def einsum_flops(equation: str, shapes: Sequence[Sequence[int]]) -> int:
     return flops
 
 
-@register("Einsum")
+@register("Einsum", info=MATMUL)
 def _einsum(ctx: CostContext) -> OpCost:
     equation = ctx.attr("equation", "")
     shapes = [ctx.shape(i) for i in range(len(ctx.node.inputs))]

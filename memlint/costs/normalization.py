@@ -36,9 +36,10 @@ import math
 
 from memlint.costs.data_movement import read_portion
 from memlint.costs.model import ByteCounts, OpCost
-from memlint.costs.registry import CostContext, CostFn, add_formula, register
+from memlint.costs.registry import CostContext, Formula, OpInfo, add_formula, register
 
 MS = "com.microsoft"
+NORMALIZATION = OpInfo("normalization")
 
 LAYER_NORM_FLOPS = 8
 RMS_NORM_FLOPS = 5
@@ -52,7 +53,7 @@ def normalization(
     skip: int | None = None,
     skip_bias: int | None = None,
     silu_attr: bool = False,
-) -> CostFn:
+) -> Formula:
     """A norm doing `per_element` FLOPs per element of input 0, less 1 when its optional shift
     input `bias` is omitted, plus 1 each for a residual input `skip` and its bias `skip_bias`
     when given, plus SiLU when `silu_attr` and the node's activation attribute is 1."""
@@ -65,7 +66,7 @@ def normalization(
             per += SILU_FLOPS
         return ctx.cost(per * math.prod(ctx.shape(0)))
 
-    return formula
+    return Formula(formula, NORMALIZATION)
 
 
 add_formula("LayerNormalization", normalization(LAYER_NORM_FLOPS, bias=2))
@@ -93,14 +94,14 @@ add_formula(
 )
 
 
-@register("BatchNormalization")
+@register("BatchNormalization", info=NORMALIZATION)
 def _batch_normalization(ctx: CostContext) -> OpCost:
     if ctx.attr("training_mode", 0):
         return ctx.cost(LAYER_NORM_FLOPS * math.prod(ctx.shape(0)), note="training mode")
     return ctx.cost(2 * math.prod(ctx.shape(0)), note="inference: folded scale and shift")
 
 
-@register("LRN")
+@register("LRN", info=NORMALIZATION)
 def _lrn(ctx: CostContext) -> OpCost:
     return ctx.cost((2 * ctx.attr("size", 1) + 3) * math.prod(ctx.shape(0)))
 
@@ -110,7 +111,7 @@ def _lrn(ctx: CostContext) -> OpCost:
 _EMBEDDING_TABLES = (2, 3, 4)
 
 
-@register("EmbedLayerNormalization", domain=MS)
+@register("EmbedLayerNormalization", domain=MS, info=NORMALIZATION)
 def _embed_layer_normalization(ctx: CostContext) -> OpCost:
     elements = ctx.out_numel(0)
     tables = [ctx.input(i) for i in _EMBEDDING_TABLES if ctx.input(i) is not None]

@@ -26,31 +26,33 @@ from __future__ import annotations
 import math
 
 from memlint.costs.model import OpCost
-from memlint.costs.registry import CostContext, CostFn, add_formula, register
+from memlint.costs.registry import CostContext, Formula, OpInfo, add_formula, register
 
 MS = "com.microsoft"
 NCHWC = "com.microsoft.nchwc"
 BILINEAR_SAMPLE_FLOPS = 8
 ADAPTIVE_SAMPLES = 4
+POOL = OpInfo("reduction", reduction=True)  # pooling is a reduction over windows
+UNPOOL = OpInfo("reduction")  # pooling's inverse, coloured with it
 
 
-def windowed(per_window_element: int) -> CostFn:
+def windowed(per_window_element: int) -> Formula:
     """A pool doing `per_window_element` FLOPs per element of each output's window."""
 
     def formula(ctx: CostContext) -> OpCost:
         window = math.prod(ctx.attr("kernel_shape", ()))
         return ctx.cost(per_window_element * window * ctx.out_numel(), note=f"window {window}")
 
-    return formula
+    return Formula(formula, POOL)
 
 
-def global_pool(per_input_element: int) -> CostFn:
+def global_pool(per_input_element: int) -> Formula:
     """A pool over the whole image: `per_input_element` FLOPs per element of the input."""
 
     def formula(ctx: CostContext) -> OpCost:
         return ctx.cost(per_input_element * math.prod(ctx.shape(0)))
 
-    return formula
+    return Formula(formula, POOL)
 
 
 for _domain in ("", NCHWC):
@@ -63,12 +65,12 @@ add_formula("LpPool", windowed(2))
 add_formula("GlobalLpPool", global_pool(2))
 
 
-@register("MaxUnpool")
+@register("MaxUnpool", info=UNPOOL)
 def _max_unpool(ctx: CostContext) -> OpCost:
     return ctx.cost(0, note="a scatter into a zeroed output")
 
 
-@register("RoiAlign")
+@register("RoiAlign", info=POOL)
 def _roi_align(ctx: CostContext) -> OpCost:
     ratio = ctx.attr("sampling_ratio", 0)
     samples = ratio * ratio if ratio > 0 else ADAPTIVE_SAMPLES

@@ -19,7 +19,7 @@ each output written once. Unit: tensor.
 from __future__ import annotations
 
 from memlint.costs.model import OpCost
-from memlint.costs.registry import CostContext, CostFn, add_formula
+from memlint.costs.registry import CostContext, Formula, OpInfo, add_formula
 from memlint.ir import ComputeUnit
 
 ACTIVATION_FLOPS = 4
@@ -27,9 +27,10 @@ LSTM_UNIT_FLOPS = 5 * ACTIVATION_FLOPS + 4  # 3 sigmoid, 2 tanh; f*c + i*g: 3; o
 GRU_UNIT_FLOPS = 3 * ACTIVATION_FLOPS + 5  # 2 sigmoid, 1 tanh; r gating: 1; (1-z)*h~ + z*h: 4
 RNN_UNIT_FLOPS = ACTIVATION_FLOPS
 PEEPHOLE_FLOPS = 6  # i, f and o each add p * c: a multiply and an add
+RECURRENT = OpInfo("matmul")  # the cells are gate matmuls
 
 
-def _recurrent(gates: int, per_unit: int, peephole: int | None = None) -> CostFn:
+def _recurrent(gates: int, per_unit: int, peephole: int | None = None) -> Formula:
     """A formula for a recurrent op with `gates` gates and `per_unit` element-wise FLOPs per unit;
     `peephole` is the index of the peephole input, if the op has one."""
 
@@ -46,7 +47,7 @@ def _recurrent(gates: int, per_unit: int, peephole: int | None = None) -> CostFn
             step += PEEPHOLE_FLOPS * batch * hidden
         return ctx.cost(directions * steps * step, unit=ComputeUnit.TENSOR)
 
-    return formula
+    return Formula(formula, RECURRENT)
 
 
 add_formula("LSTM", _recurrent(4, LSTM_UNIT_FLOPS, peephole=7))

@@ -25,9 +25,10 @@ from __future__ import annotations
 import math
 
 from memlint.costs.model import OpCost
-from memlint.costs.registry import CostContext, CostFn, add_formula, register
+from memlint.costs.registry import CostContext, Formula, OpInfo, add_formula, register
 
 SOFTMAX_FLOPS = 5  # per element: max, subtract, exp, sum, divide (also used by attention)
+REDUCTION = OpInfo("reduction", reduction=True)
 
 # op -> (FLOPs per input element, FLOPs per output element)
 REDUCTIONS: dict[str, tuple[int, int]] = {
@@ -51,21 +52,21 @@ REDUCTIONS: dict[str, tuple[int, int]] = {
 }
 
 
-def reduction(per_input: int, per_output: int = 0) -> CostFn:
+def reduction(per_input: int, per_output: int = 0) -> Formula:
     """The formula of a reduction: `per_input` FLOPs per element of input 0, plus `per_output`
     per element of output 0."""
 
     def formula(ctx: CostContext) -> OpCost:
         return ctx.cost(per_input * math.prod(ctx.shape(0)) + per_output * ctx.out_numel())
 
-    return formula
+    return Formula(formula, REDUCTION)
 
 
 for _op, (_per_input, _per_output) in REDUCTIONS.items():
     add_formula(_op, reduction(_per_input, _per_output))
 
 
-@register("TopK")
+@register("TopK", info=REDUCTION)
 def _top_k(ctx: CostContext) -> OpCost:
     known = ctx.const(1)
     if known is not None:

@@ -1,21 +1,60 @@
-"""The one table of cost formulas, keyed by (domain, op_type) as the ONNX spec spells them.
+"""The one table of the ops memlint knows, keyed by (domain, op_type) as the ONNX spec spells
+them: each op's cost formula and its facts, given together in one registration.
 
 Three explicit outcomes for every node: a formula counts it, it is declared to move no data
 (metadata-only ops), or it is unmodelled (bytes reported as a lower bound, never zero).
+
+## Op facts
+
+Every registration records an `OpInfo`: the op's family (`matmul`, `conv`, `attention`,
+`normalization`, `reduction`, `data movement`, `control flow`, `elementwise`; the report colours
+ops by it, and an op the table does not know is `other`) and its traits, which analyses and
+rules read instead of keeping lists of op names:
+
+- `elementwise`: output element i is computed from the input elements at i (after
+  broadcasting), so a fusing compiler can chain it (the fusion rules ML102 and ML107);
+- `copy`: reads and writes data without arithmetic (Transpose, Concat, Gather, Cast, ...);
+- `reduction`: combines elements along axes or windows (ReduceSum, Softmax, TopK, pooling);
+- `metadata`: moves no data, no FLOPs, no bytes (Shape, Constant, and every view);
+- `view`: output 0 aliases input 0 and allocates nothing (Reshape, Squeeze, Unsqueeze, Flatten,
+  Identity, Dropout, ...): liveness frees the buffer after the last use of any of its views,
+  and fusion looks through it.
+
+`op_info(domain, op_type)` (or `op_info_of(node)`) answers for any registered op, None for an
+unknown one; `family_of(domain, op_type)` gives `other` for an unknown one.
+
+## Adding an op
+
+One registration, formula and facts together, plus a test with the count derived by hand:
+
+```python
+@register("MyOp", domain="com.example", info=OpInfo("elementwise", elementwise=True))
+def _my_op(ctx: CostContext) -> OpCost:
+    return ctx.cost(2 * ctx.out_numel())  # mul, add per output element
+```
+
+An op of a family that already has a factory takes the factory's formula, whose facts come
+with it: `add_formula("ReduceFoo", reduction(1))`. An op that moves no data is declared with
+`register_metadata("MyView", view=True)`. Registering an op twice raises RegistrationError.
+Packages add the ops of their own domain the same way, through the `memlint.costs` entry point
+group (memlint.costs.plugins), loaded the first time the table is asked about an op.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+from importlib.metadata import EntryPoint
 from typing import Any
 
 import numpy as np
 
+from memlint.costs import plugins
 from memlint.costs.model import ZERO_BYTES, ByteCounts, CostStatus, OpCost
-from memlint.errors import RegistrationError
+from memlint.errors import MemlintError, RegistrationError
 from memlint.ir import ComputeUnit, DType, Graph, Node, Value, ValueKind
 
 # Nodes whose inputs are all constants are folded at load time by runtimes, except these,
@@ -121,52 +160,193 @@ class CostContext:
 
 CostFn = Callable[[CostContext], OpCost]
 
-_FORMULAS: dict[tuple[str, str], CostFn] = {}
-_METADATA_OPS: set[tuple[str, str]] = set()
+FAMILIES = (
+    "matmul", "conv", "attention", "normalization", "reduction", "data movement", "control flow",
+    "elementwise",
+)  # fmt: skip  (the legend order of a report's colours)
+OTHER = "other"  # the family of an op the table does not know
+BUILTIN = "memlint"  # the origin of the formulas memlint ships
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    """What an op is, beside what it costs: given once with its registration (once per factory
+    for a family of ops).
+
+    Traits are independent (Cast is element-wise and a copy); a view is always metadata."""
+
+    family: str  # one of FAMILIES
+    elementwise: bool = False  # output element i is computed from the input elements at i
+    #                           (after broadcasting): a fusing compiler can chain it
+    copy: bool = False  # reads and writes data, no arithmetic (layout, dtype, gather, concat)
+    reduction: bool = False  # combines elements along axes or windows (a kernel sees whole rows)
+    view: bool = False  # output 0 aliases input 0: allocates nothing, moves no bytes
+    metadata: bool = False  # moves no data: no FLOPs, no bytes (every view; Shape, Constant)
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise RegistrationError(f"unknown op family {self.family!r}: one of {FAMILIES}")
+        if self.view and not self.metadata:
+            raise RegistrationError("a view moves no data: declare it with register_metadata")
+
+
+@dataclass(frozen=True)
+class Formula:
+    """A cost formula with the facts of the ops it counts. A factory returns one, so a family
+    of ops (all unary element-wise ops, all reductions) states its facts once."""
+
+    cost: CostFn
+    info: OpInfo
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One row of the table: the op's formula (None: it moves no data), facts and origin."""
+
+    cost: CostFn | None
+    info: OpInfo
+    origin: str  # BUILTIN or the plugin that registered it
+
+
+@dataclass
+class _Plugins:
+    """Loading state of the `memlint.costs` plugins (memlint.costs.plugins)."""
+
+    loaded: bool = False
+    error: MemlintError | None = None  # a failed load fails every later lookup the same way
+    origin: str = BUILTIN  # who is registering now
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+_TABLE: dict[tuple[str, str], Registration] = {}
+_PLUGINS = _Plugins()
 
 
 def _key(domain: str, op_type: str) -> tuple[str, str]:
     return ("" if domain == "ai.onnx" else domain, op_type)
 
 
-def _claim(key: tuple[str, str]) -> None:
-    if key in _FORMULAS or key in _METADATA_OPS:
-        raise RegistrationError(f"a cost formula for {key[0] or 'ai.onnx'}::{key[1]} exists already")
+def _qualified(key: tuple[str, str]) -> str:
+    return f"{key[0] or 'ai.onnx'}::{key[1]}"
 
 
-def register(*op_types: str, domain: str = "") -> Callable[[CostFn], CostFn]:
-    """Decorator: `fn` is the cost formula of every op type named."""
+def _claim(key: tuple[str, str], row: Registration) -> None:
+    origin = _PLUGINS.origin
+    if origin != BUILTIN and key[0] in plugins.RESERVED_DOMAINS:
+        raise RegistrationError(
+            f"{_qualified(key)} is in a domain memlint models itself; a plugin registers the ops "
+            "of its own domain"
+        )
+    if key in _TABLE:
+        raise RegistrationError(
+            f"a cost formula for {_qualified(key)} exists already ({_TABLE[key].origin})"
+        )
+    _TABLE[key] = row
+
+
+def register(*op_types: str, domain: str = "", info: OpInfo) -> Callable[[CostFn], CostFn]:
+    """Decorator: `fn` is the cost formula of every op type named, and `info` their facts."""
 
     def decorate(fn: CostFn) -> CostFn:
         for op_type in op_types:
-            add_formula(op_type, fn, domain=domain)
+            add_formula(op_type, Formula(fn, info), domain=domain)
         return fn
 
     return decorate
 
 
-def add_formula(op_type: str, fn: CostFn, *, domain: str = "") -> None:
-    """Register one formula (used by factories that make a formula per op family)."""
+def add_formula(op_type: str, formula: Formula, *, domain: str = "") -> None:
+    """Register one op with a Formula (what the factories of a family of ops return)."""
     key = _key(domain, op_type)
-    _claim(key)
-    _FORMULAS[key] = fn
+    if not isinstance(formula, Formula):
+        raise RegistrationError(
+            f"{_qualified(key)}: add_formula takes a Formula(cost, info), got {formula!r}"
+        )
+    if formula.info.metadata:
+        raise RegistrationError(f"{_qualified(key)}: an op that moves no data has no formula")
+    _claim(key, Registration(formula.cost, formula.info, _PLUGINS.origin))
 
 
-def register_metadata(*op_types: str, domain: str = "") -> None:
-    """Declare ops that change metadata only and move no bytes (Reshape, Shape, ...)."""
+def register_metadata(
+    *op_types: str, domain: str = "", view: bool = False, family: str = "data movement"
+) -> None:
+    """Declare ops that change metadata only and move no bytes (Shape, Constant); `view`: output
+    0 is a view of input 0 (Reshape, Squeeze), allocating nothing."""
+    info = OpInfo(family, view=view, metadata=True)
     for op_type in op_types:
-        key = _key(domain, op_type)
-        _claim(key)
-        _METADATA_OPS.add(key)
+        _claim(_key(domain, op_type), Registration(None, info, _PLUGINS.origin))
+
+
+def op_info(domain: str, op_type: str) -> OpInfo | None:
+    """The facts of a registered op; None for an op the table does not know."""
+    _load_plugins()
+    row = _TABLE.get(_key(domain, op_type))
+    return row.info if row is not None else None
+
+
+def op_info_of(node: Node) -> OpInfo | None:
+    """op_info of anything with a domain and an op_type (an IR Node, a report's NodeResult)."""
+    return op_info(node.domain, node.op_type)
+
+
+def family_of(domain: str, op_type: str) -> str:
+    """The op's family, OTHER for an op the table does not know."""
+    info = op_info(domain, op_type)
+    return info.family if info is not None else OTHER
 
 
 def is_registered(op_type: str, domain: str = "") -> bool:
-    key = _key(domain, op_type)
-    return key in _FORMULAS or key in _METADATA_OPS
+    _load_plugins()
+    return _key(domain, op_type) in _TABLE
 
 
 def registered_ops() -> list[tuple[str, str]]:
-    return sorted(set(_FORMULAS) | _METADATA_OPS)
+    """Every (domain, op_type) of the table, plugins' ops included."""
+    _load_plugins()
+    return sorted(_TABLE)
+
+
+def _load_plugins() -> None:
+    """Load the `memlint.costs` plugins, once (see memlint.costs.plugins); a failed load fails
+    every later lookup with the same error."""
+    state = _PLUGINS
+    if not state.loaded:
+        with state.lock:
+            if not state.loaded and state.origin == BUILTIN:  # not asked by a loading plugin
+                try:
+                    for ep in plugins.installed():
+                        _load_plugin(ep)
+                except plugins.CostPluginError as exc:
+                    state.error = exc
+                except Exception as exc:  # noqa: BLE001 - e.g. unreadable package metadata
+                    state.error = plugins.CostPluginError(
+                        f"cost plugins could not be listed: {type(exc).__name__}: {exc}"
+                    )
+                finally:
+                    state.loaded = True
+    if state.error is not None:
+        raise plugins.CostPluginError(str(state.error)) from state.error.__cause__
+
+
+def _load_plugin(ep: EntryPoint) -> None:
+    name = plugins.plugin_name(ep)
+    before = set(_TABLE)
+    _PLUGINS.origin = name
+    try:
+        plugins.run(ep)
+    except RegistrationError as exc:
+        raise plugins.CostPluginError(f"cost plugin {name}: {exc}") from exc
+    except Exception as exc:  # any import failure stops the run, naming the plugin
+        raise plugins.CostPluginError(
+            f"cost plugin {name} failed to load: {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        _PLUGINS.origin = BUILTIN
+    if not set(_TABLE) - before:
+        raise plugins.CostPluginError(
+            f"cost plugin {name} registers no ops (register them when the module is imported, "
+            "or name a function that registers them)"
+        )
 
 
 def _lower_bound(ctx: CostContext, status: CostStatus, note: str) -> OpCost:
@@ -190,16 +370,16 @@ def _is_folded(ctx: CostContext) -> bool:
 
 def cost_of(node: Node, graph: Graph) -> OpCost:
     """The cost of one node of `graph`: one of the three outcomes, never a silent zero."""
+    _load_plugins()
     ctx = CostContext(node, graph)
-    key = _key(node.domain, node.op_type)
-    if key in _METADATA_OPS:
+    row = _TABLE.get(_key(node.domain, node.op_type))
+    if row is not None and row.cost is None:
         return OpCost(0, ZERO_BYTES, ZERO_BYTES, CostStatus.METADATA, compute_dtype=None)
     if _is_folded(ctx):
         return OpCost(
             0, ZERO_BYTES, ZERO_BYTES, CostStatus.FOLDED, note="all inputs constant: folded at load"
         )
-    formula = _FORMULAS.get(key)
-    if formula is None:
+    if row is None:
         return _lower_bound(ctx, CostStatus.UNMODELLED, f"no cost formula for {node.qualified_op}")
     unresolved = [
         v.name if v is not None else name
@@ -210,4 +390,4 @@ def cost_of(node: Node, graph: Graph) -> OpCost:
         return _lower_bound(
             ctx, CostStatus.UNRESOLVED, f"shape unknown for {', '.join(unresolved[:3])}"
         )
-    return formula(ctx)
+    return row.cost(ctx)

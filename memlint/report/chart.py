@@ -123,7 +123,7 @@ def _point_title(nodes: list[tuple[int, NodeResult]]) -> str:
     n = nodes[0][1]
     attained = n.cost.flops / n.timing.predicted_latency_s
     title = (
-        f"{n.name}\n{qualified(n)} ({family_of(n.op_type)}), {n.timing.bound.value}-bound\n"
+        f"{n.name}\n{qualified(n)} ({family_of(n)}), {n.timing.bound.value}-bound\n"
         f"intensity {units.intensity(n.cost.intensity)}, {units.si(attained, 'FLOP/s')} attained\n"
         f"{units.seconds(n.timing.predicted_latency_s)} predicted"
     )
@@ -188,7 +188,7 @@ def roofline_chart(
     for i, n in ranked:  # nodes drawn at one spot (identical layers) share one circle
         attained = n.cost.flops / n.timing.predicted_latency_s
         radius = _R_MIN + (_R_MAX - _R_MIN) * math.sqrt(n.timing.predicted_latency_s / slowest)
-        key = (px(n.cost.intensity), py(attained), _r(radius), css_key(family_of(n.op_type)))
+        key = (px(n.cost.intensity), py(attained), _r(radius), css_key(family_of(n)))
         spots.setdefault(key, []).append((i, n))
     keys = list(spots)
     points = tuple(

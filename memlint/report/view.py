@@ -37,7 +37,6 @@ from memlint.ir import SourceLocation
 from memlint.report.chart import CHART_POINTS, Chart, on_chart, roofline_chart
 from memlint.report.families import (  # noqa: F401 - family_of, css_key: part of the view API
     FAMILIES,
-    OP_FAMILY,
     css_key,
     family_of,
     node_anchors,
@@ -264,8 +263,8 @@ def build(
     anchor_of = {}
     for row in rows:
         anchor_of.setdefault(row.name, row.anchor)
-    charted = {family_of(n.op_type) for n in report.nodes if on_chart(n)}
-    present = {family_of(n.op_type) for n in report.nodes}
+    charted = {family_of(n) for n in report.nodes if on_chart(n)}
+    present = {family_of(n) for n in report.nodes}
     return ReportView(
         llm=llm_blocks(report),
         llm_charts=llm_charts(report),
@@ -485,7 +484,7 @@ def _time_by_op(report: Report, top: int) -> tuple[Bar, ...]:
             op = qualified(node)
             time_of[op] += node.timing.predicted_latency_s
             count_of[op] += 1
-            family[op] = family_of(node.op_type)
+            family[op] = family_of(node)
     ranked = sorted(time_of, key=lambda op: (-time_of[op], op))
     groups = [
         (op, time_of[op], plural(count_of[op], "node"), css_key(family[op])) for op in ranked[:top]
@@ -575,7 +574,7 @@ def _node_row(index: int, node: NodeResult, anchor: str, total: float, slowest: 
         name_parts=tuple(re.findall(r"[^/]*/|[^/]+$", node.name)) or (node.name,),
         anchor=anchor,
         op=qualified(node),
-        family=css_key(family_of(node.op_type)),
+        family=css_key(family_of(node)),
         flops=units.flops(cost.flops),
         bytes=units.nbytes(moved.total),
         bytes_weights=units.nbytes(moved.weights),

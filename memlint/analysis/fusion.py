@@ -1,9 +1,10 @@
 """Which nodes a fusing compiler would run as one kernel: shared by ML102 and ML107.
 
-A node is *fusible* when it is an element-wise op, a cast, a row reduction of a norm or an
-already-fused norm/activation, is costed (MODELLED) and touches real data (not only scalars and
-shape vectors). Metadata views (Reshape, Squeeze, Unsqueeze, Identity, Flatten) are transparent:
-data flows through them unchanged, so a chain may span them and their data is read at its source.
+A node is *fusible* when it is an element-wise op (the cost registry's element-wise trait: casts
+included, quantization excluded), a row reduction of a norm or an already-fused norm/activation,
+is costed (MODELLED) and touches real data (not only scalars and shape vectors). Views (the
+registry's view trait: Reshape, Squeeze, Unsqueeze, Identity, Flatten, ...) are transparent: data
+flows through them unchanged, so a chain may span them and their data is read at its source.
 
 Grouping must not create a cycle: p -> c may be fused only when no path p -> ... -> c passes
 through a kernel that is not in the chain. depth(n) = max over producers p of depth(p) + (1 if
@@ -17,21 +18,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from memlint.costs import CostStatus
-from memlint.costs.elementwise import MS, PER_ELEMENT
+from memlint.costs.registry import op_info_of
 from memlint.ir import Node, Value
 from memlint.rulebase import RuleContext
 
-QUANTIZE = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
-FUSIBLE = frozenset(
-    {op for op in PER_ELEMENT[""] if op not in QUANTIZE}
-    | {"Sum", "Max", "Min", "Mean", "Cast", "CastLike", "Gelu"}
-    | {"ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceMax", "ReduceL2"}
+MS = "com.microsoft"
+# Element-wise, but quantized I/O feeds quantized kernels rather than a fused float chain.
+QUANTIZE = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"})
+# Not element-wise, yet fused into a chain: the row reductions of a norm, and fused norms.
+ROW_FUSIBLE = frozenset(
+    {"ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceMax", "ReduceL2"}
     | {"LayerNormalization", "SimplifiedLayerNormalization", "RMSNormalization"}
-    | {f"{MS}::{op}" for op in ("FastGelu", "BiasGelu", "Gelu", "QuickGelu", "BiasAdd")}
     | {f"{MS}::{op}" for op in ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization")}
 )
-VIEWS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Identity", "Flatten"})
-SHAPE_ONLY = frozenset({"Shape", "Size"})  # read the shape of a tensor, never its data
 TINY_ELEMENTS = 16  # scalars and shape vectors: glue, not an activation
 
 
@@ -45,11 +44,26 @@ class Chain:
     outputs: tuple[Value, ...]
 
 
+def is_fusible(node: Node) -> bool:
+    """Could a fusing compiler run this op inside a chain (see the module docstring)?"""
+    if node.qualified_op in ROW_FUSIBLE:
+        return True
+    info = op_info_of(node)
+    return info is not None and info.elementwise and node.op_type not in QUANTIZE
+
+
 def is_view(ctx: RuleContext, node: Node) -> bool:
+    info = op_info_of(node)
     result = ctx.result(node.name)
-    return node.qualified_op in VIEWS and result is not None and (
+    return info is not None and info.view and result is not None and (
         result.cost.status is CostStatus.METADATA
     )
+
+
+def _reads_data(node: Node) -> bool:
+    """False for ops that move no data (Shape, Size read the shape of a tensor, never its data)."""
+    info = op_info_of(node)
+    return info is None or not info.metadata
 
 
 def source(ctx: RuleContext, name: str) -> str:
@@ -69,7 +83,7 @@ def readers(ctx: RuleContext, name: str) -> Iterator[Node]:
             if ctx.is_graph_output(node.outputs[0]):
                 yield node
             yield from readers(ctx, node.outputs[0])
-        elif node.op_type not in SHAPE_ONLY:
+        elif _reads_data(node):
             yield node
 
 
@@ -92,7 +106,7 @@ def find_chains(ctx: RuleContext) -> list[Chain]:
         producers = [p for p in producers if p is not None]
         depth[node.name] = max((after[p.name] for p in producers), default=0)
         result = ctx.result(node.name)
-        candidate = node.qualified_op in FUSIBLE and result is not None and (
+        candidate = is_fusible(node) and result is not None and (
             result.cost.status is CostStatus.MODELLED
         )
         if candidate and (_touches_data(ctx, node) or any(p.name in fusible for p in producers)):
