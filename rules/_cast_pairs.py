@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from memlint.analysis.fusion import is_fusible, readers, source
 from memlint.ir import Node
 from memlint.rulebase import RuleContext
-
-from ._fusion import is_fusible, readers, source
 
 SEARCH_LIMIT = 16  # nodes visited looking for the other Cast of a round trip
 

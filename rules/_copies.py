@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from memlint.analysis.fusion import is_fusible, readers, source
 from memlint.ir import Node, ValueKind
 from memlint.rulebase import RuleContext
 
 from ._cast_pairs import casts_before, dtypes, partner
-from ._fusion import is_fusible, readers, source
 
 MATMULS = frozenset({"MatMul", "Gemm", "com.microsoft::FusedMatMul"})
 GQA = (

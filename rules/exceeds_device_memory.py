@@ -6,8 +6,8 @@ import math
 from collections.abc import Iterator
 
 from memlint import units
-from memlint.findings import Finding, Fix, Metric, Severity
 from memlint.analysis.liveness import MemoryFootprint, resident_weights
+from memlint.findings import Finding, Fix, Metric, Severity
 from memlint.rulebase import Example, Option, Rule, RuleContext
 
 MAX_DEVICES = 64  # the largest tensor-parallel group a fix proposes

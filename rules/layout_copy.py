@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from memlint import units
+from memlint.analysis.attention import attention_node_names
 from memlint.costs import CostStatus
 from memlint.findings import Finding, Fix, Metric, Severity
 from memlint.ir import Node
 from memlint.rulebase import Example, Option, Rule, RuleContext
 
-from ._attention import attention_node_names
 from ._copies import classify, perm
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from memlint import units
+from memlint.analysis.attention import attention_block
 from memlint.costs import ByteCounts, CostStatus, OpCost
 from memlint.findings import Finding, Fix, Metric, Severity
 from memlint.ir import ComputeUnit, Node, ValueKind
 from memlint.rulebase import Example, Rule, RuleContext
-
-from ._attention import attention_block
 
 FIXES = (
     "Export with torch.nn.functional.scaled_dot_product_attention (FlashAttention / "

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from memlint import units
-from memlint.findings import Finding, Metric, Severity
 from memlint.analysis.structure import DimRole, detect
+from memlint.findings import Finding, Metric, Severity
 from memlint.rulebase import Example, Option, Rule, RuleContext
 
 _GEMV = (

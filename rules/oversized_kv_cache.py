@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from memlint import units
+from memlint.analysis.kv_cache import kv_cache, largest_batch
 from memlint.findings import Finding, Fix, Metric, Severity
 from memlint.rulebase import Example, Option, Rule, RuleContext
-
-from ._kv_cache import kv_cache, largest_batch
 
 _STEP = """
 g (float16["batch",8,1,128] q, float16["batch",8,128,"past"] past_key,

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from memlint import units
+from memlint.analysis.fusion import Chain, find_chains, readers, source
+from memlint.analysis.fusion_patterns import recognise
 from memlint.costs import ByteCounts, CostStatus, OpCost
 from memlint.findings import Finding, Fix, Metric, Severity
 from memlint.ir import ComputeUnit
 from memlint.rulebase import Example, Rule, RuleContext
-
-from ._fusion import Chain, find_chains, readers, source
-from ._fusion_patterns import recognise
 
 
 class UnfusedElementwiseChain(Rule):

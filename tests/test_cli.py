@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from clitools import MEMLINT  # noqa: E402 - pytest puts tests/ on sys.path
 from onnx import TensorProto, helper
 
 from memlint import __version__
@@ -25,8 +25,6 @@ from memlint.hardware import list_specs, resolve
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 CNN, DECODER = SAMPLES / "small_cnn.onnx", SAMPLES / "gpt2_decoder_step.onnx"
 GRAPH_ONLY = SAMPLES / "gpt2_small_graph_only.onnx"
-_SCRIPT = Path(sys.executable).with_name("memlint")
-MEMLINT = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "memlint.cli"]
 # variables that change how rich or memlint write; each test sets what it needs
 _SCRUBBED = ("NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES", "MEMLINT_DEBUG", "TTY_COMPATIBLE",
              "TTY_INTERACTIVE", "CLICOLOR_FORCE")  # fmt: skip

@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("onnxruntime")
 
+from clitools import MEMLINT  # noqa: E402 - pytest puts tests/ on sys.path
+
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
-_SCRIPT = Path(sys.executable).with_name("memlint")
-MEMLINT = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "memlint.cli"]
 
 
 def memlint(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:

@@ -13,6 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from clitools import MEMLINT  # noqa: E402 - pytest puts tests/ on sys.path
 from torch import nn  # noqa: E402
 from torch_blocks import Block  # noqa: E402 - pytest puts tests/ on sys.path
 
@@ -21,8 +22,6 @@ from memlint.confirm import ConfirmError, confirm, confirm_torch  # noqa: E402
 from memlint.confirm.torch_run import _synthesise  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-_SCRIPT = Path(sys.executable).with_name("memlint")
-MEMLINT = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "memlint.cli"]
 
 
 def blocks() -> tuple[nn.Module, torch.Tensor]:

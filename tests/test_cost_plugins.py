@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from clitools import MEMLINT, pip_install  # pytest puts tests/ on sys.path
 from onnx import TensorProto, helper, numpy_helper
 
 import memlint
@@ -22,8 +23,6 @@ from memlint.costs import CostPluginError, CostStatus, op_info, plugins, registr
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "memlint-cost-plugin-example"
-_SCRIPT = Path(sys.executable).with_name("memlint")
-MEMLINT = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "memlint.cli"]
 EXAMPLE_PLUGIN = "example (memlint_example_costs)"
 
 # FusedScaleBias on x, y float32 [2, 1024], scale and bias float32 [1024] (weights): 2 FLOPs per
@@ -35,15 +34,7 @@ FLOPS, READ_ACTIVATIONS, READ_WEIGHTS, WRITTEN = 4096, 8192, 8192, 8192
 @pytest.fixture(scope="module")
 def installed_example(tmp_path_factory) -> Path:
     """pip-install the example plugin into its own folder (not into the test environment)."""
-    target = tmp_path_factory.mktemp("cost-plugin")
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
-         str(EXAMPLE)],
-        capture_output=True, text=True, check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"pip install of the example cost plugin failed:\n{result.stderr[-2000:]}")
-    return target
+    return pip_install(EXAMPLE, tmp_path_factory.mktemp("cost-plugin"))
 
 
 @pytest.fixture(autouse=True)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
+from clitools import MEMLINT, pip_install  # pytest puts tests/ on sys.path
 
 from memlint import engine
 from memlint.cli import main
@@ -18,22 +18,12 @@ from memlint.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "memlint-plugin-example"
 DECODER = ROOT / "sample_models" / "gpt2_decoder_step.onnx"
-_SCRIPT = Path(sys.executable).with_name("memlint")
-MEMLINT = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "memlint.cli"]
 
 
 @pytest.fixture(scope="module")
 def installed_example(tmp_path_factory) -> Path:
     """pip-install the example plugin into its own folder (not into the test environment)."""
-    target = tmp_path_factory.mktemp("plugin")
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
-         str(EXAMPLE)],
-        capture_output=True, text=True,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"pip install of the example plugin failed:\n{result.stderr[-2000:]}")
-    return target
+    return pip_install(EXAMPLE, tmp_path_factory.mktemp("plugin"))
 
 
 def _run(target: Path, *argv: str) -> subprocess.CompletedProcess:

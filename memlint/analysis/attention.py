@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from memlint.analysis.graph_index import GraphIndex
 from memlint.costs import CostStatus
 from memlint.ir import Node, ValueKind
-from memlint.rulebase import RuleContext
 
 MATMULS = frozenset({"MatMul", "com.microsoft::FusedMatMul"})
 # Score-sized ops between Q @ K^T and the softmax (scale, mask, softcap, casts, views) ...
@@ -32,7 +32,7 @@ class Block:
     nodes: tuple[Node, ...]
 
 
-def attention_block(ctx: RuleContext, softmax: Node) -> Block | None:
+def attention_block(ctx: GraphIndex, softmax: Node) -> Block | None:
     """The eager attention block around `softmax`, or None when it is not one."""
     scores = ctx.value(softmax.outputs[0])
     path = _before(ctx, softmax.inputs[0], scores.numel) if scores and scores.nbytes else None
@@ -45,7 +45,7 @@ def attention_block(ctx: RuleContext, softmax: Node) -> Block | None:
     return Block(softmax, qk, tuple(path), tuple(after), pv, nodes)
 
 
-def attention_node_names(ctx: RuleContext) -> frozenset[str]:
+def attention_node_names(ctx: GraphIndex) -> frozenset[str]:
     """Every node of every eager attention block of the graph (found once per graph)."""
     return ctx.shared("attention-node-names", lambda: frozenset(
         n.name
@@ -55,17 +55,17 @@ def attention_node_names(ctx: RuleContext) -> frozenset[str]:
     ))
 
 
-def _is_weight(ctx: RuleContext, name: str) -> bool:
+def _is_weight(ctx: GraphIndex, name: str) -> bool:
     value = ctx.value(name)
     return value is None or value.kind is ValueKind.WEIGHT
 
 
-def _numel(ctx: RuleContext, name: str) -> int | None:
+def _numel(ctx: GraphIndex, name: str) -> int | None:
     value = ctx.value(name)
     return value.numel if value is not None else None
 
 
-def _before(ctx: RuleContext, name: str, numel: int, depth: int = 0) -> list[Node] | None:
+def _before(ctx: GraphIndex, name: str, numel: int, depth: int = 0) -> list[Node] | None:
     """The nodes from the Q @ K^T MatMul to the value `name`, walking up score-sized tensors."""
     node = ctx.producer(name)
     if node is None or depth > 16:
@@ -83,7 +83,7 @@ def _before(ctx: RuleContext, name: str, numel: int, depth: int = 0) -> list[Nod
     return None
 
 
-def _after(ctx: RuleContext, softmax: Node) -> tuple[list[Node], Node] | None:
+def _after(ctx: GraphIndex, softmax: Node) -> tuple[list[Node], Node] | None:
     """The ops between the softmax and P @ V, and that MatMul; None if the probabilities are
     used elsewhere too (returned, reduced, ...)."""
     numel = _numel(ctx, softmax.outputs[0])
@@ -110,7 +110,7 @@ def _after(ctx: RuleContext, softmax: Node) -> tuple[list[Node], Node] | None:
     return (chain, matmuls[0]) if len(matmuls) == 1 else None
 
 
-def _operand_ops(ctx: RuleContext, name: str, transpose: bool) -> list[Node]:
+def _operand_ops(ctx: GraphIndex, name: str, transpose: bool) -> list[Node]:
     """Ops that only prepare a QK operand (scalar scale; for K also the transpose), which a fused
     kernel absorbs: walked up while each result has this one use."""
     ops: list[Node] = []

@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from memlint.analysis.graph_index import GraphIndex
 from memlint.costs import CostStatus
 from memlint.costs.registry import op_info_of
 from memlint.ir import Node, Value
-from memlint.rulebase import RuleContext
 
 MS = "com.microsoft"
 # Element-wise, but quantized I/O feeds quantized kernels rather than a fused float chain.
@@ -52,7 +52,7 @@ def is_fusible(node: Node) -> bool:
     return info is not None and info.elementwise and node.op_type not in QUANTIZE
 
 
-def is_view(ctx: RuleContext, node: Node) -> bool:
+def is_view(ctx: GraphIndex, node: Node) -> bool:
     info = op_info_of(node)
     result = ctx.result(node.name)
     return info is not None and info.view and result is not None and (
@@ -66,7 +66,7 @@ def _reads_data(node: Node) -> bool:
     return info is None or not info.metadata
 
 
-def source(ctx: RuleContext, name: str) -> str:
+def source(ctx: GraphIndex, name: str) -> str:
     """The tensor whose data `name` is, looking back through views."""
     node = ctx.producer(name)
     while node is not None and is_view(ctx, node):
@@ -75,7 +75,7 @@ def source(ctx: RuleContext, name: str) -> str:
     return name
 
 
-def readers(ctx: RuleContext, name: str) -> Iterator[Node]:
+def readers(ctx: GraphIndex, name: str) -> Iterator[Node]:
     """The nodes that read the data of `name`, looking forward through views (a view feeding a
     graph output counts as a reader of its own); Shape/Size read no data."""
     for node in ctx.consumers(name):
@@ -87,7 +87,7 @@ def readers(ctx: RuleContext, name: str) -> Iterator[Node]:
             yield node
 
 
-def find_chains(ctx: RuleContext) -> list[Chain]:
+def find_chains(ctx: GraphIndex) -> list[Chain]:
     """Every group of two or more fusible nodes that one kernel could run (see module doc)."""
     depth: dict[str, int] = {}
     after: dict[str, int] = {}  # depth seen by the node's consumers
@@ -127,12 +127,12 @@ def find_chains(ctx: RuleContext) -> list[Chain]:
     return [_chain(ctx, nodes) for nodes in groups.values() if len(nodes) > 1]
 
 
-def _touches_data(ctx: RuleContext, node: Node) -> bool:
+def _touches_data(ctx: GraphIndex, node: Node) -> bool:
     values = (ctx.value(v) for v in (*node.inputs, *node.outputs))
     return any((v.numel or 0) > TINY_ELEMENTS for v in values if v is not None)
 
 
-def _chain(ctx: RuleContext, nodes: list[Node]) -> Chain:
+def _chain(ctx: GraphIndex, nodes: list[Node]) -> Chain:
     members = {n.name for n in nodes}
     inputs: dict[str, Value] = {}
     outputs: dict[str, Value] = {}

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from memlint.analysis.fusion import TINY_ELEMENTS, Chain, source
+from memlint.analysis.graph_index import GraphIndex
 from memlint.ir import Node, ValueKind
-from memlint.rulebase import RuleContext
-
-from ._fusion import TINY_ELEMENTS, Chain, source
 
 ORT = (
     "`python -m onnxruntime.transformers.optimizer --input model.onnx --output opt.onnx "
@@ -28,7 +27,7 @@ class Pattern:
     fix: str  # the fused kernel and the tool that produces it
 
 
-def recognise(ctx: RuleContext, chain: Chain) -> Pattern:
+def recognise(ctx: GraphIndex, chain: Chain) -> Pattern:
     """The chain's pattern, with the fix for the graph's framework: the onnxruntime optimizer
     for an ONNX file, torch's fused ops and torch.compile for a torch.fx graph."""
     pattern = _recognise(ctx, chain)
@@ -55,7 +54,7 @@ def _torch_fix(name: str) -> str:
     return "torch.compile (Inductor) fuses point-wise chains into one kernel"
 
 
-def _recognise(ctx: RuleContext, chain: Chain) -> Pattern:
+def _recognise(ctx: GraphIndex, chain: Chain) -> Pattern:
     """Norms first (a residual or bias Add joins them), then GELU, SiLU, else a plain chain."""
     ops = Counter(n.op_type for n in chain.nodes)
     adds = [n for n in chain.nodes if n.op_type == "Add" and len(n.inputs) == 2]
@@ -100,13 +99,13 @@ def _recognise(ctx: RuleContext, chain: Chain) -> Pattern:
                    "kernel; ONNX Runtime fuses only the named patterns, so export a fused op")
 
 
-def _model_type(ctx: RuleContext) -> str:
+def _model_type(ctx: GraphIndex) -> str:
     """The optimizer's --model_type: gpt2 for a decoder with a KV cache, else bert."""
     values = (ctx.value(name) for name in ctx.graph.inputs)
     return "gpt2" if any(v is not None and v.kind is ValueKind.KV_CACHE for v in values) else "bert"
 
 
-def _is_bias(ctx: RuleContext, node: Node) -> bool:
+def _is_bias(ctx: GraphIndex, node: Node) -> bool:
     """x + b where b is a weight and x comes from a matrix product."""
     weights = [v for v in node.inputs if (w := ctx.value(v)) and w.kind is ValueKind.WEIGHT]
     other = [v for v in node.inputs if v not in weights]
@@ -114,7 +113,7 @@ def _is_bias(ctx: RuleContext, node: Node) -> bool:
     return bool(weights) and producer is not None and producer.op_type in MATMULS
 
 
-def _is_residual(ctx: RuleContext, node: Node) -> bool:
+def _is_residual(ctx: GraphIndex, node: Node) -> bool:
     """x + y of two activations, one of the output's full size (a skip connection; the other
     may broadcast, as position embeddings do)."""
     out = ctx.value(node.outputs[0])
@@ -125,7 +124,7 @@ def _is_residual(ctx: RuleContext, node: Node) -> bool:
     ) and any(v.numel == out.numel for v in values)
 
 
-def _from_gather(ctx: RuleContext, node: Node) -> bool:
+def _from_gather(ctx: GraphIndex, node: Node) -> bool:
     """An input comes straight from an embedding lookup."""
     return any(
         (p := ctx.producer(source(ctx, v))) is not None and p.op_type == "Gather"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from memlint.analysis.graph_index import GraphIndex
 from memlint.analysis.structure import detect
-from memlint.rulebase import RuleContext
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class KvCache:
         return self.bytes_per_token * self.context_tokens
 
 
-def kv_cache(ctx: RuleContext) -> KvCache | None:
+def kv_cache(ctx: GraphIndex) -> KvCache | None:
     """The KV-cache inputs at their bound shapes; None when the graph takes none (resolved)."""
     structure = ctx.shared("llm.structure", lambda: detect(ctx.model, use_config=False))
     resolved = [t for t in structure.kv_inputs if ctx.value(t.name).is_resolved]

@@ -96,8 +96,9 @@ class _Memo:
         self.key = id(graph)
 
     def _forget(self, ref: weakref.ref) -> None:
-        if _MEMOS.get(self.key) is self:
-            del _MEMOS[self.key]
+        memos = _MEMOS  # None while the interpreter tears the module down
+        if memos is not None and memos.get(self.key) is self:
+            del memos[self.key]
 
 
 _MEMOS: dict[int, _Memo] = {}  # id(graph) -> memo, dropped when the graph is collected

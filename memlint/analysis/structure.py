@@ -35,10 +35,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from memlint.analysis.hfconfig import HfConfig, config_file, read_config
 from memlint.costs.registry import op_info_of
 from memlint.dims import dim_names_in
 from memlint.ir import EMPTY, DType, Graph, Model, Value, ValueKind
-from memlint.analysis.hfconfig import HfConfig, config_file, read_config
 
 _SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:]*$")
 _BATCH = re.compile(r"batch", re.I)
