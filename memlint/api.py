@@ -154,7 +154,8 @@ def lint_llm(
     The file is read once; it is loaded to read its structure and, when the scenario binds dims
     that load did not, once more at the scenario's dims from the copy in memory."""
     from memlint.analysis.structure import detect
-    from memlint.llm.scenario import Evaluator, resolve as resolve_scenario, scenario_dims
+    from memlint.llm.scenario import Evaluator, scenario_dims
+    from memlint.llm.scenario import resolve as resolve_scenario
     from memlint.llm.session import LlmLint
 
     spec = hw if isinstance(hw, HardwareSpec) else resolve(hw, hw_files)

@@ -219,9 +219,8 @@ def _progress_bar():  # noqa: ANN202 - yields progress(done, total, phase)
 
 def _check_many(models: list[Path], request, fmt: str, output: Path | None,  # noqa: ANN001
                 stamp: str | None, top: int, write_baseline: Path | None, jobs: int) -> int:
-    from memlint.runner import combine, lint_many
-
-    from memlint.report import FORMATS
+    from memlint.report import FORMATS, combine
+    from memlint.runner import lint_many
 
     if not FORMATS[fmt].many:
         raise OutputError(f"--format {fmt} takes one model per report; lint the models one by one")

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from memlint.baseline import Entry, entries_of
+from memlint.core.report import Report
 from memlint.errors import ConfigError
 from memlint.findings import Finding
-from memlint.core.report import Report
 
 # metric key -> (label, unit, how to read it from a report); "higher is worse" for all of them
 METRICS: dict[str, tuple[str, str]] = {

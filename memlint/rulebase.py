@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
+from memlint.analysis.graph_index import GraphIndex
 from memlint.costs import ByteCounts, OpCost
 from memlint.findings import Finding, Fix, Metric, Severity
 from memlint.hardware import HardwareSpec
 from memlint.ir import EMPTY, Model, SourceLocation
-from memlint.analysis.graph_index import GraphIndex
 from memlint.roofline import NodeResult, Timing, time_op
 
 T = TypeVar("T")

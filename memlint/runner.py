@@ -8,7 +8,6 @@ are still linted, and the run exits 2.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -214,55 +213,3 @@ def lint_many(models: Sequence[Path], request: LintRequest, fmt: str, *, top: in
             if progress:
                 progress(outcome)
     return outcomes
-
-
-def combine(outcomes: Sequence[ModelOutcome], fmt: str) -> str:
-    """One document for many models, in the format's own way of holding several."""
-    linted = [o for o in outcomes if not o.error]
-    errors = [{"model": o.model, "error": o.error} for o in outcomes if o.error]
-    if fmt == "json":
-        from memlint.core.report import SCHEMA_VERSION
-
-        return json.dumps({
-            "schema_version": SCHEMA_VERSION,
-            "reports": [json.loads(o.rendered) for o in linted],
-            "errors": errors,
-        }, indent=2) + "\n"
-    if fmt == "sarif":
-        documents = [json.loads(o.rendered) for o in linted]
-        if not documents:
-            return json.dumps({"version": "2.1.0", "runs": []}, indent=2) + "\n"
-        merged = dict(documents[0])
-        merged["runs"] = [run for doc in documents for run in doc.get("runs", [])]
-        return json.dumps(merged, indent=2, sort_keys=True) + "\n"
-    parts = [o.rendered.rstrip("\n") for o in linted]
-    if fmt == "text":
-        parts.append(summary_table(outcomes))
-    elif fmt == "markdown":
-        parts.append(summary_markdown(outcomes))
-    return "\n\n".join(parts) + "\n"
-
-
-def summary_table(outcomes: Sequence[ModelOutcome]) -> str:
-    from memlint import units
-    from memlint.report.view import inert
-
-    lines = [f"{len(outcomes)} models:"]
-    for o in outcomes:
-        status = f"error: {inert(o.error)}" if o.error else (
-            f"{o.findings} finding(s), predicted {units.seconds(o.latency_s)}"
-            + (" - FAIL" if o.fails else ""))
-        lines.append(f"  {o.model}: {status}")
-    return "\n".join(lines)
-
-
-def summary_markdown(outcomes: Sequence[ModelOutcome]) -> str:
-    from memlint import units
-    from memlint.report.markdown import md
-
-    lines = ["| model | result |", "|---|---|"]
-    for o in outcomes:
-        result = f"error: {o.error}" if o.error else (
-            f"{o.findings} finding(s), {units.seconds(o.latency_s)}" + (" **fails**" if o.fails else ""))
-        lines.append(f"| {md(o.model)} | {md(result)} |")
-    return "\n".join(lines)

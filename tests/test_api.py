@@ -13,6 +13,7 @@ import memlint
 from memlint import api
 from memlint.cli import main
 from memlint.errors import ConfigError, LlmError
+from memlint.report import FORMATS
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 GPT2 = SAMPLES / "gpt2_decoder_step.onnx"
@@ -72,3 +73,24 @@ def test_help_shows_the_real_signature_and_docstring():
     parameters = inspect.signature(memlint.lint).parameters
     assert {"hw", "dims", "scenario", "config", "confirm"} <= set(parameters)
     assert "to_dict()" in memlint.lint.__doc__
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_many_models_combine_in_every_format(fmt, tmp_path, capsys):
+    out = tmp_path / "all"
+    models = [str(SAMPLES / "small_cnn.onnx"), str(SAMPLES / "bert_encoder.onnx")]
+    code = main([*models, "--isolated", "--fail-on", "never", "--format", fmt, "-o", str(out)])
+    if not FORMATS[fmt].many:
+        assert code == 2 and "takes one model per report" in capsys.readouterr().err
+        return
+    assert code == 0, capsys.readouterr().err
+    text = out.read_text(encoding="utf-8")
+    if fmt == "json":
+        assert len(json.loads(text)["reports"]) == 2
+    elif fmt == "sarif":
+        assert len(json.loads(text)["runs"]) == 2
+    elif fmt == "text":
+        assert "2 models:" in text and "small_cnn.onnx: " in text
+    elif fmt == "markdown":
+        assert "| model | result |" in text
+    assert all(name in text.replace("\\_", "_") for name in ("small_cnn", "bert_encoder"))

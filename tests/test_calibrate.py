@@ -6,8 +6,8 @@ import pytest
 
 import memlint.hardware.calibrate as calibrate_module
 from memlint.confirm import ConfirmError
-from memlint.hardware.calibrate import Figure, calibrate, to_toml
 from memlint.hardware import load_spec_file, resolve
+from memlint.hardware.calibrate import Figure, calibrate, to_toml
 
 pytest.importorskip("onnxruntime")
 

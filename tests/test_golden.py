@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from memlint.core.report import Report
 from memlint.report import FORMATS as REGISTRY
 from memlint.report import render
-from memlint.core.report import Report
 from memlint.runner import LintRequest, lint_model
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,9 +7,9 @@ from types import MappingProxyType
 
 import pytest
 
+from memlint.analysis.liveness import footprint, is_alias, resident_weights
 from memlint.api import load
 from memlint.ir import DType, Graph, Node, Value, ValueKind
-from memlint.analysis.liveness import footprint, is_alias, resident_weights
 
 F32, F16, I8, I64 = DType.FLOAT32, DType.FLOAT16, DType.INT8, DType.INT64
 W, A, KV = ValueKind.WEIGHT, ValueKind.ACTIVATION, ValueKind.KV_CACHE

@@ -14,11 +14,11 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("optimum.exporters.onnx")
 
+from memlint.analysis.structure import DimRole, detect  # noqa: E402
 from memlint.api import load  # noqa: E402
 from memlint.hardware import resolve as resolve_hw  # noqa: E402
 from memlint.llm.generate import generate, step_totals  # noqa: E402
 from memlint.llm.scenario import Evaluator, Phase, Scenario, resolve  # noqa: E402
-from memlint.analysis.structure import DimRole, detect  # noqa: E402
 from memlint.llm.sweep import gemm_balance, sweep  # noqa: E402
 from memlint.llm.whatif import Precision, apply_precision, precision_gain  # noqa: E402
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from onnx import TensorProto, helper
 
+from memlint.analysis.structure import detect
 from memlint.api import load
 from memlint.hardware import resolve as resolve_hw
 from memlint.llm import LlmError
 from memlint.llm.generate import generate, step_totals
 from memlint.llm.scenario import Evaluator, Phase, Scenario
-from memlint.analysis.structure import detect
 
 GPT2 = Path(__file__).resolve().parent.parent / "sample_models" / "gpt2_decoder_step.onnx"
 F32, I64 = TensorProto.FLOAT, TensorProto.INT64

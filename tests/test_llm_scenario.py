@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from memlint.api import load
+from memlint.analysis.structure import detect
+from memlint.api import lint_llm, load
 from memlint.errors import MemlintError
 from memlint.llm import LlmError
 from memlint.llm.scenario import DEFAULT_CONTEXT, Phase, Scenario, resolve, scenario_dims
-from memlint.api import lint_llm
 from memlint.llm.session import sections
-from memlint.analysis.structure import detect
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 GPT2 = SAMPLES / "gpt2_decoder_step.onnx"

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from memlint.analysis.liveness import footprint
-from memlint.report import llm_view as view
 from memlint.api import lint_llm
 from memlint.llm.session import generation_prompt, sections
 from memlint.llm.whatif import Precision
+from memlint.report import llm_view as view
 
 GPT2 = Path(__file__).resolve().parent.parent / "sample_models" / "gpt2_decoder_step.onnx"
 

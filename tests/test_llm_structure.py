@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from onnx import TensorProto, helper
 
+from memlint.analysis.hfconfig import read_config
+from memlint.analysis.structure import DimRole, detect
 from memlint.api import load
 from memlint.llm import LlmError
-from memlint.analysis.hfconfig import read_config
 from memlint.llm.scenario import Evaluator, resolve, scenario_dims
-from memlint.analysis.structure import DimRole, detect
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 F32, I64 = TensorProto.FLOAT, TensorProto.INT64

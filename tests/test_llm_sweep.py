@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from memlint.analysis.structure import detect
 from memlint.api import load
 from memlint.hardware import resolve as resolve_hw
 from memlint.llm import LlmError
 from memlint.llm.scenario import Evaluator, resolve
-from memlint.analysis.structure import detect
 from memlint.llm.sweep import crossover_batch, gemm_balance, parse_sweep, sweep
 from memlint.llm.whatif import Precision
 

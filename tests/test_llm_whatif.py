@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from memlint.analysis.liveness import footprint
+from memlint.analysis.structure import detect
 from memlint.api import analyse, load
 from memlint.hardware import resolve as resolve_hw
 from memlint.ir import ComputeUnit, DType
-from memlint.analysis.liveness import footprint
 from memlint.llm import LlmError
 from memlint.llm.parallel import (
     allreduce_bytes,
@@ -20,7 +21,6 @@ from memlint.llm.parallel import (
     tp_candidates,
 )
 from memlint.llm.scenario import Evaluator, resolve
-from memlint.analysis.structure import detect
 from memlint.llm.whatif import Precision, apply_precision, precision_gain
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"

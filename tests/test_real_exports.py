@@ -29,8 +29,8 @@ from torch_blocks import Block  # noqa: E402
 
 from memlint.api import lint  # noqa: E402
 from memlint.config import Config  # noqa: E402
-from memlint.costs import CostStatus  # noqa: E402
 from memlint.core.document import document as to_dict  # noqa: E402
+from memlint.costs import CostStatus  # noqa: E402
 from memlint.roofline import Bound  # noqa: E402
 
 MATMUL_FAMILY = frozenset({"MatMul", "Gemm", "Conv", "ConvTranspose", "Einsum"})

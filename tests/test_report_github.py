@@ -12,11 +12,11 @@ import pytest
 from memlint.api import lint
 from memlint.cli import main
 from memlint.config import Config, Suppression
+from memlint.core.report import Report
 from memlint.findings import Finding, Fix, Severity, Suppressed
 from memlint.ir import SourceLocation
 from memlint.report import render as render_format
 from memlint.report.github import escape_data, escape_property, render
-from memlint.core.report import Report
 
 REPO = Path(__file__).resolve().parent.parent
 CNN = "sample_models/small_cnn.onnx"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from memlint.report import render
 from memlint.core.llm import ScenarioRequest
+from memlint.report import render
 from memlint.runner import LintRequest, lint_model
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"

@@ -20,11 +20,11 @@ from memlint import __version__
 from memlint.api import lint
 from memlint.cli import main
 from memlint.config import Config, Suppression
+from memlint.core.report import Report
 from memlint.engine import load_rules
 from memlint.findings import Finding, Fix, Metric, Severity, Suppressed
 from memlint.ir import SourceLocation
 from memlint.report import render as render_format
-from memlint.core.report import Report
 from memlint.report.sarif import (
     FINGERPRINT_KEY,
     INFORMATION_URI,

@@ -53,6 +53,8 @@ _HEAD_ATTRS = {
     "com.microsoft::MultiHeadAttention": ("num_heads", None),
     "com.microsoft::Attention": ("num_heads", None),
 }
+
+
 class DimRole(enum.Enum):
     BATCH = "batch"
     NEW_TOKENS = "new_tokens"  # tokens this step processes (the prompt in a prefill, 1 in decode)

@@ -15,7 +15,13 @@ from memlint.findings import Finding
 
 if TYPE_CHECKING:  # the types this module reads; core.report imports this module
     from memlint.core.llm import (
-        Crossover, Generation, LlmSections, PrecisionGain, Serving, StepTotals, Sweep,
+        Crossover,
+        Generation,
+        LlmSections,
+        PrecisionGain,
+        Serving,
+        StepTotals,
+        Sweep,
         TensorParallel,
     )
     from memlint.core.measurement import Measurement

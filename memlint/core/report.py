@@ -21,8 +21,8 @@ from memlint.ir import ComputeUnit, Model
 from memlint.roofline import Bound, NodeResult, time_op
 
 __all__ = [
-    "CONVENTIONS", "SCHEMA_VERSION", "BaselineResult", "Coverage", "NodeResult", "Report", "Summary",
-    "analyse", "coverage_of", "summarize",
+    "CONVENTIONS", "SCHEMA_VERSION", "BaselineResult", "Coverage", "NodeResult", "Report",
+    "Summary", "analyse", "coverage_of", "summarize",
 ]  # fmt: skip
 
 

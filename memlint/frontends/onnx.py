@@ -27,8 +27,8 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
-from memlint.errors import DimError, ModelLoadError
 from memlint.dims import DimBinder, dim_names_in, shown
+from memlint.errors import DimError, ModelLoadError
 from memlint.frontends.onnx_infer import (
     MAX_FOLD_ELEMENTS,
     TensorType,

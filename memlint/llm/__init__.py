@@ -21,5 +21,4 @@ from __future__ import annotations
 
 from memlint.errors import LlmError
 
-
 __all__ = ["LlmError"]

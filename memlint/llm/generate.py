@@ -23,14 +23,13 @@ token's bytes per step.
 
 from __future__ import annotations
 
-
 import numpy as np
 
+from memlint.core.llm import NO_STEPS, Generation, StepTotals
+from memlint.core.report import Report
 from memlint.costs import ByteCounts, CostStatus
 from memlint.llm import LlmError
 from memlint.llm.scenario import Evaluator, Phase, Scenario
-from memlint.core.report import Report
-from memlint.core.llm import Generation, NO_STEPS, StepTotals
 
 SAMPLES = 5
 _CHUNK = 64  # decode steps timed at once

@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from memlint.analysis.structure import DimRole, detect
 from memlint.core.report import analyse
 from memlint.frontends.onnx import load_onnx
 from memlint.hardware import HardwareSpec, resolve
 from memlint.llm import LlmError
 from memlint.llm.generate import StepTotals, generate, step_totals
 from memlint.llm.scenario import Evaluator
-from memlint.analysis.structure import DimRole, detect
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,13 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from memlint.costs import OpCost
 from memlint.analysis.liveness import MemoryFootprint, footprint
-from memlint.llm import LlmError
 from memlint.analysis.structure import LlmStructure
-from memlint.core.report import Report
-from memlint.roofline import time_op
 from memlint.core.llm import TensorParallel
+from memlint.core.report import Report
+from memlint.costs import OpCost
+from memlint.llm import LlmError
+from memlint.roofline import time_op
 
 ALLREDUCES_PER_LAYER = 2  # after attention and after the MLP
 

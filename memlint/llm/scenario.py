@@ -21,14 +21,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from memlint.hardware import HardwareSpec
-from memlint.ir import EMPTY
-from memlint.llm import LlmError
 from memlint.analysis.structure import DimRole, LlmStructure
-from memlint.llm.whatif import Precision, apply_precision
 from memlint.core.llm import Phase, Scenario
 from memlint.core.report import Report, analyse
 from memlint.frontends.onnx import load_onnx
+from memlint.hardware import HardwareSpec
+from memlint.ir import EMPTY
+from memlint.llm import LlmError
+from memlint.llm.whatif import Precision, apply_precision
 
 DEFAULT_CONTEXT = 1024
 

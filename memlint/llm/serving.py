@@ -14,14 +14,13 @@
 
 from __future__ import annotations
 
-
 from memlint.analysis.liveness import footprint
-from memlint.llm.scenario import Scenario
 from memlint.analysis.structure import LlmStructure
+from memlint.core.llm import Serving
+from memlint.core.report import Report
+from memlint.llm.scenario import Scenario
 from memlint.llm.sweep import Crossover
 from memlint.llm.whatif import Precision
-from memlint.core.report import Report
-from memlint.core.llm import Serving
 
 
 def serving(

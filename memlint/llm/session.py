@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from memlint.analysis.structure import DimRole, LlmStructure
+from memlint.core.llm import LlmSections
+from memlint.core.report import Report
 from memlint.llm.generate import generate
 from memlint.llm.parallel import smallest_fitting_tp, tensor_parallel
 from memlint.llm.scenario import Evaluator, Phase, Scenario, require_kv_cache
 from memlint.llm.serving import serving
-from memlint.analysis.structure import DimRole, LlmStructure
 from memlint.llm.sweep import crossover_batch, parse_sweep, sweep
 from memlint.llm.whatif import Precision, apply_precision, precision_gain
-from memlint.core.report import Report
-from memlint.core.llm import LlmSections
 
 
 @dataclass(frozen=True)

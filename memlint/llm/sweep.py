@@ -28,13 +28,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from memlint.analysis.liveness import footprint
+from memlint.core.llm import Crossover, GemmBalance, Sweep, SweepRow
+from memlint.core.report import Report
 from memlint.costs import CostStatus
 from memlint.ir import ComputeUnit
-from memlint.analysis.liveness import footprint
 from memlint.llm import LlmError
 from memlint.llm.scenario import Evaluator, Phase, Scenario
-from memlint.core.report import Report
-from memlint.core.llm import Crossover, GemmBalance, Sweep, SweepRow
 
 AXES = {"batch": "batch", "context": "context", "prompt": "new_tokens"}
 MAX_BATCH = 16384

@@ -24,14 +24,13 @@ from __future__ import annotations
 import dataclasses
 from types import MappingProxyType
 
+from memlint.analysis.liveness import footprint, resident_weights
+from memlint.core.llm import DTYPE_LABELS, KV_DTYPES, WEIGHT_DTYPES, Precision, PrecisionGain
+from memlint.core.report import Report, analyse, summarize
 from memlint.costs import OpCost
 from memlint.ir import ComputeUnit, DType, Graph, Node, Value, ValueKind
-from memlint.analysis.liveness import footprint, resident_weights
 from memlint.llm import LlmError
-from memlint.core.report import Report, analyse, summarize
 from memlint.roofline import time_op
-from memlint.core.llm import DTYPE_LABELS, KV_DTYPES, WEIGHT_DTYPES, Precision, PrecisionGain
-
 
 # --- precision --------------------------------------------------------------------------------
 

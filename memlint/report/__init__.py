@@ -1,13 +1,15 @@
-"""Renderers: one Report, many formats. Each format module has `render(report, **options) -> str`.
+"""Renderers: one Report, many formats. Each format module has `render(report, **options) -> str`
+and, where several models' reports combine other than one after another, `combine(outcomes)`.
 
 FORMATS is the one table of output formats: the CLI's --format choices, many-model runs and the
-tests read it. A format module only renders the Report it is given (docs/architecture.md).
+tests read it. A format module only renders what it is given (docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from memlint.errors import OutputError
@@ -34,6 +36,16 @@ FORMATS = {
         Format("github", "memlint.report.github", "txt", "GitHub Actions workflow annotations"),
     )
 }
+
+
+def combine(outcomes: Sequence, fmt: str) -> str:
+    """One document for many models (memlint.runner.ModelOutcome rows: model, rendered, error,
+    findings, latency_s, fails), in the format's own way of holding several: its module's
+    combine(outcomes), else the rendered reports one after another."""
+    module = importlib.import_module(FORMATS[fmt].module)
+    if hasattr(module, "combine"):
+        return module.combine(outcomes)
+    return "\n\n".join(o.rendered.rstrip("\n") for o in outcomes if not o.error) + "\n"
 
 
 def render(report, fmt: str, *, top: int = 15, timestamp: str | None = None) -> str:  # noqa: ANN001

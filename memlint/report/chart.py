@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from memlint import units
-from memlint.report.families import css_key, family_of, node_anchors, plural, qualified
 from memlint.core.report import NodeResult, Report
+from memlint.report.families import css_key, family_of, node_anchors, plural, qualified
 
 CHART_POINTS = 400  # nodes drawn individually on the roofline chart
 

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from memlint import units
-from memlint.diff import Delta, ModelDiff
 from memlint.core.document import finding_dict as _finding
+from memlint.diff import Delta, ModelDiff
 from memlint.report.markdown import md
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections import Counter
 
 from memlint import units
-from memlint.findings import Finding, Severity
 from memlint.core.report import Report
+from memlint.findings import Finding, Severity
 from memlint.report.sarif import finding_text, location_of, report_path
 from memlint.report.view import inert
 

@@ -20,8 +20,8 @@ from functools import lru_cache
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from memlint.report import view
 from memlint.core.report import Report
+from memlint.report import view
 
 PAGE_SIZE = 200  # node-table rows rendered at a time
 

@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from memlint import units
 from memlint.analysis.structure import LlmStructure
 from memlint.core.llm import (
-    Crossover, Generation, LlmSections, PrecisionGain, Serving, StepTotals, Sweep, TensorParallel,
+    Crossover,
+    Generation,
+    LlmSections,
+    PrecisionGain,
+    Serving,
+    StepTotals,
+    Sweep,
+    TensorParallel,
 )
 
 Rows = tuple[tuple[str, str], ...]

@@ -18,13 +18,15 @@ URLs from becoming links.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import escape
 
-from memlint.report import view
+from memlint import units
 from memlint.core.report import Report
+from memlint.report import view
 from memlint.report.view import inert
 
 LIMIT = 65_000  # characters; GitHub's limit for a comment body is 65,536
@@ -167,3 +169,15 @@ def _cut_note(dropped: tuple[str, ...], findings_cut: int, shown: int) -> str:
         + " and ".join(parts)
         + " are left out. Run memlint with --format html for the full report."
     )
+
+
+def combine(outcomes: Sequence) -> str:
+    """Many models: each report, then a table of every model's result."""
+    lines = ["| model | result |", "|---|---|"]
+    for o in outcomes:
+        result = f"error: {o.error}" if o.error else (
+            f"{o.findings} finding(s), {units.seconds(o.latency_s)}"
+            + (" **fails**" if o.fails else ""))
+        lines.append(f"| {md(o.model)} | {md(result)} |")
+    parts = [o.rendered.rstrip("\n") for o in outcomes if not o.error]
+    return "\n\n".join([*parts, "\n".join(lines)]) + "\n"

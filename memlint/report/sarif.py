@@ -18,14 +18,15 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path, PurePath
 from typing import Any
 from urllib.parse import quote
 
 from memlint import units
 from memlint._version import __version__
-from memlint.findings import Finding, Severity, Suppressed
 from memlint.core.report import Report
+from memlint.findings import Finding, Severity, Suppressed
 from memlint.report.view import inert
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -228,3 +229,13 @@ def _number(value: float | None) -> float | str | None:
     if value is None or math.isfinite(value):
         return value
     return str(value)
+
+
+def combine(outcomes: Sequence) -> str:
+    """Many models: one SARIF log whose runs are every model's run."""
+    documents = [json.loads(o.rendered) for o in outcomes if not o.error]
+    if not documents:
+        return json.dumps({"version": "2.1.0", "runs": []}, indent=2) + "\n"
+    merged = dict(documents[0])
+    merged["runs"] = [run for doc in documents for run in doc.get("runs", [])]
+    return json.dumps(merged, indent=2, sort_keys=True) + "\n"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 from collections import Counter
+from collections.abc import Sequence
 
 from rich import box
 from rich.console import Console
@@ -234,3 +235,16 @@ def render(report: Report, *, top: int = DEFAULT_TOP, width: int = 120) -> str:
     render_to(Console(file=buffer, width=width, color_system=None, soft_wrap=False), report, top=top)
     # rich pads table cells; a file keeps no trailing blanks (editors and hooks strip them)
     return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
+
+
+def combine(outcomes: Sequence) -> str:
+    """Many models: each report, then one line per model (findings and predicted time, or why
+    it could not be linted)."""
+    lines = [f"{len(outcomes)} models:"]
+    for o in outcomes:
+        status = f"error: {inert(o.error)}" if o.error else (
+            f"{o.findings} finding(s), predicted {units.seconds(o.latency_s)}"
+            + (" - FAIL" if o.fails else ""))
+        lines.append(f"  {o.model}: {status}")
+    parts = [o.rendered.rstrip("\n") for o in outcomes if not o.error]
+    return "\n\n".join([*parts, "\n".join(lines)]) + "\n"

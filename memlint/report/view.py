@@ -32,6 +32,7 @@ from functools import lru_cache
 
 from memlint import units
 from memlint._version import __version__
+from memlint.core.report import CONVENTIONS, NodeResult, Report
 from memlint.findings import Finding, Metric
 from memlint.ir import SourceLocation
 from memlint.report.chart import CHART_POINTS, Chart, on_chart, roofline_chart
@@ -43,7 +44,6 @@ from memlint.report.families import (  # noqa: F401 - family_of, css_key: part o
     plural,
     qualified,
 )
-from memlint.core.report import CONVENTIONS, NodeResult, Report
 from memlint.roofline import Bound
 
 # Characters that never reach a terminal, a CI log or a page raw: C0 and C1 controls (ESC
