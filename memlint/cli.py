@@ -283,21 +283,13 @@ def _now() -> str:
 @cli.command("rules")
 def rules_list() -> int:
     """List every rule: code, name, severity, what it checks, and where it comes from."""
-    from rich.table import Table
-
-    from memlint.engine import load_rules
+    from memlint.engine import load_rules, rule_info
+    from memlint.report.listings import rules_table
     from memlint.report.text import terminal_console
 
     ruleset = load_rules()
-    table = Table(box=None)
-    table.add_column("code", no_wrap=True)
-    table.add_column("name", no_wrap=True)
-    table.add_column("severity", no_wrap=True)
-    table.add_column("summary")
-    table.add_column("from", no_wrap=True)
-    for code, rule in ruleset.rules.items():
-        table.add_row(code, rule.name, rule.severity.value, rule.summary, ruleset.origin[code])
-    terminal_console().print(table)
+    infos = (rule_info(rule, ruleset.origin[code]) for code, rule in ruleset.rules.items())
+    terminal_console().print(rules_table(infos))
     return EXIT_OK
 
 
@@ -351,7 +343,7 @@ def hw() -> None:
 def hw_list(hw_files: tuple[Path, ...]) -> int:
     """List known devices and their aliases."""
     from memlint.hardware import list_specs
-    from memlint.report.hardware import spec_table
+    from memlint.report.listings import spec_table
     from memlint.report.text import terminal_console
 
     terminal_console().print(spec_table(list_specs(hw_files)))
@@ -364,7 +356,7 @@ def hw_list(hw_files: tuple[Path, ...]) -> int:
 def hw_show(name: str, hw_files: tuple[Path, ...]) -> int:
     """Show one device: every figure, its unit and its source."""
     from memlint.hardware import resolve
-    from memlint.report.hardware import spec_lines
+    from memlint.report.listings import spec_lines
     from memlint.report.text import terminal_console
 
     console = terminal_console()

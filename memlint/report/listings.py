@@ -1,5 +1,6 @@
-"""Hardware specs for people: the table of `memlint hw list` and the lines of `memlint hw show`
-(rich markup, every value formatted here, the device's own text escaped)."""
+"""Listings for people: the tables of `memlint rules` and `memlint hw list`, the lines of
+`memlint hw show` (rich renderables and markup; every value formatted here, text that comes from
+rule and device files escaped)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from memlint import units
+from memlint.findings import RuleInfo
 from memlint.hardware import HardwareSpec
 from memlint.ir import ComputeUnit, DType
 
@@ -60,3 +62,16 @@ def spec_lines(spec: HardwareSpec) -> list[str]:
     if spec.origin:
         lines.append(f"from: {escape(spec.origin)}")
     return lines
+
+
+def rules_table(rules: Iterable[RuleInfo]) -> Table:
+    """Code, name, severity, summary and origin (memlint or a plugin) of each rule."""
+    table = Table(box=None)
+    for column in ("code", "name", "severity"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("summary")
+    table.add_column("from", no_wrap=True)
+    for rule in rules:
+        table.add_row(escape(rule.code), escape(rule.name), rule.severity.value,
+                      escape(rule.summary), escape(rule.origin))
+    return table
