@@ -11,7 +11,6 @@ import gc
 import logging
 import os
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 
@@ -233,9 +232,9 @@ def _check_many(models: list[Path], request, fmt: str, output: Path | None,  # n
                          progress=progress)
     _emit(combine(outcomes, fmt), output)
     if write_baseline is not None:
-        from memlint.baseline import Entry, render_rows
+        from memlint.baseline import render_rows
 
-        rows = [Entry(*row) for o in outcomes for row in o.baseline_rows]
+        rows = [entry for o in outcomes for entry in o.baseline_entries]
         _emit(render_rows(rows), write_baseline)
         click.echo(f"memlint: wrote {len(rows)} baseline entries to {write_baseline}", err=True)
     if any(o.error for o in outcomes):
@@ -315,21 +314,18 @@ def rule_show(code: str) -> int:
 
 
 def _emit(text: str, output: Path | None) -> None:
-    """Write to stdout, or atomically to a file (never a half-written report)."""
+    """Write to stdout, or atomically to a file (never a half-written report; only a regular
+    file or a new path is replaced)."""
+    from memlint.textio import NotWritable, write_atomically
+
     if output is None:
         click.echo(text, nl=False)
         return
-    directory = output.parent if str(output.parent) else Path(".")
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{output.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, output)
+        write_atomically(output, text)
+    except NotWritable as exc:
+        raise OutputError(f"{output}: cannot write the report ({exc})") from None
     except OSError as exc:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
         raise OutputError(f"{output}: cannot write the report ({exc.strerror or exc})") from None
 
 

@@ -21,6 +21,7 @@ from memlint.config import (
     parse_rule_option_flags,
     parse_severity_flags,
 )
+from memlint.baseline import Entry
 from memlint.core.llm import ScenarioRequest
 from memlint.errors import ConfigError, MemlintError, ModelLoadError
 from memlint.findings import Severity
@@ -170,7 +171,7 @@ class ModelOutcome:
     fails: bool = False
     findings: int = 0
     latency_s: float = 0.0
-    baseline_rows: tuple[tuple[str, str, str], ...] = ()  # (model identity, code, node)
+    baseline_entries: tuple[Entry, ...] = ()  # what --write-baseline records for this model
 
 
 def lint_to_outcome(model: str, request: LintRequest, fmt: str, top: int,
@@ -190,8 +191,7 @@ def lint_to_outcome(model: str, request: LintRequest, fmt: str, top: int,
         fails=fails(report.findings, fail_on_for(config, request)),
         findings=len(report.findings),
         latency_s=report.summary.predicted_latency_s,
-        baseline_rows=tuple((e.model, e.code, e.node) for f in report.findings
-                            for e in entries_of(f, identity)),
+        baseline_entries=tuple(e for f in report.findings for e in entries_of(f, identity)),
     )
 
 

@@ -1,11 +1,14 @@
-"""Reading small user files (configs, hardware specs, baselines) safely, and quoting their values
-in one-line messages. Shared so that every file a user names gets the same guards."""
+"""Reading small user files (configs, hardware specs, baselines) safely, writing reports and
+specs atomically, and quoting values in one-line messages. Shared so that every file a user
+names gets the same guards."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import reprlib
 import stat
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,54 @@ def read_small_file(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTE
 _SHOWN = reprlib.Repr()
 _SHOWN.maxstring = _SHOWN.maxother = 60
 _SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxtuple, _SHOWN.maxset = 2, 4, 4, 4, 4
+
+
+def write_atomically(path: str | os.PathLike[str], text: str) -> None:
+    """Write `text` to `path` whole or not at all (a temporary file beside it, then a rename),
+    with the mode a new file gets under the umask (0644 under 022), or the mode of the regular
+    file it replaces. Only a regular file or a new path is replaced: a device, FIFO, folder or
+    symlink at `path` raises NotWritable; OSError passes through."""
+    target = Path(path)
+    try:
+        info = os.lstat(target)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    else:
+        if not stat.S_ISREG(info.st_mode):
+            raise NotWritable(f"{_kind(info.st_mode)} is there, not a regular file; "
+                              "memlint replaces only regular files")
+        mode = stat.S_IMODE(info.st_mode)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+
+
+class NotWritable(Exception):
+    """The path names something memlint will not replace (its message says why, for a user)."""
+
+
+def _umask() -> int:
+    mask = os.umask(0o22)  # the only portable way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+def _kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "something"
 
 
 def shown(value: Any) -> str:

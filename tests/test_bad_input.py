@@ -9,6 +9,7 @@ kernel lets every read and write through, so they are skipped there (os.access s
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -185,6 +186,49 @@ def test_output_on_a_filesystem_that_refuses_files() -> None:
     """/proc refuses new files even for root: the unwritable path every user can test."""
     done = memlint(SMALL_CNN, "--isolated", "--format", "sarif", "-o", "/proc/memlint-report.sarif")
     assert_one_error_line(done, "/proc/memlint-report.sarif: cannot write the report")
+
+
+def test_a_new_report_file_gets_the_umask_mode_and_a_replaced_one_keeps_its_own(tmp_path):
+    from memlint.cli import main
+
+    new, existing = tmp_path / "new.json", tmp_path / "existing.json"
+    existing.write_text("old\n")
+    existing.chmod(0o640)
+    previous = os.umask(0o022)
+    try:
+        assert main([str(SMALL_CNN), "--isolated", "--format", "json", "-o", str(new)]) == 0
+        assert main([str(SMALL_CNN), "--isolated", "--format", "json", "-o", str(existing)]) == 0
+    finally:
+        os.umask(previous)
+    assert new.stat().st_mode & 0o777 == 0o644
+    assert existing.stat().st_mode & 0o777 == 0o640 and existing.read_text() != "old\n"
+
+
+def _special_files(tmp_path: Path) -> dict[str, Path]:
+    """A FIFO, a symbolic link and (where this user may make one) a character device."""
+    fifo, link, target = tmp_path / "fifo", tmp_path / "link", tmp_path / "target.txt"
+    os.mkfifo(fifo)
+    target.write_text("theirs\n")
+    link.symlink_to(target)
+    found = {"a FIFO": fifo, "a symbolic link": link}
+    device = tmp_path / "null"
+    try:
+        os.mknod(device, 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # like /dev/null
+        found["a character device"] = device
+    except OSError:
+        pass
+    return found
+
+
+def test_only_a_regular_file_is_replaced(tmp_path: Path) -> None:
+    for kind, path in _special_files(tmp_path).items():
+        before = os.lstat(path)
+        done = memlint(SMALL_CNN, "--isolated", "--format", "json", "-o", path)
+        assert_one_error_line(done, f"{path.name}: cannot write the report ({kind} is there")
+        after = os.lstat(path)
+        assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino), kind
+    assert (tmp_path / "target.txt").read_text() == "theirs\n"
+    assert leftovers(tmp_path) == []
 
 
 def test_unwritable_baseline_output(tmp_path: Path) -> None:

@@ -91,6 +91,18 @@ def test_new_unfused_chain_fails_and_the_baseline_keeps_old_findings(repo: Path)
     assert {e["code"] for e in report["baseline"]["fixed"]} <= {"ML106"}
 
 
+def test_a_baseline_written_for_a_folder_passes_on_that_folder(repo: Path):
+    write_model(repo / "models" / "a.onnx", V1)
+    write_model(repo / "models" / "b.onnx", V2)
+    written = memlint("models", "--write-baseline", "bl.json", cwd=repo)
+    assert written.returncode == 0, written.stderr
+    rows = json.loads((repo / "bl.json").read_text())["entries"]
+    assert {r["model"] for r in rows} == {"a.onnx", "b.onnx"}
+    assert {r["code"] for r in rows} >= {"ML101", "ML102"}  # codes where codes belong
+    gated = memlint("models", "--baseline", "bl.json", cwd=repo)
+    assert gated.returncode == 0, gated.stdout + gated.stderr
+
+
 def test_baseline_reports_fixed_findings(repo: Path):
     model = write_model(repo / "models" / "model.onnx", V2)
     memlint(model, "--write-baseline", "b.json", cwd=repo)
