@@ -269,6 +269,12 @@ BROKEN = {
     "alias taken from a built-in": (GOOD_DEVICE.replace('["x1"]', '["h100"]'), "already used by"),
     "malformed TOML": (GOOD_DEVICE.replace('kind = "gpu"', "kind = gpu"), "malformed TOML"),
     "no device list": ("title = 'x'\n", "list of device tables"),
+    # finite and positive, but no device: predictions would be 0 or infinity
+    "subnormal bandwidth": (GOOD_DEVICE.replace("value = 1000", "value = 1e-320"),
+                            "memory_bandwidth = 1e-320 GB/s is not a figure of a real device"),
+    "overflowing bandwidth": (GOOD_DEVICE.replace("value = 1000", "value = 1e308"),
+                              "memory_bandwidth = 1e\\+308 GB/s is not a figure"),
+    "absurd peak": (GOOD_DEVICE.replace("value = 200", "value = 1e12"), "is not a figure"),
 }
 
 

@@ -52,6 +52,16 @@ UNITS: Mapping[str, tuple[float, str]] = {
     "us": (1e-6, "time"),
 }
 
+# What any real device measures, in SI base units, with orders of magnitude to spare: a figure
+# outside is a typo (GB/s for TB/s twice over) or a hostile file, and would turn predictions
+# into 0 or infinity. (lowest, highest, how the unit reads)
+PLAUSIBLE: Mapping[str, tuple[float, float, str]] = {
+    "rate": (1e6, 1e19, "FLOP/s"),  # a microcontroller .. ten exaFLOP/s
+    "bandwidth": (1e6, 1e16, "B/s"),  # 1 MB/s .. 10 PB/s
+    "size": (1e3, 1e16, "B"),  # 1 kB .. 10 PB
+    "time": (1e-10, 1.0, "s"),  # 0.1 ns .. 1 s per kernel
+}
+
 # Numeric fields: name -> (what its unit must measure, required).
 QUANTITIES: Mapping[str, tuple[str, bool]] = {
     "memory_bandwidth": ("bandwidth", True),
@@ -182,7 +192,14 @@ def _quantity(raw: Any, key: str, measure: str, where: str) -> tuple[float, str]
         )
     if not isinstance(source, str) or not source.strip():
         raise HardwareError(f"{where}: {key} needs a non-empty 'source' naming where it came from")
-    return value * factor, source.strip()
+    low, high, base = PLAUSIBLE[measure]
+    si = value * factor
+    if not low <= si <= high:
+        raise HardwareError(
+            f"{where}: {key} = {value!r} {unit} is not a figure of a real device "
+            f"(expected {low:g} to {high:g} {base})"
+        )
+    return si, source.strip()
 
 
 def _text(entry: Mapping[str, Any], key: str, where: str) -> str:
