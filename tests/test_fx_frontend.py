@@ -376,6 +376,9 @@ def inputs():
 
 def inputs_and_kwargs():
     return (torch.randn(3, 16),), {}
+
+def exits():
+    raise SystemExit(0)
 """
 
 
@@ -395,6 +398,13 @@ def test_load_factory(tmp_path, monkeypatch):
             load_factory(spec, "memlint_factory_mod:inputs")
     with pytest.raises(ModelLoadError, match="needs --example-inputs"):
         load_factory("memlint_factory_mod:build")
+    # a factory that exits does not end memlint with its exit code (0 would pass a CI gate)
+    with pytest.raises(ModelLoadError, match=r"exits: called sys.exit\(0\) instead of returning"):
+        load_factory("memlint_factory_mod:exits", "memlint_factory_mod:inputs")
+    (tmp_path / "memlint_exiting_mod.py").write_text("raise SystemExit(3)\n", encoding="utf-8")
+    exiting = r"importing 'memlint_exiting_mod' called sys.exit\(3\)"
+    with pytest.raises(ModelLoadError, match=exiting):
+        load_factory("memlint_exiting_mod:build", "memlint_factory_mod:inputs")
 
 
 def test_linting_onnx_never_imports_torch():

@@ -441,6 +441,9 @@ def _import(spec: str, what: str) -> Any:
         sys.path.insert(0, os.getcwd())
     try:
         obj: Any = importlib.import_module(module_name)
+    except SystemExit as exc:  # user code that exits must not end memlint with its code
+        raise ModelLoadError(f"{spec}: importing {module_name!r} called sys.exit({exc.code!r})"
+                             ) from None
     except Exception as exc:  # noqa: BLE001 - user code: report any import failure
         raise ModelLoadError(f"{spec}: cannot import {module_name!r} ({first_line(exc)})") from None
     for part in attr.split("."):
@@ -453,6 +456,9 @@ def _import(spec: str, what: str) -> Any:
 def _call(factory: Any, spec: str) -> Any:
     try:
         return factory()
+    except SystemExit as exc:  # user code that exits must not end memlint with its code
+        raise ModelLoadError(f"{spec}: called sys.exit({exc.code!r}) instead of returning"
+                             ) from None
     except Exception as exc:  # noqa: BLE001 - user code: report any failure in one line
         raise ModelLoadError(f"{spec}: raised {type(exc).__name__}: {first_line(exc)}") from None
 
