@@ -45,6 +45,11 @@ device. These are the conventions every report states:
 ## Operator families
 """
 
+QUANTIZED = """\
+Measured on BERT-base (quantize_static QDQ, quantize_dynamic, MatMulNBits int4, fp16): weight
+bytes read against the bytes each file stores, predicted latency against fp32, in
+[quantization.md](quantization.md) (`python bench/quantized.py`)."""
+
 PLUGINS = """\
 [examples/memlint-cost-plugin-example](../examples/memlint-cost-plugin-example) is a complete,
 installable cost plugin: the formula and facts of `com.example::FusedScaleBias`, registered
@@ -93,6 +98,9 @@ def render() -> str:
         module = importlib.import_module(f"memlint.costs.{family}")
         title = family.replace("_", " ")
         parts.append(f"\n### {title} (`memlint/costs/{family}.py`)\n\n{(module.__doc__ or '').strip()}\n")
+    quantized = importlib.import_module("memlint.costs.quantized")
+    parts.append(f"\n## Quantized graphs (`memlint/costs/quantized.py`)\n\n"
+                 f"{(quantized.__doc__ or '').strip()}\n\n{QUANTIZED}\n")
     table_doc = registry.__doc__ or ""
     facts, adding = table_doc.index("## Op facts"), table_doc.index("## Adding an op")
     parts.append("\n" + table_doc[facts:adding].strip() + "\n")

@@ -154,7 +154,12 @@ def lint_llm(
     The file is read once; it is loaded to read its structure and, when the scenario binds dims
     that load did not, once more at the scenario's dims from the copy in memory."""
     from memlint.analysis.structure import detect
-    from memlint.llm.scenario import Evaluator, scenario_dims
+    from memlint.llm.scenario import (
+        Evaluator,
+        check_sequence_positions,
+        scenario_dims,
+        scenario_inputs,
+    )
     from memlint.llm.scenario import resolve as resolve_scenario
     from memlint.llm.session import LlmLint
 
@@ -167,6 +172,7 @@ def lint_llm(
     source = parse(source)  # read once for every load below and the evaluator's
     first = load(source, dims, input_shapes, strict_dims=False, default_dims=defaults)
     structure = detect(first)
+    check_sequence_positions(structure, {b.name: b.value for b in first.dims})
     scenario = resolve_scenario(
         structure, phase=phase, batch=batch, context=context, prompt=prompt, dims=given
     )
@@ -174,10 +180,14 @@ def lint_llm(
     if scenario is not None:
         wanted = {**given, **scenario_dims(structure, scenario)}
         bound = {b.name: b.value for b in first.dims if not b.assumed}
+        values = scenario_inputs(structure, scenario)  # a merged decoder's branch flag
         if {k: v for k, v in wanted.items() if k in bound or k not in defaults} != bound \
-                or strict_dims:
+                or strict_dims or values:
             model = load(source, {**(dims or {}), **scenario_dims(structure, scenario)},
-                         input_shapes, strict_dims=strict_dims, default_dims=defaults)
+                         input_shapes, strict_dims=strict_dims, default_dims=defaults,
+                         input_values=values)
+        if values:  # the structure of the branch the scenario takes (heads, tables, ...)
+            structure = dataclasses.replace(detect(model), cache_flags=structure.cache_flags)
     elif strict_dims:
         model = load(source, dims, input_shapes, strict_dims=True, default_dims=defaults)
     report = check(analyse(model, spec, tf32=tf32), config)
@@ -187,6 +197,7 @@ def lint_llm(
         evaluator = Evaluator(
             source, spec, structure, dims={k: v for k, v in given.items() if k in known},
             input_shapes=input_shapes, tf32=tf32,
+            encoder_length=None if scenario is None else scenario.encoder_length,
         )
         if scenario is not None:
             evaluator.remember(scenario, report)
@@ -229,16 +240,18 @@ def load(
     default_dims: Mapping[str, int] | None = None,
     example_inputs: Any = None,
     example_kwargs: Mapping[str, Any] | None = None,
+    input_values: Mapping[str, Any] | None = None,
 ) -> Model:
     """Load a model into the IR. The frontend is chosen by the source: a `.pt2` file or a torch
-    object goes to the torch frontend (which imports torch), any other path to ONNX."""
+    object goes to the torch frontend (which imports torch), any other path to ONNX.
+    input_values fixes ONNX graph inputs to a value (an If they decide is taken statically)."""
     if isinstance(source, Model):
         return source
     if _onnx_source(source):
         from memlint.frontends.onnx import load_onnx
 
         return load_onnx(source, dims=dims, input_shapes=input_shapes, strict_dims=strict_dims,
-                         default_dims=default_dims)
+                         default_dims=default_dims, input_values=input_values)
     if input_shapes:
         raise DimError(
             "input shapes apply to ONNX models; capture a torch model with example inputs of "

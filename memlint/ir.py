@@ -176,6 +176,10 @@ class Model:
     # The symbolic dim name each graph input declared per axis before binding (None for a fixed
     # or unnamed dim): {"past_key_values.0.key": ("batch_size", None, "past_sequence_length", None)}
     input_dim_names: Mapping[str, tuple[str | None, ...]] = field(default_factory=lambda: EMPTY)
+    # Graph inputs fixed to a value at load ({"use_cache_branch": "True"}), no longer inputs.
+    input_values: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    # One line per If: taken statically (its condition known before run time) or left dynamic.
+    control_flow: tuple[str, ...] = ()
 
     @property
     def assumed_dims(self) -> tuple[str, ...]:

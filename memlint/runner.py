@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from memlint.baseline import Entry
 from memlint.config import (
     Config,
     load_config,
@@ -21,7 +22,6 @@ from memlint.config import (
     parse_rule_option_flags,
     parse_severity_flags,
 )
-from memlint.baseline import Entry
 from memlint.core.llm import ScenarioRequest
 from memlint.errors import ConfigError, MemlintError, ModelLoadError
 from memlint.findings import Severity

@@ -61,8 +61,8 @@ def product(ctx: RuleContext, node: Node) -> Product | None:
     where = _OPERANDS.get(node.qualified_op)
     if where is None or len(node.inputs) <= max(where[:2]) or not node.outputs:
         return None
-    a, b, out = (ctx.value(node.inputs[where[0]]), ctx.value(node.inputs[where[1]]),
-                 ctx.value(node.outputs[0]))
+    a, b, out = (ctx.stored(node.inputs[where[0]]), ctx.stored(node.inputs[where[1]]),
+                 ctx.value(node.outputs[0]))  # a dequantized operand at its stored dtype
     if a is None or b is None or out is None or not out.is_resolved or not out.shape:
         return None
     if b.kind is ValueKind.WEIGHT:
@@ -87,8 +87,8 @@ def shape_text(value: Value) -> str:
 
 
 def weight_inputs(ctx: RuleContext, node: Node) -> list[Value]:
-    """The weight tensors `node` reads, each once."""
-    values = (ctx.value(name) for name in dict.fromkeys(node.inputs))
+    """The weight tensors `node` reads, each once (a dequantized weight at its stored dtype)."""
+    values = (ctx.stored(name) for name in dict.fromkeys(node.inputs))
     return [v for v in values if v is not None and v.kind is ValueKind.WEIGHT]
 
 

@@ -1,10 +1,12 @@
-"""ML105 copied-kv-cache: a decoder step that rebuilds its whole KV cache with a Concat."""
+"""ML105 copied-kv-cache: a decoder step that rebuilds its whole KV cache with a Concat, or
+repeats it for grouped-query attention (repeat_kv Expand/Tile)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 from memlint import units
+from memlint.analysis.kv_copies import is_cache_or_copy
 from memlint.costs import ByteCounts, CostStatus, OpCost
 from memlint.findings import Finding, Fix, Metric, Severity
 from memlint.ir import Node, ValueKind
@@ -16,13 +18,18 @@ _STEP = (
 
 
 class CopiedKvCache(Rule):
-    """The KV cache is copied on every step: present = Concat(past, new).
+    """The KV cache is copied on every step: present = Concat(past, new), or repeat_kv.
 
     ## What it does
     Finds a Concat that appends the new tokens' keys or values to a KV cache that comes in as a
-    graph input (`past_key_values.N.key`, `past_key`, ...) and goes out as the next step's cache.
+    graph input (`past_key_values.N.key`, `past_key`, ...) and goes out as the next step's cache,
+    also through the Casts that fp16 conversion with `keep_io_types=True` puts around the cache.
     It reports the bytes the copy moves, its predicted time, the cache bytes per token, and what
-    writing only the new tokens in place would move.
+    writing only the new tokens in place would move. It also finds the Expand (or Tile) that
+    repeats a grouped-query cache for every query head (transformers' `repeat_kv`): a copy
+    G times the cache it reads, which a GQA kernel never makes. Copies of the cache are
+    activation traffic, never the cache: memlint's capacity figures (ML104, ML108, the largest
+    batch) leave them out.
 
     ## Why is this bad?
     Each decoding step reads the whole past cache and writes it again one token longer: about
@@ -34,19 +41,22 @@ class CopiedKvCache(Rule):
     Preallocate the cache for the maximum length and write the new tokens in place: onnxruntime
     GroupQueryAttention with one buffer for past and present (past_present_share_buffer, bound
     with IOBinding), or a static cache (transformers StaticCache) updated with `index_copy_` /
-    scatter; in torch, a preallocated cache tensor written at the current position.
+    scatter; in torch, a preallocated cache tensor written at the current position. For the
+    repeat_kv copy: a kernel that reads the unexpanded KV heads (onnxruntime
+    GroupQueryAttention, torch `scaled_dot_product_attention(..., enable_gqa=True)`).
 
     ## Known limits
     The in-place estimate reads and writes the new tokens once in one kernel; a fused attention
     kernel that writes them itself saves that kernel too. The batch is taken to be the first
     axis (none when the Concat joins along it). A Concat in a prompt step with an empty past
-    copies nothing extra and is not flagged.
+    copies nothing extra and is not flagged. The repeat_kv saving counts the Expand alone, not
+    the Transposes and reads of the expanded copy after it.
     """
 
     code = "ML105"
     name = "copied-kv-cache"
     severity = Severity.WARNING
-    op_types = frozenset({"Concat"})
+    op_types = frozenset({"Concat", "Expand", "Tile"})
     fix = ("Preallocate the KV cache and update it in place (onnxruntime GroupQueryAttention "
            "with past_present_share_buffer and IOBinding, or transformers StaticCache).")
     bad = Example(_STEP + "{ present_key = Concat <axis = 2> (past_key, k) }")
@@ -59,6 +69,9 @@ class CopiedKvCache(Rule):
     )
 
     def check(self, ctx: RuleContext, node: Node) -> Iterator[Finding]:
+        if node.op_type != "Concat":
+            yield from _repeated(self, ctx, node)
+            return
         past_names = [n for n in node.inputs if _from_graph_input(ctx, n)]
         present = ctx.value(node.outputs[0])
         if len(past_names) != 1 or present is None or not present.nbytes:
@@ -119,24 +132,64 @@ FIXES = (
 )
 
 
+def _repeated(rule: Rule, ctx: RuleContext, node: Node) -> Iterator[Finding]:
+    """repeat_kv: an Expand/Tile that copies the KV cache (or a copy of it) G times."""
+    source, out = ctx.value(node.inputs[0]), ctx.value(node.outputs[0])
+    if source is None or out is None or not source.nbytes or not out.nbytes:
+        return
+    if not is_cache_or_copy(ctx.graph, source.name) or out.nbytes < 2 * source.nbytes:
+        return
+    times = out.nbytes / source.nbytes
+    copy_s = ctx.result(node.name).timing.predicted_latency_s
+    moved = ctx.result(node.name).cost.bytes_moved
+    message = (
+        f"{node.op_type} repeats the KV cache {times:g}x for grouped-query attention "
+        f"(repeat_kv): {units.nbytes(source.nbytes)} -> {units.nbytes(out.nbytes)}, "
+        f"{units.nbytes(moved)} moved in {units.seconds(copy_s)} "
+        f"({units.percent(ctx.share(copy_s))} of predicted time); a GQA kernel reads the "
+        f"unexpanded cache and makes no copy"
+    )
+    yield rule.finding(
+        ctx, message, nodes=[node.name], time_s=copy_s,
+        evidence=[Metric("cache_bytes", source.nbytes, "B"), Metric("copy_bytes", out.nbytes, "B"),
+                  Metric("repeats", times), Metric("bytes_moved", moved, "B"),
+                  Metric("copy_time_s", copy_s, "s"), Metric("share", ctx.share(copy_s), "fraction")],
+        fixes=[Fix(GQA_FIX, copy_s)],
+        signature=f"{node.op_type} {source.dtype.label}{list(source.shape)} -> {list(out.shape)}",
+    )
+
+
+GQA_FIX = (
+    "Attend with a kernel that reads the unexpanded KV heads: onnxruntime GroupQueryAttention "
+    "(com.microsoft), or torch scaled_dot_product_attention(..., enable_gqa=True)."
+)
+# Ops that pass the cache on as it is, or re-encoded (keep_io_types puts Casts around it).
+_THROUGH = frozenset({"Cast", "Transpose"})
+
+
+def _passes(ctx: RuleContext, node: Node) -> bool:
+    return node.op_type in _THROUGH and not node.domain or (
+        ctx.result(node.name).cost.status is CostStatus.METADATA)
+
+
 def _from_graph_input(ctx: RuleContext, name: str) -> bool:
-    """Is `name` a KV-cache graph input, directly or through metadata-only ops?"""
+    """Is `name` a KV-cache graph input, directly or through metadata-only ops and Casts?"""
     value = ctx.value(name)
-    if value is None or value.kind is not ValueKind.KV_CACHE:
+    if value is None or not is_cache_or_copy(ctx.graph, name):
         return False
     inputs = ctx.shared("graph-input-names", lambda: frozenset(ctx.graph.inputs))
     for _ in range(8):
         if name in inputs:
-            return True
+            return ctx.value(name).kind is ValueKind.KV_CACHE
         node = ctx.producer(name)
-        if node is None or ctx.result(node.name).cost.status is not CostStatus.METADATA:
+        if node is None or not node.inputs or not _passes(ctx, node):
             return False
         name = node.inputs[0]
     return False
 
 
 def _reaches_output(ctx: RuleContext, name: str) -> bool:
-    """Does `name` leave the graph, directly or through metadata-only ops?"""
+    """Does `name` leave the graph, directly or through metadata-only ops and Casts?"""
     frontier = [name]
     for _ in range(8):
         if not frontier:
@@ -145,7 +198,7 @@ def _reaches_output(ctx: RuleContext, name: str) -> bool:
             return True
         frontier = [
             out for user in (u for n in frontier for u in ctx.consumers(n))
-            if ctx.result(user.name).cost.status is CostStatus.METADATA
+            if _passes(ctx, user)
             for out in user.outputs if out
         ]
     return False

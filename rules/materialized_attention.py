@@ -73,21 +73,24 @@ class MaterializedAttention(Rule):
         block = attention_block(ctx, node)
         if block is None:
             return
-        scores = ctx.value(node.outputs[0])
+        written = ctx.quantized.written  # QDQ: tensors at the width a folded Q gives them
+        scores = written(ctx.graph, node.outputs[0])
         qk, path, after, pv = block.qk, block.path, block.after, block.pv
         block = block.nodes
         results = [ctx.result(n.name) for n in block]
         inside = {o for n in [*path, node, *after] for o in n.outputs if o}  # score-sized
         produced = {o for n in block for o in n.outputs}
-        moving = [n for n, r in zip(block, results) if r.cost.status is not CostStatus.METADATA]
-        passes = [v for n in moving for v in dict.fromkeys((*n.inputs, *n.outputs)) if v in inside]
-        reads = [ctx.value(v) for v in sorted({v for n in moving for v in n.inputs}) if v]
+        moving = [n for n, r in zip(block, results)
+                  if r.cost.status not in (CostStatus.METADATA, CostStatus.FOLDED)]
+        passes = [ctx.stored(v) for n in moving for v in dict.fromkeys(n.inputs) if v in inside]
+        passes += [written(ctx.graph, v) for n in moving for v in n.outputs if v in inside]
+        reads = [ctx.stored(v) for v in sorted({v for n in moving for v in n.inputs}) if v]
         fused = OpCost(  # one kernel: the same FLOPs; reads Q, K, V and masks, writes the output
             flops=sum(r.cost.flops for r in results),
             bytes_read=ByteCounts.of(
                 v for v in reads if v.name not in produced and v.kind is not ValueKind.WEIGHT
             ),
-            bytes_written=ByteCounts.of([ctx.value(pv.outputs[0])]),
+            bytes_written=ByteCounts.of([written(ctx.graph, pv.outputs[0])]),
             status=CostStatus.MODELLED,
             unit=ComputeUnit.TENSOR,
             compute_dtype=ctx.result(qk.name).cost.compute_dtype,
@@ -95,7 +98,7 @@ class MaterializedAttention(Rule):
         block_s = sum(r.timing.predicted_latency_s for r in results)
         fused_s = ctx.retime(fused).predicted_latency_s
         saving_s = max(block_s - fused_s, 0.0)
-        traffic = sum(ctx.value(v).nbytes or 0 for v in passes)
+        traffic = sum(v.nbytes or 0 for v in passes if v is not None)
         message = (
             f"{'x'.join(map(str, scores.shape))} {scores.dtype.label} attention scores "
             f"({units.nbytes(scores.nbytes)}) go to memory {len(passes)} times "

@@ -470,9 +470,10 @@ def test_initializers_are_weights_and_kv_ports_are_kv_cache(kv_model):
     assert kinds["Wq"] is kinds["Wk"] is kinds["heads"] is ValueKind.WEIGHT
     assert kinds["x"] is kinds["q"] is kinds["kt"] is kinds["scores"] is ValueKind.ACTIVATION
     assert kinds["past_key_values.0.key"] is ValueKind.KV_CACHE
-    assert kinds["present.0.key"] is ValueKind.KV_CACHE
-    assert kinds["k_all"] is ValueKind.KV_CACHE  # Concat(KV input, activation)
-    assert kinds["k_allT"] is ValueKind.KV_CACHE  # a Transpose passes it on
+    # present = Concat(past, new) is a copy of the cache: activation traffic (DESIGN.md)
+    assert kinds["present.0.key"] is ValueKind.ACTIVATION
+    assert kinds["k_all"] is ValueKind.ACTIVATION  # Concat(KV input, activation): a copy
+    assert kinds["k_allT"] is ValueKind.ACTIVATION  # a Transpose of the copy: a copy
     # int64 tensors named like caches are positions, not cache contents
     assert values["cache_position"].dtype is DType.INT64
     assert kinds["cache_position"] is ValueKind.ACTIVATION
@@ -483,18 +484,19 @@ def test_initializers_are_weights_and_kv_ports_are_kv_cache(kv_model):
 def test_kv_cache_bytes_are_counted_as_kv_cache(kv_model):
     report = lint(kv_model, dims={"past_sequence_length": 7, "sequence_length": 1})
     costs = node_costs(report)
-    # past [1,4,7,16] fp32 = 1792 B; new key [1,4,1,16] = 256 B; k_all [1,4,8,16] = 2048 B
+    # past [1,4,7,16] fp32 = 1792 B; new key [1,4,1,16] = 256 B; k_all [1,4,8,16] = 2048 B.
+    # The KV cache is the cache (the past read); k_all and its transpose are copies of it.
     assert costs["concat"].bytes_read == ByteCounts(activations=256, kv_cache=1792)
-    assert costs["concat"].bytes_written == ByteCounts(kv_cache=2048)
-    assert costs["key_t"].bytes_read == ByteCounts(kv_cache=2048)
-    assert costs["key_t"].bytes_written == ByteCounts(kv_cache=2048)
+    assert costs["concat"].bytes_written == ByteCounts(activations=2048)
+    assert costs["key_t"].bytes_read == ByteCounts(activations=2048)
+    assert costs["key_t"].bytes_written == ByteCounts(activations=2048)
     # scores [1,4,1,8]: 2 * 32 * 16 = 1024 FLOPs; reads q 256 B and the key 2048 B; writes 128 B
     assert costs["qk"].flops == 1024
-    assert costs["qk"].bytes_read == ByteCounts(activations=256, kv_cache=2048)
+    assert costs["qk"].bytes_read == ByteCounts(activations=256 + 2048)
     assert costs["qk"].bytes_written == ByteCounts(activations=128)
     assert costs["pos"].bytes_read == ByteCounts(weights=8, activations=8)
-    assert report.summary.bytes_read.kv_cache == 1792 + 2048 + 2048
-    assert report.summary.bytes_written.kv_cache == 2048 + 2048
+    assert report.summary.bytes_read.kv_cache == 1792
+    assert report.summary.bytes_written.kv_cache == 0
 
 
 @pytest.mark.parametrize("rows", [128, 32], ids=["stripped-weight", "kept-constant"])
@@ -773,10 +775,10 @@ def test_gpt2_small_graph_only_decode_step_is_memory_bound_with_kv_bytes():
     matmuls = [n for n in report.nodes if n.op_type == "MatMul"]
     assert len(matmuls) == 12 * 6 + 1  # c_attn, QK, AV, c_proj, c_fc, c_proj per layer + lm_head
     assert {n.timing.bound for n in matmuls} == {Bound.MEMORY}
-    # per layer, fp32, 12 heads of 64: past K and V [1,12,1023,64] read by the Concats; present
-    # K [1,12,1024,64] read by its Transpose, the transposed K by QK^T and present V by AV
-    past, present = 12 * 1023 * 64 * 4, 12 * 1024 * 64 * 4
-    assert report.summary.bytes_read.kv_cache == 12 * (2 * past + 3 * present)
-    # the two presents and the transposed key are written
-    assert report.summary.bytes_written.kv_cache == 12 * 3 * present
+    # per layer, fp32, 12 heads of 64: the cache is past K and V [1,12,1023,64], read by the
+    # Concats, which write the new token into it ([1,12,1,64] each); the rest of the presents
+    # and the transposed key are copies of it (activation traffic)
+    past, new = 12 * 1023 * 64 * 4, 12 * 1 * 64 * 4
+    assert report.summary.bytes_read.kv_cache == 12 * 2 * past
+    assert report.summary.bytes_written.kv_cache == 12 * 2 * new
     assert report.coverage.nodes_modelled == report.coverage.nodes_total

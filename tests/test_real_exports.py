@@ -347,9 +347,10 @@ PAST_BYTES = 1 * GPT2_HEADS * 63 * 16 * 4  # 16,128 per K or V tensor of one lay
 PRESENT_BYTES = 1 * GPT2_HEADS * 64 * 16 * 4  # 16,384
 
 
-def test_optimum_gpt2_attention_matmuls_read_the_cache_as_kv(gpt2_decode):
-    """Both attention products of each layer read a (B, N, T, d) cache operand: Q @ K^T reads the
-    present keys, P @ V the present values; that operand's bytes are KV-cache bytes."""
+def test_optimum_gpt2_attention_matmuls_read_copies_of_the_cache(gpt2_decode):
+    """Both attention products of each layer read a (B, N, T, d) operand copied from the cache:
+    Q @ K^T the transposed, scaled present keys, P @ V the present values (Concat copies). The
+    KV cache is the cache (the past inputs read): copies are activation traffic (DESIGN.md)."""
     graph = gpt2_decode.model.graph
     attention = [
         (n, node)
@@ -362,11 +363,11 @@ def test_optimum_gpt2_attention_matmuls_read_the_cache_as_kv(gpt2_decode):
         f"{n.cost.bytes_read.activations}; operand kinds "
         f"{[(name, graph.value(name).kind.value) for name in node.inputs]}"
         for n, node in attention
-        if n.cost.bytes_read.kv_cache != PRESENT_BYTES
+        if n.cost.bytes_read.kv_cache != 0 or n.cost.bytes_read.activations < PRESENT_BYTES
     ]
     assert not wrong, (
-        "attention MatMuls whose K/V operand is not counted as KV cache (expected "
-        f"{PRESENT_BYTES} B each): {wrong}"
+        "attention MatMuls whose copied K/V operand is counted as KV cache (expected "
+        f"activations >= {PRESENT_BYTES} B each): {wrong}"
     )
 
 
@@ -375,21 +376,16 @@ def test_optimum_gpt2_decode_kv_cache_bytes(gpt2_decode):
     assert kv > 0, "no KV-cache bytes in a decode step with past_key_values inputs"
     # What the optimum/transformers 4.57 GPT-2 graph does per layer (the sdpa-style eager path,
     # which scales both q and k by sqrt(1/sqrt(d)) before the product):
-    #   Concat(past_k, k_new) -> present.k:  read PAST 16,128, write PRESENT 16,384
-    #   Concat(past_v, v_new) -> present.v:  read PAST 16,128, write PRESENT 16,384
-    #   Transpose(present.k) -> K^T:          read 16,384, write 16,384 (a copy of the cache)
-    #   Mul(K^T, sqrt(scale)) -> scaled K^T:  read 16,384, write 16,384 (a scaled copy: still the
-    #                                         cache, as Cast/DequantizeLinear outputs are)
-    #   MatMul(q, scaled K^T):                reads the keys, 16,384
-    #   MatMul(probs, present.v):             reads the values, 16,384
-    # (the new k/v rows, 256 B each, are activations until they enter the cache; Shape of a
-    # cache tensor moves nothing.) Per layer 2*16,128 + 2*16,384 + 2*16,384 + 2*16,384 +
-    # 2*16,384 = 163,328; two layers 326,656.
-    concats = 2 * PAST_BYTES + 2 * PRESENT_BYTES
-    transpose_and_scale = 2 * PRESENT_BYTES + 2 * PRESENT_BYTES
-    products = 2 * PRESENT_BYTES
-    expected = GPT2_LAYERS * (concats + transpose_and_scale + products)
-    assert expected == 326_656
+    #   Concat(past_k, k_new) -> present.k:  read PAST 16,128 (the cache), write the new token
+    #                                        into it (4 heads x 16 x 4 B = 256) and a copy
+    #   Concat(past_v, v_new) -> present.v:  the same
+    #   Transpose, Mul by sqrt(scale), both MatMuls: read and write copies of the cache
+    # The KV cache is the cache (DESIGN.md): the past inputs read, 2*16,128 per layer, and the
+    # new token written, 2*256; the rest of the presents, K^T and its scaled copy are
+    # activation traffic (ML105 names the Concats).
+    new_token = 1 * GPT2_HEADS * 1 * 16 * 4
+    expected = GPT2_LAYERS * 2 * (PAST_BYTES + new_token)
+    assert expected == 65_536
     breakdown = "\n".join(_kv_breakdown(gpt2_decode))
     assert kv == expected, f"kv_cache bytes {kv}, expected {expected}:\n{breakdown}"
 

@@ -230,9 +230,14 @@ def test_time_by_kind_adds_up(gpt2_report):
         sum(buckets.values()), gpt2_report.summary.predicted_latency_s, rel_tol=1e-9
     )
     # GPT-2 decoding at batch 4 is memory-bound throughout (text report: 100.0%), so no time is
-    # compute-bound, and the KV-cache copies (Concat/Transpose of past) move most of the bytes.
+    # compute-bound. The cache is read once, 4 sequences x 2 layers x (K, V) x 128 cached tokens
+    # x 128 x 4 B = 1,048,576 B, and the new token written, 4 x 2 x 2 x 1 x 128 x 4 = 8,192 B;
+    # its copies (the Concat into present, the Transpose of K) are activation traffic and,
+    # with the other activations, move the most bytes.
     assert buckets["compute"] == 0.0
-    assert buckets["kv_cache"] > buckets["weights"] > buckets["activations"] > 0
+    assert gpt2_report.summary.bytes_read.kv_cache == 4 * 2 * 2 * 128 * 128 * 4
+    assert gpt2_report.summary.bytes_written.kv_cache == 4 * 2 * 2 * 1 * 128 * 4
+    assert buckets["activations"] > buckets["weights"] > buckets["kv_cache"] > 0
 
 
 def test_time_by_op_has_top_and_other(gpt2_report):

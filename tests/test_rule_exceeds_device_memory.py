@@ -43,31 +43,32 @@ def _findings(text: str, dims: dict | None = None, **options):
 
 def test_bad_example_numbers():
     (finding,) = _findings(STEP, {"batch": 256, "past": 131072})
-    # KV inputs: 2 * 256*8*131072*128*2 = 137438953472 B, both live at the first MatMul with
-    # q 256*8*128*2 = 524288 and the scores 256*8*131072*2 = 536870912 (activations 537395200).
-    # Weights: wo 128*128*2 = 32768. Total 137976381440 B; overflow 57976381440 B.
-    weights, kv, act = 32_768, 137_438_953_472, 537_395_200
+    # KV inputs: 2 * 256*8*131072*128*2 = 137438953472 B, resident for the whole step (the
+    # cache). Activations peak at the Softmax: scores s and probabilities p, each
+    # 256*8*131072*2 = 536870912 (1073741824). Weights: wo 128*128*2 = 32768.
+    # Total 138512728064 B; overflow 58512728064 B.
+    weights, kv, act = 32_768, 137_438_953_472, 1_073_741_824
     total = weights + kv + act
     assert finding.metric("weight_bytes") == weights
     assert finding.metric("kv_cache_bytes") == kv
     assert finding.metric("activation_bytes") == act
-    assert finding.metric("total_bytes") == total == 137_976_381_440
+    assert finding.metric("total_bytes") == total == 138_512_728_064
     assert finding.metric("capacity_bytes") == CAPACITY
     assert finding.metric("overflow_bytes") == total - CAPACITY
-    # Tensor parallel: (weights + kv) / N + act <= 80e9 -> N >= 137438986240 / 79462604800
-    # = 1.73 -> 2 devices.
+    # Tensor parallel: (weights + kv) / N + act <= 80e9 -> N >= 137438986240 / 78926258176
+    # = 1.74 -> 2 devices.
     assert finding.metric("tensor_parallel_devices") == 2
-    assert finding.nodes == ("MatMul_0",)
+    assert finding.nodes == ("Softmax_1",)
     assert finding.time_s is None
     assert finding.message == (
-        "weights 32.8 kB + KV cache 137 GB + live activations 537 MB = 138 GB at MatMul_0 > "
-        "80 GB of nvidia-a100-sxm4-80gb: 58 GB over"
+        "weights 32.8 kB + KV cache 137 GB + live activations 1.07 GB = 139 GB at Softmax_1 > "
+        "80 GB of nvidia-a100-sxm4-80gb: 58.5 GB over"
     )
     texts = [f.text for f in finding.fixes]
-    assert "int8" in texts[0] and "weights 16.4 kB" in texts[0] and "still 58 GB over" in texts[0]
+    assert "int8" in texts[0] and "weights 16.4 kB" in texts[0] and "still 58.5 GB over" in texts[0]
     assert "int4" in texts[1] and "weights 8.19 kB" in texts[1]
-    # Per device: 137438986240 / 2 + 537395200 = 69256888320 B.
-    assert "Shard over 2 devices" in texts[2] and "69.3 GB per device" in texts[2]
+    # Per device: 137438986240 / 2 + 1073741824 = 69793234944 B.
+    assert "Shard over 2 devices" in texts[2] and "69.8 GB per device" in texts[2]
 
 
 def test_quantized_weights_fit():
@@ -84,11 +85,11 @@ def test_quantized_weights_fit():
 
 
 def test_headroom_option():
-    # Batch 128: 68719476736 + 32768 + 268697600 = 68988207104 B fits 80 GB, not 80% of it.
+    # Batch 128: 68719476736 + 32768 + 536870912 = 69256380416 B fits 80 GB, not 80% of it.
     assert _findings(STEP, {"batch": 128, "past": 131072}) == ()
     (finding,) = _findings(STEP, {"batch": 128, "past": 131072}, headroom=0.2)
     assert finding.metric("usable_bytes") == pytest.approx(64e9)
-    assert finding.metric("overflow_bytes") == pytest.approx(68_988_207_104 - 64e9)
+    assert finding.metric("overflow_bytes") == pytest.approx(69_256_380_416 - 64e9)
     assert "64 GB usable (80 GB of nvidia-a100-sxm4-80gb less 20.0% headroom)" in finding.message
 
 

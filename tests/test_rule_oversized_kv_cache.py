@@ -49,33 +49,33 @@ def _findings(text: str, dims: dict, **options):
 def test_bad_example_numbers():
     (finding,) = _findings(STEP, {"batch": 128, "past": 131072})
     # KV per token: (8*128 + 8*128) * 2 B = 4096 B. At 128 x 131072: 4096 * 128 * 131072 =
-    # 68719476736 B. Live activations at the peak (the first MatMul, both caches still live):
-    # q 128*8*128*2 = 262144 + scores 128*8*131072*2 = 268435456 -> 268697600 B.
-    # Left: 80e9 - 0 - 268697600 = 79731302400 B; 68.7 GB is 86.2% of it (> 50%).
-    kv, act = 68_719_476_736, 268_697_600
+    # 68719476736 B, resident for the whole step. Live activations at the peak (the Softmax):
+    # scores s and probabilities p, each 128*8*131072*2 = 268435456 -> 536870912 B.
+    # Left: 80e9 - 0 - 536870912 = 79463129088 B; 68.7 GB is 86.5% of it (> 50%).
+    kv, act = 68_719_476_736, 536_870_912
     assert finding.metric("kv_cache_bytes") == kv
     assert finding.metric("kv_bytes_per_token") == 4096
     assert (finding.metric("batch"), finding.metric("context_tokens")) == (128, 131072)
     assert finding.metric("activation_bytes") == act
     assert finding.metric("memory_left_bytes") == CAPACITY - act
     assert finding.metric("kv_fraction_of_left") == pytest.approx(kv / (CAPACITY - act))
-    # Largest batch: 80e9 / ((kv + act) / 128) = 80e9 / 538970112 = 148.4 -> 148.
-    assert finding.metric("largest_batch") == 148
+    # Largest batch: 80e9 / ((kv + act) / 128) = 80e9 / 541065216 = 147.9 -> 147.
+    assert finding.metric("largest_batch") == 147
     assert (finding.metric("kv_heads"), finding.metric("heads")) == (8, 8)
     assert finding.time_s is None
     assert finding.message == (
-        "KV cache 68.7 GB at batch 128 x 131072 tokens (4.1 kB per token per sequence) is 86.2% "
-        "(> 50.0%) of the 79.7 GB left after weights 0 B and live activations 269 MB on "
-        "nvidia-a100-sxm4-80gb; largest batch at this context: 148"
+        "KV cache 68.7 GB at batch 128 x 131072 tokens (4.1 kB per token per sequence) is 86.5% "
+        "(> 50.0%) of the 79.5 GB left after weights 0 B and live activations 537 MB on "
+        "nvidia-a100-sxm4-80gb; largest batch at this context: 147"
     )
     texts = [f.text for f in finding.fixes]
-    # MQA (8 -> 1 KV head): kv/8 = 8589934592; 80e9*128 / (8589934592 + act) = 1155.9 -> 1155.
-    assert "multi-query attention" in texts[0] and "largest batch 1155" in texts[0]
-    # fp8 KV: kv/2 = 34359738368; 80e9*128 / (34359738368 + act) = 295.7 -> 295.
-    assert "x8/16, KV cache 34.4 GB, largest batch 295" in texts[1]
+    # MQA (8 -> 1 KV head): kv/8 = 8589934592; 80e9*128 / (8589934592 + act) = 1122.0 -> 1121.
+    assert "multi-query attention" in texts[0] and "largest batch 1121" in texts[0]
+    # fp8 KV: kv/2 = 34359738368; 80e9*128 / (34359738368 + act) = 293.4 -> 293.
+    assert "x8/16, KV cache 34.4 GB, largest batch 293" in texts[1]
     assert "PagedAttention" in texts[2]
-    # Window 4096 of 131072: kv/32 = 2147483648; 80e9*128 / (2147483648 + act) = 4238.1.
-    assert "KV cache 2.15 GB, largest batch 4238" in texts[3]
+    # Window 4096 of 131072: kv/32 = 2147483648; 80e9*128 / (2147483648 + act) = 3814.7.
+    assert "KV cache 2.15 GB, largest batch 3814" in texts[3]
     assert all(f.saving_s is None for f in finding.fixes)
 
 
@@ -86,11 +86,11 @@ def test_max_fraction_option():
 
 def test_does_not_fit():
     (finding,) = _findings(STEP, {"batch": 256, "past": 131072})
-    # 2 * 68719476736 = 137438953472 B, more than the 80e9 - 537395200 B left: "does not fit".
+    # 2 * 68719476736 = 137438953472 B, more than the 80e9 - 1073741824 B left: "does not fit".
     # Live bytes per sequence are those at batch 128 (everything scales with the batch).
     assert finding.metric("kv_cache_bytes") == 137_438_953_472
     assert "does not fit in the" in finding.message
-    assert finding.metric("largest_batch") == 148  # the same sequences as at batch 128
+    assert finding.metric("largest_batch") == 147  # the same sequences as at batch 128
 
 
 def test_weights_already_fill_the_device():

@@ -12,12 +12,15 @@ from memlint.costs import CostStatus
 from memlint.ir import Node, ValueKind
 
 MATMULS = frozenset({"MatMul", "com.microsoft::FusedMatMul"})
+# The Q/DQ pairs of a QDQ graph wrap every op of a block (memlint.costs.quantized folds them).
+QDQ = frozenset({"QuantizeLinear", "DequantizeLinear", "com.microsoft::QuantizeLinear",
+                 "com.microsoft::DequantizeLinear"})
 # Score-sized ops between Q @ K^T and the softmax (scale, mask, softcap, casts, views) ...
 BEFORE = frozenset({"Mul", "Div", "Add", "Sub", "Where", "Tanh", "Cast", "Reshape", "Identity",
-                    "Squeeze", "Unsqueeze"})
+                    "Squeeze", "Unsqueeze"}) | QDQ
 # ... and between the softmax and P @ V (casts, dropout, views, NaN guards, head masks).
 AFTER = frozenset({"Cast", "Dropout", "Reshape", "Identity", "Squeeze", "Unsqueeze", "Where",
-                   "IsNaN", "Mul"})
+                   "IsNaN", "Mul"}) | QDQ
 
 
 @dataclass(frozen=True)
@@ -114,12 +117,14 @@ def _operand_ops(ctx: GraphIndex, name: str, transpose: bool) -> list[Node]:
     """Ops that only prepare a QK operand (scalar scale; for K also the transpose), which a fused
     kernel absorbs: walked up while each result has this one use."""
     ops: list[Node] = []
-    while len(ops) < 3 and len(ctx.consumers(name)) == 1 and not ctx.is_graph_output(name):
+    while len([n for n in ops if n.qualified_op not in QDQ]) < 3 and (
+        len(ctx.consumers(name)) == 1 and not ctx.is_graph_output(name)
+    ):
         node = ctx.producer(name)
         if node is None:
             break
         sizes = [_numel(ctx, v) for v in node.inputs]
-        if (node.op_type == "Transpose" and transpose) or (
+        if node.qualified_op in QDQ or (node.op_type == "Transpose" and transpose) or (
             node.op_type in ("Mul", "Div") and sizes[1:] == [1]
         ):
             name = node.inputs[0]

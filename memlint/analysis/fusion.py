@@ -3,8 +3,10 @@
 A node is *fusible* when it is an element-wise op (the cost registry's element-wise trait: casts
 included, quantization excluded), a row reduction of a norm or an already-fused norm/activation,
 is costed (MODELLED) and touches real data (not only scalars and shape vectors). Views (the
-registry's view trait: Reshape, Squeeze, Unsqueeze, Identity, Flatten, ...) are transparent: data
-flows through them unchanged, so a chain may span them and their data is read at its source.
+registry's view trait: Reshape, Squeeze, Unsqueeze, Identity, Flatten, ...) and the Q/DQ nodes
+folded into their neighbours (memlint.costs.quantized) are transparent: data flows through them
+unchanged, so a chain may span them and their data is read at its source (a dequantized tensor
+at its stored width).
 
 Grouping must not create a cycle: p -> c may be fused only when no path p -> ... -> c passes
 through a kernel that is not in the chain. depth(n) = max over producers p of depth(p) + (1 if
@@ -53,6 +55,10 @@ def is_fusible(node: Node) -> bool:
 
 
 def is_view(ctx: GraphIndex, node: Node) -> bool:
+    """A view, or a Q/DQ node folded into its neighbour (memlint.costs.quantized): data flows
+    through it unchanged, so chains and readers look through it."""
+    if node.name in ctx.quantized.folded:
+        return True
     info = op_info_of(node)
     result = ctx.result(node.name)
     return info is not None and info.view and result is not None and (
@@ -141,11 +147,13 @@ def _chain(ctx: GraphIndex, nodes: list[Node]) -> Chain:
         for name in read:
             src = source(ctx, name) if name else ""
             producer = ctx.producer(src) if src else None
-            value = ctx.value(src) or ctx.value(name)
+            value = ctx.stored(name) if name in ctx.quantized.reads else (
+                ctx.value(src) or ctx.value(name)
+            )  # a dequantized input is read at its stored width
             if src and (producer is None or producer.name not in members) and value is not None:
                 inputs.setdefault(src, value)
         for name in node.outputs:
-            value = ctx.value(name)
+            value = ctx.quantized.written(ctx.graph, name)  # quantized when a Q folds into it
             needed = ctx.is_graph_output(name) or any(
                 r.name not in members for r in readers(ctx, name)
             )

@@ -11,6 +11,8 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 from memlint.analysis.liveness import MemoryFootprint, footprint
+from memlint.costs.quantized import QuantizedView, view_of
+from memlint.costs.registry import op_info_of
 from memlint.ir import Graph, Model, Node, Value, ValueKind
 from memlint.roofline import NodeResult
 
@@ -40,6 +42,16 @@ class GraphIndex:
 
     def value(self, name: str) -> Value | None:
         return self.graph.value(name)
+
+    def stored(self, name: str) -> Value | None:
+        """The tensor as the runtime reads it: a dequantized tensor (QDQ) at its stored dtype
+        and kind (memlint.costs.quantized), any other tensor as `value` gives it."""
+        return self.quantized.read(self.graph, name)
+
+    @cached_property
+    def quantized(self) -> QuantizedView:
+        """How the graph's Q/DQ nodes fold (memlint.costs.quantized)."""
+        return view_of(self.graph, op_info_of)
 
     def producer(self, value_name: str) -> Node | None:
         return self._tables.producers.get(value_name)

@@ -15,8 +15,15 @@ log = logging.getLogger(__name__)
 
 # config.json keys, first found wins (Hugging Face names and the common older spellings).
 _CONFIG_KEYS = {
-    "num_hidden_layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
-    "num_attention_heads": ("num_attention_heads", "n_head", "num_heads", "n_heads"),
+    # an encoder-decoder's decoder_* first: memlint lints its decoder (num_hidden_layers is
+    # the encoder's in Whisper and BART configs)
+    "num_hidden_layers": (
+        "decoder_layers", "num_decoder_layers", "num_hidden_layers", "n_layer", "num_layers",
+        "n_layers",
+    ),
+    "num_attention_heads": (
+        "decoder_attention_heads", "num_attention_heads", "n_head", "num_heads", "n_heads",
+    ),
     "num_key_value_heads": (
         "num_key_value_heads", "n_head_kv", "num_kv_heads", "multi_query_group_num",
     ),
@@ -24,8 +31,11 @@ _CONFIG_KEYS = {
     "vocab_size": ("vocab_size", "padded_vocab_size"),
     "max_position_embeddings": (
         "max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length",
+        "max_target_positions",  # Whisper's decoder
     ),
     "head_dim": ("head_dim",),
+    # The encoder's fixed length where the model has one (Whisper: 1500 frames of 30 s audio).
+    "max_source_positions": ("max_source_positions",),
 }  # fmt: skip
 
 
@@ -42,6 +52,7 @@ class HfConfig:
     vocab_size: int | None = None
     max_position_embeddings: int | None = None
     head_dim: int | None = None
+    max_source_positions: int | None = None
 
 
 def config_file(source: str, given: str | Path | None) -> Path | None:

@@ -19,6 +19,12 @@ The model (one pass over the nodes in their topological order, linear in nodes +
   com.microsoft ExpandDims) have output 0 a view of input 0 that allocates nothing; the buffer
   stays live until the last use of any of its views. The other metadata ops (Shape, Size,
   Constant, ...) make new, tiny tensors and are counted like any tensor.
+- The KV cache is the cache, resident for the whole run like the weights and counted apart
+  (`kv_cache_bytes`): the larger of the KV-cache graph inputs (the cache read) and the graph
+  outputs that hold the cache after the step (inputs plus the new tokens written). Copies of it
+  (memlint.analysis.kv_copies: a Concat that appends to it, a GQA Expand, a Transpose, a Cast)
+  are not counted in the peak: capacity figures come from the cache, never its copies. The most
+  copy bytes live at once is reported apart (`kv_copy_bytes`).
 - A tensor whose shape is unresolved counts 0 bytes and is counted in `unresolved_tensors`.
 
 This is the memory of an unfused runtime without in-place reuse, so a lower bound neither for
@@ -34,6 +40,8 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from memlint.analysis.kv_copies import cache_outputs, copies
+from memlint.costs import quantized
 from memlint.costs.registry import NEVER_FOLDED, op_info_of
 from memlint.ir import Graph, Node, Value, ValueKind
 
@@ -44,12 +52,13 @@ class MemoryFootprint:
     peak_activation_bytes, the last two being what is live at the peak step (`peak_node`)."""
 
     weight_bytes: int  # resident weights, each counted once
-    kv_cache_bytes: int  # KV-cache tensors live at the peak step
+    kv_cache_bytes: int  # the KV cache (resident for the whole run: see the module docstring)
     peak_activation_bytes: int  # other non-weight tensors live at the peak step
     peak_total_bytes: int
     peak_node: str  # the node running at the peak ("" for a graph without nodes)
     max_kv_cache_bytes: int  # the most KV-cache bytes live at any step
     unresolved_tensors: int  # tensors of unknown size, counted as 0 bytes
+    kv_copy_bytes: int = 0  # the most bytes of copies of the KV cache live at once (not in peak)
 
 
 def is_alias(node: Node) -> bool:
@@ -115,33 +124,50 @@ def _footprint(graph: Graph, plan: _Plan) -> MemoryFootprint:
     n = len(graph.nodes)
     steps = max(n, 1)
     delta = {ValueKind.KV_CACHE: [0] * (steps + 1), ValueKind.ACTIVATION: [0] * (steps + 1)}
+    copied = copies(graph)
     for root, start in plan.start.items():
         value = graph.value(root)
         nbytes = value.nbytes if value is not None else None
         if not nbytes:
             continue
-        kind = ValueKind.KV_CACHE if value.kind is ValueKind.KV_CACHE else ValueKind.ACTIVATION
+        # the cache is counted whole below; its copies apart (ValueKind.KV_CACHE's row here)
+        if value.kind is ValueKind.KV_CACHE:
+            continue
+        kind = ValueKind.KV_CACHE if root in copied else ValueKind.ACTIVATION
         delta[kind][start] += nbytes
         delta[kind][max(plan.end.get(root, start), start) + 1] -= nbytes
-    kv = act = 0
-    best = (-1, 0, 0, 0)  # (total, step, kv, activations)
-    max_kv = 0
+    copy = act = 0
+    best = (-1, 0, 0)  # (activations, step, copies live then)
+    max_copy = 0
     for step in range(steps):
-        kv += delta[ValueKind.KV_CACHE][step]
+        copy += delta[ValueKind.KV_CACHE][step]
         act += delta[ValueKind.ACTIVATION][step]
-        max_kv = max(max_kv, kv)
-        if kv + act > best[0]:
-            best = (kv + act, step, kv, act)
+        max_copy = max(max_copy, copy)
+        if act > best[0]:
+            best = (act, step, copy)
     weights = sum(v.nbytes or 0 for v in plan.resident)
+    cache = _cache_bytes(graph)
     return MemoryFootprint(
         weight_bytes=weights,
-        kv_cache_bytes=best[2],
-        peak_activation_bytes=best[3],
-        peak_total_bytes=weights + best[0],
+        kv_cache_bytes=cache,
+        peak_activation_bytes=max(best[0], 0),
+        peak_total_bytes=weights + cache + max(best[0], 0),
         peak_node=graph.nodes[best[1]].name if n else "",
-        max_kv_cache_bytes=max_kv,
+        max_kv_cache_bytes=cache,
         unresolved_tensors=plan.unresolved,
+        kv_copy_bytes=max_copy,
     )
+
+
+def _cache_bytes(graph: Graph) -> int:
+    """The KV cache: the larger of its graph inputs (read) and the graph outputs that hold it
+    after the step (the inputs plus the new tokens written)."""
+    read = sum(
+        v.nbytes or 0 for name in graph.inputs
+        if (v := graph.value(name)) is not None and v.kind is ValueKind.KV_CACHE
+    )
+    left = sum(v.nbytes or 0 for name in cache_outputs(graph) if (v := graph.value(name)))
+    return max(read, left)
 
 
 class _Plan:
@@ -156,6 +182,9 @@ class _Plan:
         last = max(len(graph.nodes) - 1, 0)
         # One pass over tens of thousands of nodes: names tested against a set, not Values.
         weights = {name for name, v in graph.values.items() if v.kind is ValueKind.WEIGHT}
+        # Q/DQ nodes a runtime folds into their neighbours (memlint.costs.quantized) allocate
+        # nothing: a dequantized weight stays the stored int8/int4/fp8 tensor, resident.
+        qdq_folded = quantized.view_of(graph, op_info_of).folded
 
         for name in graph.inputs:
             root[name] = name
@@ -183,7 +212,8 @@ class _Plan:
             for index, name in enumerate(node.outputs):
                 if not name:
                     continue
-                if index == 0 and is_alias(node) and node.inputs[0] in root:
+                if index == 0 and (is_alias(node) or node.name in qdq_folded) \
+                        and node.inputs[0] in root:
                     root[name] = root[node.inputs[0]]
                     continue
                 root[name] = name

@@ -36,6 +36,7 @@ from types import MappingProxyType
 from typing import Any
 
 from memlint.analysis.hfconfig import HfConfig, config_file, read_config
+from memlint.analysis.kv_copies import cache_outputs, is_cache_or_copy
 from memlint.costs.registry import op_info_of
 from memlint.dims import dim_names_in
 from memlint.ir import EMPTY, DType, Graph, Model, Value, ValueKind
@@ -45,6 +46,12 @@ _BATCH = re.compile(r"batch", re.I)
 _PAST = re.compile(r"past|cache", re.I)
 _SEQ = re.compile(r"seq|length|len|context|tokens|ctx", re.I)
 _LAYER = re.compile(r"(\d+)")
+# Cross-attention caches: past_key_values.N.encoder.key (Optimum seq2seq), *cross_attn*, ...
+_CROSS = re.compile(r"(^|[._/:-])(encoder|cross(_?attn|_attention)?)([._/:-]|$)", re.I)
+# Inputs of a decoder that carry the encoder's length on axis 1 (encoder_attention_mask: last).
+ENCODER_INPUTS = ("encoder_hidden_states", "encoder_outputs", "encoder_attention_mask")
+# A bool input that picks a merged decoder's branch (Optimum: use_cache_branch).
+_CACHE_FLAG = re.compile(r"use_cache|cache_branch", re.I)
 TOKEN_INPUTS = ("input_ids", "inputs_embeds", "decoder_input_ids", "position_ids")
 # Attention ops that carry their head counts as attributes: (query heads attr, kv heads attr).
 _HEAD_ATTRS = {
@@ -60,6 +67,7 @@ class DimRole(enum.Enum):
     NEW_TOKENS = "new_tokens"  # tokens this step processes (the prompt in a prefill, 1 in decode)
     PAST = "past"  # tokens already in the KV cache: the context
     TOTAL = "total"  # past + new, where the graph names it as a symbol of its own
+    ENCODER = "encoder"  # the encoder's length that cross-attention reads (encoder_sequence_length)
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,9 @@ class KvTensor:
     elements_per_token: int | None  # product of the axes other than batch and sequence
     heads: int | None  # KV heads, for [b, h, s, d], [b, s, h, d] and [2, b, h, s, d]
     head_dim: int | None
+    # Cross-attention K/V of an encoder-decoder (past_key_values.N.encoder.key): its sequence
+    # axis is the encoder's length; read every step, never appended.
+    cross: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,10 +129,20 @@ class LlmStructure:
     config: HfConfig | None = None
     sources: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     notes: tuple[str, ...] = ()
+    # Bool graph inputs that pick the graph's branch (Optimum merged decoders' use_cache_branch):
+    # True runs the decode step with past, False the first pass without.
+    cache_flags: tuple[str, ...] = ()
+    # The encoder's length when the model fixes it (Whisper's max_source_positions, 1500).
+    encoder_positions: int | None = None
 
     @property
     def has_kv_cache(self) -> bool:
         return bool(self.kv_inputs)
+
+    @property
+    def has_cross_attention(self) -> bool:
+        """An encoder-decoder's decoder: cross-attention K/V among its KV-cache inputs."""
+        return any(t.cross for t in self.kv_inputs)
 
     def dims_of(self, role: DimRole) -> tuple[str, ...]:
         """The symbolic dim names that play `role`, sorted."""
@@ -138,17 +159,12 @@ class LlmStructure:
     def kv_bytes_per_token(self, dtype: DType | None = None) -> int | float | None:
         """KV-cache bytes per token of one sequence (2 x layers x kv_heads x head_dim x bytes for
         separate key and value inputs); at `dtype` instead of the graph's when given."""
-        bits = 0
-        for tensor in self.kv_inputs:
-            if tensor.elements_per_token is None:
-                return None
-            width = tensor.dtype.bits
-            if dtype is not None and tensor.dtype.is_float and dtype.bits < width:
-                width = dtype.bits  # as memlint.llm.whatif retypes: narrower floats only
-            bits += tensor.elements_per_token * width
-        if not self.kv_inputs:
-            return None
-        return bits // 8 if bits % 8 == 0 else bits / 8
+        return _bytes_per_position([t for t in self.kv_inputs if not t.cross], dtype)
+
+    def cross_kv_bytes_per_position(self, dtype: DType | None = None) -> int | float | None:
+        """Cross-attention K/V bytes per encoder position of one sequence (every layer, key
+        and value): written once from the encoder's output, read whole by every decode step."""
+        return _bytes_per_position([t for t in self.kv_inputs if t.cross], dtype)
 
     @property
     def attention_kind(self) -> str:
@@ -171,10 +187,7 @@ def detect(
     graph = model.graph
     config = read_config(config_file(model.source, config_path)) if use_config else None
     kv = tuple(_kv_tensor(v, model) for v in _kv_inputs(graph))
-    kv_outputs = tuple(
-        name for name in graph.outputs
-        if (v := graph.value(name)) is not None and v.kind is ValueKind.KV_CACHE
-    )
+    kv_outputs = cache_outputs(graph)
     tokens = tuple(name for name in TOKEN_INPUTS if name in model.input_dim_names)
     roles, derived, pinned = _roles(model, kv, tokens)
     notes: list[str] = []
@@ -211,7 +224,7 @@ def detect(
     settle("hidden_size", table[1] if table else None, "embedding table", cfg.hidden_size)
     vocab = table[0] if table else _logits_width(graph)
     settle("vocab_size", vocab, "embedding table" if table else "logits", cfg.vocab_size)
-    positions = _gathered_table(graph, ("position_ids",))
+    positions = _gathered_table(graph, ("position_ids",)) or _sliced_position_table(graph)
     settle("max_positions", positions[0] if positions else None, "position table",
            cfg.max_position_embeddings)  # fmt: skip
     kv_dtype = max((t.dtype for t in kv), key=lambda d: d.bits, default=None)
@@ -235,6 +248,12 @@ def detect(
         config=config,
         sources=MappingProxyType(sources),
         notes=tuple(notes),
+        cache_flags=tuple(
+            name for name in graph.inputs
+            if (v := graph.value(name)) is not None and v.dtype is DType.BOOL
+            and (v.numel or 0) <= 1 and _CACHE_FLAG.search(name)
+        ),
+        encoder_positions=cfg.max_source_positions if any(t.cross for t in kv) else None,
     )
 
 
@@ -298,7 +317,22 @@ def _kv_tensor(value: Value, model: Model) -> KvTensor:
         elements_per_token=per_token,
         heads=heads,
         head_dim=head_dim,
+        cross=bool(_CROSS.search(value.name)),
     )
+
+
+def _bytes_per_position(tensors: list[KvTensor], dtype: DType | None) -> int | float | None:
+    bits = 0
+    for tensor in tensors:
+        if tensor.elements_per_token is None:
+            return None
+        width = tensor.dtype.bits
+        if dtype is not None and tensor.dtype.is_float and dtype.bits < width:
+            width = dtype.bits  # as memlint.llm.whatif retypes: narrower floats only
+        bits += tensor.elements_per_token * width
+    if not tensors:
+        return None
+    return bits // 8 if bits % 8 == 0 else bits / 8
 
 
 def _layers(kv: tuple[KvTensor, ...]) -> int | None:
@@ -343,12 +377,16 @@ def _roles(
 
     for tensor in kv:
         claim(tensor.name, tensor.batch_axis, DimRole.BATCH)
-        claim(tensor.name, tensor.seq_axis, DimRole.PAST)
+        claim(tensor.name, tensor.seq_axis, DimRole.ENCODER if tensor.cross else DimRole.PAST)
+    for name in ENCODER_INPUTS:
+        if declared.get(name):
+            claim(name, 0, DimRole.BATCH)
+            claim(name, 1, DimRole.ENCODER)
     for name in tokens:
         claim(name, 0, DimRole.BATCH)
         claim(name, 1, DimRole.NEW_TOKENS)
     for name, names in declared.items():
-        if "mask" in name.lower() and names:
+        if "mask" in name.lower() and names and name not in ENCODER_INPUTS:
             claim(name, len(names) - 1, DimRole.TOTAL)
     for names in declared.values():
         for name in names:
@@ -381,10 +419,9 @@ def _query_heads(graph: Graph) -> int | None:
         a, b = graph.value(node.inputs[0]), graph.value(node.inputs[1])
         if a is None or b is None or not (a.is_resolved and b.is_resolved):
             continue
-        if len(a.shape) == 4 and len(b.shape) == 4 and (a.kind is ValueKind.KV_CACHE) != (
-            b.kind is ValueKind.KV_CACHE
-        ):
-            query = b if a.kind is ValueKind.KV_CACHE else a
+        a_kv, b_kv = is_cache_or_copy(graph, a.name), is_cache_or_copy(graph, b.name)
+        if len(a.shape) == 4 and len(b.shape) == 4 and a_kv != b_kv:
+            query = b if a_kv else a
             return query.shape[1]
     return None
 
@@ -413,6 +450,29 @@ def _gathered_table(graph: Graph, index_inputs: tuple[str, ...]) -> tuple[int, i
     return None
 
 
+def _sliced_position_table(graph: Graph) -> tuple[int, int] | None:
+    """(rows, width) of a 2-D position table gathered by a Slice of a position-ids buffer (BERT
+    exports: Gather(position_embeddings, Slice(position_ids buffer, 0, sequence_length)))."""
+    producers = {out: node for node in graph.nodes for out in node.outputs if out}
+    for node in graph.nodes:
+        if node.op_type != "Gather" or node.domain or len(node.inputs) < 2:
+            continue
+        table = graph.value(node.inputs[0])
+        if table is None or table.kind is not ValueKind.WEIGHT or not table.is_resolved:
+            continue
+        if len(table.shape) != 2 or int(node.attributes.get("axis", 0)) != 0:
+            continue
+        index = producers.get(node.inputs[1])
+        if index is None or index.op_type != "Slice" or not index.inputs:
+            continue
+        buffer = graph.value(index.inputs[0])
+        if buffer is not None and buffer.kind is ValueKind.WEIGHT and "position" in (
+            buffer.name.lower()
+        ):
+            return table.shape[0], table.shape[1]  # type: ignore[return-value]
+    return None
+
+
 def _logits_width(graph: Graph) -> int | None:
     for name in graph.outputs:
         value = graph.value(name)
@@ -425,7 +485,7 @@ def _activation_dtype(graph: Graph, kv_dtype: DType | None) -> DType:
     """The dtype hidden states travel in: the first floating, non-KV graph output's."""
     for name in graph.outputs:
         value = graph.value(name)
-        if value is not None and value.dtype.is_float and value.kind is not ValueKind.KV_CACHE:
+        if value is not None and value.dtype.is_float and not is_cache_or_copy(graph, name):
             return value.dtype
     return kv_dtype or DType.FLOAT32
 
@@ -449,4 +509,17 @@ def describe(structure: LlmStructure) -> dict[str, Any]:
         "sources": dict(structure.sources),
         "config": structure.config.path if structure.config else None,
         "notes": list(structure.notes),
-    }
+    } | _encoder_decoder(structure)
+
+
+def _encoder_decoder(structure: LlmStructure) -> dict[str, Any]:
+    """The keys of an encoder-decoder's decoder (absent for a decoder-only model), and the
+    branch flags of a merged decoder."""
+    extra: dict[str, Any] = {}
+    if structure.has_cross_attention:
+        extra["cross_kv_inputs"] = [t.name for t in structure.kv_inputs if t.cross]
+        extra["cross_kv_bytes_per_position"] = structure.cross_kv_bytes_per_position()
+        extra["encoder_positions"] = structure.encoder_positions
+    if structure.cache_flags:
+        extra["cache_flags"] = list(structure.cache_flags)
+    return extra

@@ -36,6 +36,12 @@ CONVENTIONS = (
     "written once, at its dtype's bit width (int4 = half a byte); weights, activations and KV "
     "cache counted apart. Metadata-only ops (Reshape, Shape, ...) move no bytes; constant "
     "subgraphs are folded at load and cost nothing per run.",
+    "Quantized graphs are costed as runtimes run them: a weight DequantizeLinear folds into its "
+    "consumer (the weight read at its stored width), activation QuantizeLinear/DequantizeLinear "
+    "pairs are the quantized op's input and output (docs/quantization.md).",
+    "The KV cache is the cache: its inputs are read and the new tokens written; copies of it "
+    "(Concat into present, Transpose, GQA Expand, Cast) are activation traffic, and capacity "
+    "figures count the cache, never its copies.",
     "Predicted time of an operator = max(FLOPs / dense peak for its dtype and unit, "
     "bytes / memory bandwidth) + per-kernel overhead where the spec gives one.",
     "Unmodelled operators are never counted as zero: their bytes are a lower bound and the "
@@ -82,7 +88,8 @@ def document(report: Report) -> dict[str, Any]:
             "format": model.format,
             "producer": model.producer,
             "opsets": dict(model.opsets),
-        },
+        } | ({"input_values": dict(model.input_values)} if model.input_values else {})
+          | ({"control_flow": list(model.control_flow)} if model.control_flow else {}),
         "hardware": {
             "name": spec.name,
             "display_name": spec.display_name,
@@ -186,7 +193,9 @@ def scenario_dict(s: Any) -> dict[str, Any]:
         "phase": s.phase.value, "batch": s.batch, "new_tokens": s.new_tokens,
         "context": s.context, "defaulted": list(s.defaulted), "origin": s.origin,
         "description": s.describe(),
-    }  # fmt: skip
+    } | ({} if s.encoder_length is None else {  # an encoder-decoder's decoder only
+        "encoder_length": s.encoder_length, "encoder_source": s.encoder_source,
+    })  # fmt: skip
 
 
 def crossover_dict(c: Crossover | None) -> dict[str, Any] | None:
@@ -220,7 +229,22 @@ def serving_dict(s: Serving) -> dict[str, Any]:
         "tokens_per_s_per_sequence": s.tokens_per_s_per_sequence,
         "tokens_per_s_aggregate": s.tokens_per_s_aggregate,
         "crossover": crossover_dict(s.crossover),
-    }
+    } | _cross_dict(s)
+
+
+def _cross_dict(s: Serving) -> dict[str, Any]:
+    """An encoder-decoder's cross-attention cache (absent for a decoder-only model) and the
+    cache traffic of the step, self- and cross-attention apart."""
+    if s.cross_kv_bytes_per_position is None:
+        return {}
+    traffic = s.cache_traffic
+    return {
+        "cross_kv_bytes_per_position": s.cross_kv_bytes_per_position,
+        "cross_kv_bytes_per_sequence": s.cross_kv_bytes_per_sequence,
+        "cache_traffic_bytes": None if traffic is None else {
+            "self_read": traffic[0], "self_written": traffic[1], "cross_read": traffic[2],
+        },
+    }  # fmt: skip
 
 
 def sweep_dict(sweep: Sweep) -> dict[str, Any]:

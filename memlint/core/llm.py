@@ -90,6 +90,10 @@ class Scenario:
     defaulted: tuple[str, ...] = ()
     origin: str = "flags"
     default_reason: str = ""  # how the default context was chosen, when one was
+    # An encoder-decoder's decoder: the encoder positions cross-attention reads every step
+    # (None for a decoder-only model), and where the figure came from.
+    encoder_length: int | None = None
+    encoder_source: str = ""
 
     @property
     def total_tokens(self) -> int:
@@ -114,15 +118,25 @@ class Scenario:
         else:
             after = f" after {self.context} cached tokens" if self.context else ""
             what = f"prefill: batch {self.batch}, prompt of {self.new_tokens} tokens{after}"
+        if self.encoder_length is not None:
+            what += f", cross-attention over {self.encoder_length:,} encoder positions"
         notes = []
         for name in self.defaulted:
             value = getattr(self, _FIELD[name])
+            if name == "encoder":
+                notes.append(f"default encoder length {value} ({self.encoder_source})")
+                continue
             reason = f" = {self.default_reason}" if name != "batch" and self.default_reason else ""
             notes.append(f"default {name} {value}{reason}")
+        if self.encoder_length is not None and "encoder" not in self.defaulted \
+                and self.encoder_source:
+            notes.append(f"encoder length from {self.encoder_source}")
         return what + (f" ({'; '.join(notes)})" if notes else "")
 
 
-_FIELD = {"batch": "batch", "context": "context", "prompt": "new_tokens"}
+_FIELD = {
+    "batch": "batch", "context": "context", "prompt": "new_tokens", "encoder": "encoder_length",
+}  # fmt: skip
 
 
 WEIGHT_DTYPES = {
@@ -402,6 +416,9 @@ class Serving:
     capacity_bytes: int
     largest_batch: int | None  # at this context; None when nothing grows with the batch
     crossover: Crossover | None = None  # memlint.llm.sweep.crossover_batch, when computed
+    # An encoder-decoder's cross-attention K/V per encoder position of one sequence (None for a
+    # decoder-only model): written once from the encoder output, read whole every step.
+    cross_kv_bytes_per_position: float | None = None
 
     @property
     def bytes_per_token(self) -> float:
@@ -428,9 +445,31 @@ class Serving:
         return self.kv_bytes_per_token * self.scenario.context
 
     @property
+    def cross_kv_bytes_per_sequence(self) -> float | None:
+        """Cross-attention K/V of one sequence at the scenario's encoder length."""
+        if self.cross_kv_bytes_per_position is None or self.scenario.encoder_length is None:
+            return None
+        return self.cross_kv_bytes_per_position * self.scenario.encoder_length
+
+    @property
     def kv_bytes_batch(self) -> float | None:
+        """Every cache of the batch: self-attention at the context plus cross-attention."""
         at = self.kv_bytes_at_context
-        return None if at is None else at * self.scenario.batch
+        if at is None:
+            return None
+        return (at + (self.cross_kv_bytes_per_sequence or 0)) * self.scenario.batch
+
+    @property
+    def cache_traffic(self) -> tuple[float, float, float] | None:
+        """KV-cache bytes one step must move with the cache kept in place: (self-attention
+        read: the context, self-attention written: the new tokens, cross-attention read: the
+        whole encoder length), over the batch. The cross-attention cache is never written."""
+        if self.kv_bytes_per_token is None:
+            return None
+        sc = self.scenario
+        cross = self.cross_kv_bytes_per_sequence or 0
+        return (self.kv_bytes_per_token * sc.context * sc.batch,
+                self.kv_bytes_per_token * sc.new_tokens * sc.batch, cross * sc.batch)
 
     @property
     def fits(self) -> bool:

@@ -1,7 +1,9 @@
 """Control flow: If, Loop and Scan are costed through the nodes of their subgraphs.
 
-- If: the more expensive branch (by bytes moved, then FLOPs): a worst case, since which branch
-  runs is decided at run time.
+- If: an If whose condition is known before run time never gets here: the ONNX frontend
+  inlines the branch it takes (memlint.frontends.onnx_control). One decided at run time is
+  costed through both branches, the note gives each, and the more expensive (by bytes moved,
+  then FLOPs) is counted: a worst case.
 - Loop: the body times the trip count when the trip count `M` is known before run time;
   otherwise one iteration, said in the note (bind the dims the trip count depends on).
 - Scan: the body times the length of the first scan input along its scan axis.
@@ -45,7 +47,14 @@ def if_cost(ctx: CostContext) -> OpCost:
     if not branches:
         return _combine((), "If without branches")
     name, chosen = max(branches.items(), key=lambda item: _moved(item[1]))
-    return _combine(chosen.parts, f"If: costed as its more expensive branch ({name})")
+    both = ", ".join(
+        f"{n} {c.flops:,} FLOPs, {c.bytes_moved:,} B" for n, c in sorted(branches.items())
+    )
+    return _combine(
+        chosen.parts,
+        f"If decided at run time: both branches costed ({both}); counted as the more "
+        f"expensive ({name})",
+    )
 
 
 @register("Loop", info=CONTROL_FLOW)

@@ -35,6 +35,10 @@ TensorScatter read and write the whole tensor they update), except:
   elements at data's dtype, under data's kind, at most all of it) plus their index inputs: an
   embedding lookup of one token reads one row, not the vocabulary; a slice of a KV cache is
   counted as KV-cache bytes.
+- com.microsoft GatherBlockQuantized (a gather from a block-quantized table, dequantized on the
+  fly: 2 FLOPs per output element, sub zero point and mul scale) reads the rows it returns at the
+  table's stored width (`bits`, 4 by default: half a byte per element) and the same share of the
+  scales and zero points, plus the indices.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from memlint.costs.registry import (
     register,
     register_metadata,
 )
-from memlint.ir import Value
+from memlint.ir import Value, ValueKind
 
 MS = "com.microsoft"
 NCHWC = "com.microsoft.nchwc"
@@ -91,7 +95,22 @@ def read_portion(value: Value, numel: int) -> ByteCounts:
 
 
 def _copy(ctx: CostContext) -> OpCost:
-    return ctx.cost(0, note="a copy")
+    return ctx.cost(0, bytes_written=_cache_update(ctx), note="a copy")
+
+
+def _cache_update(ctx: CostContext) -> ByteCounts | None:
+    """A Concat of the KV cache with the new tokens into a graph output (present = Concat(past,
+    new)) writes the new tokens into the cache and copies the old ones: the cache written is the
+    new tokens' bytes, the copy of what was cached is activation traffic (docs/cost-model.md,
+    "the KV cache is the cache"). None for every other copy (each output written by its kind)."""
+    if ctx.node.op_type != "Concat" or ctx.node.outputs[0] not in ctx.graph.outputs:
+        return None
+    cached = sum(v.nbytes or 0 for v in ctx.inputs
+                 if v is not None and v.kind is ValueKind.KV_CACHE)
+    out = ctx.outputs[0]
+    if not cached or out is None or out.nbytes is None:
+        return None
+    return ByteCounts(activations=min(cached, out.nbytes), kv_cache=max(out.nbytes - cached, 0))
 
 
 def _write_only(ctx: CostContext) -> OpCost:
@@ -114,6 +133,19 @@ for _op in ("ConstantOfShape", "EyeLike"):
 for _op in ("Gather", "GatherElements", "GatherND", "Slice"):
     add_formula(_op, Formula(_partial_read, COPY))
 add_formula("GatherND", Formula(_partial_read, COPY), domain=MS)
+
+
+@register("GatherBlockQuantized", domain=MS, info=MOVEMENT)
+def _gather_block_quantized(ctx: CostContext) -> OpCost:
+    data, out = ctx.input(0), ctx.out_numel()
+    bits = ctx.attr("bits", 4)
+    table = (data.nbytes or 0) * 8 // bits if data is not None else 0  # elements, unpacked
+    share = min(out / table, 1.0) if table else 1.0
+    read = ByteCounts.of([ctx.input(1)])
+    for value in (data, ctx.input(2), ctx.input(3)):
+        if value is not None and value.nbytes is not None:
+            read += ByteCounts.single(value.kind, math.ceil(value.nbytes * share))
+    return ctx.cost(2 * out, bytes_read=read, note=f"{bits}-bit table, rows dequantized")
 
 
 @register("Scatter", "ScatterElements", "ScatterND", info=MOVEMENT)

@@ -12,8 +12,10 @@ Counts used:
   memlint.costs.elementwise (GELU_TANH_FLOPS) per output element.
 - MatMulNBits: `2*M*N*K` with M = prod(A.shape[:-1]) and K, N from its attributes. Unpacking and
   dequantizing B, `(q - zero_point) * scale`, is not counted; the compute dtype is A's.
-- Integer matmuls (MatMulInteger, QLinearMatMul, MatMulIntegerToFloat, QGemm): zero-point, scale and
-  requantization arithmetic is not counted; the compute dtype is the integer type of A.
+- Integer matmuls (MatMulInteger, QLinearMatMul, MatMulIntegerToFloat, QGemm, com.microsoft
+  QOrderedMatMul): zero-point, scale and requantization arithmetic is not counted; the compute dtype
+  is the integer type of A. QOrderedMatMul adds 1 per output element for its bias and 1 for its
+  addend C when given.
   DynamicQuantizeMatMul quantizes A at run time (not counted) and computes in the type of B.
 - Einsum: with one operand, the product of all index sizes (one add per element visited); with two,
   `2 * product of the sizes of every distinct index` (one multiply-accumulate per point of the joint
@@ -27,6 +29,7 @@ Einsum is a reduction on the vector unit.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -102,6 +105,15 @@ def _matmul_nbits(ctx: CostContext) -> OpCost:
     k = ctx.attr("K") or ctx.shape(0)[-1]
     note = f"{ctx.attr('bits', 4)}-bit weights, dequantized on the fly (not counted)"
     return contraction_cost(ctx, k, bias=5, compute_dtype=_dtype(ctx, 0), note=note)
+
+
+@register("QOrderedMatMul", domain=MS, info=MATMUL)
+def _qordered_matmul(ctx: CostContext) -> OpCost:
+    # inputs: A, scale_A, B, scale_B, scale_Y, bias, C, scale_C
+    cost = contraction_cost(ctx, ctx.shape(0)[-1], bias=5, compute_dtype=_dtype(ctx, 0))
+    if ctx.input(6) is not None:
+        return dataclasses.replace(cost, flops=cost.flops + ctx.out_numel())
+    return cost
 
 
 @register("MatMulIntegerToFloat", domain=MS, info=MATMUL)

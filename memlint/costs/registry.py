@@ -42,6 +42,7 @@ group (memlint.costs.plugins), loaded the first time the table is asked about an
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections.abc import Callable
@@ -52,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from memlint.costs import plugins
+from memlint.costs import plugins, quantized
 from memlint.costs.model import ZERO_BYTES, ByteCounts, CostStatus, OpCost
 from memlint.errors import MemlintError, RegistrationError
 from memlint.ir import ComputeUnit, DType, Graph, Node, Value, ValueKind
@@ -61,16 +62,13 @@ from memlint.ir import ComputeUnit, DType, Graph, Node, Value, ValueKind
 # which runtimes keep on purpose (QDQ pairs feed quantized kernels) or which are not pure.
 NEVER_FOLDED = frozenset(
     {
-        ("", "DequantizeLinear"),
-        ("", "QuantizeLinear"),
+        *quantized.QDQ,
         ("", "RandomNormal"),
         ("", "RandomUniform"),
         ("", "RandomNormalLike"),
         ("", "RandomUniformLike"),
         ("", "Multinomial"),
         ("", "Bernoulli"),
-        ("com.microsoft", "DequantizeLinear"),
-        ("com.microsoft", "QuantizeLinear"),
     }
 )
 
@@ -82,24 +80,31 @@ class CostContext:
     node: Node
     graph: Graph
 
+    @cached_property
+    def quantized(self) -> quantized.QuantizedView:
+        """How the graph's Q/DQ nodes fold (memlint.costs.quantized): inputs and outputs below
+        are the tensors as the runtime reads and writes them (a dequantized weight at its stored
+        width)."""
+        return quantized.view_of(self.graph, op_info_of)
+
     @cached_property  # looked up once per node: formulas ask for them several times
     def inputs(self) -> tuple[Value | None, ...]:
-        return tuple(self.graph.value(name) for name in self.node.inputs)
+        return tuple(self.quantized.read(self.graph, name) for name in self.node.inputs)
 
     @cached_property
     def outputs(self) -> tuple[Value | None, ...]:
-        return tuple(self.graph.value(name) for name in self.node.outputs)
+        return tuple(self.quantized.written(self.graph, name) for name in self.node.outputs)
 
     def input(self, index: int) -> Value | None:
         """The index-th input, or None when it is absent or omitted."""
         if index >= len(self.node.inputs):
             return None
-        return self.graph.value(self.node.inputs[index])
+        return self.quantized.read(self.graph, self.node.inputs[index])
 
     def output(self, index: int) -> Value | None:
         if index >= len(self.node.outputs):
             return None
-        return self.graph.value(self.node.outputs[index])
+        return self.quantized.written(self.graph, self.node.outputs[index])
 
     def shape(self, index: int) -> tuple[int, ...]:
         """The resolved shape of input `index` (formulas run only on resolved nodes)."""
@@ -127,7 +132,11 @@ class CostContext:
         return self.node.attributes.get(name, default)
 
     def compute_dtype(self) -> DType | None:
-        """The dtype arithmetic runs in: the first floating input, else the first input."""
+        """The dtype arithmetic runs in: the stored dtype when every float input is dequantized
+        (memlint.costs.quantized), else the first floating input, else the first input."""
+        stored = quantized.compute_dtype(self.graph, self.node, self.quantized)
+        if stored is not None:
+            return stored
         values = [v for v in self.inputs if v is not None] + [
             v for v in self.outputs if v is not None
         ]
@@ -379,6 +388,18 @@ def cost_of(node: Node, graph: Graph) -> OpCost:
         return OpCost(
             0, ZERO_BYTES, ZERO_BYTES, CostStatus.FOLDED, note="all inputs constant: folded at load"
         )
+    folded_into = ctx.quantized.folded.get(node.name)
+    if folded_into is not None:  # a Q/DQ node a runtime runs inside its neighbour
+        return OpCost(0, ZERO_BYTES, ZERO_BYTES, CostStatus.FOLDED, note=folded_into)
+    cost = _cost(ctx, row)
+    scales = ctx.quantized.extra_reads.get(node.name)
+    if scales:  # the scales and zero points of the Q/DQ nodes folded into this one
+        cost = dataclasses.replace(cost, bytes_read=cost.bytes_read + ByteCounts.of(scales))
+    return cost
+
+
+def _cost(ctx: CostContext, row: Registration | None) -> OpCost:
+    node = ctx.node
     if row is None:
         return _lower_bound(ctx, CostStatus.UNMODELLED, f"no cost formula for {node.qualified_op}")
     unresolved = [

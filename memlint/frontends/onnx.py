@@ -29,6 +29,7 @@ from onnx import helper, numpy_helper
 
 from memlint.dims import DimBinder, dim_names_in, shown
 from memlint.errors import DimError, ModelLoadError
+from memlint.frontends.onnx_control import bind_input_values, decide, dynamic_ifs
 from memlint.frontends.onnx_infer import (
     MAX_FOLD_ELEMENTS,
     TensorType,
@@ -47,6 +48,7 @@ KEEP_INITIALIZER_ELEMENTS = MAX_FOLD_ELEMENTS  # smaller ones keep their values 
 # (and its byte count would overflow the float arithmetic of the roofline).
 MAX_ELEMENTS = 2**63 - 1
 MAX_PROTO_BYTES = 2**31 - 1  # protobuf's limit for one message: a larger .onnx cannot parse
+MAX_STATIC_ROUNDS = 4  # If nodes decided before run time, nested ones included
 KV_NAME = re.compile(
     r"past_key|past_value|present|kv_cache|key_cache|value_cache|^past[._]|^cache[._]", re.I
 )
@@ -62,6 +64,11 @@ KV_PASSTHROUGH = frozenset(
 
 # Element-wise ops that scale a KV tensor by a constant (e.g. K * 1/sqrt(sqrt(d))) keep it KV.
 KV_SCALING = frozenset({"Mul", "Div", "Add", "Sub"})
+# Views: their output is the KV-cache buffer itself (no bytes move), so it stays KV_CACHE. Every
+# other op in KV_PASSTHROUGH / KV_SCALING makes a copy of the cache (GQA Expand, Transpose,
+# Concat, Cast, ...): activation traffic, never the cache (docs/cost-model.md, "the KV cache is
+# the cache"); memlint.analysis.kv_copies finds those copies again.
+KV_VIEWS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Identity", "Flatten"})
 
 _DTYPES: dict[int, DType] = {}
 for _name, _dtype in {
@@ -179,8 +186,12 @@ def load_onnx(
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     strict_dims: bool = False,
     default_dims: Mapping[str, int] | None = None,
+    input_values: Mapping[str, object] | None = None,
 ) -> Model:
-    """Load an ONNX file (or a ParsedOnnx, from a copy of its proto) into the IR."""
+    """Load an ONNX file (or a ParsedOnnx, from a copy of its proto) into the IR.
+
+    input_values fixes graph inputs to a value ({"use_cache_branch": True}): each becomes a
+    constant, and an If it decides is taken statically (memlint.frontends.onnx_control)."""
     if isinstance(source, ParsedOnnx):
         proto = onnx.ModelProto()
         proto.CopyFrom(source.proto)
@@ -188,7 +199,7 @@ def load_onnx(
     else:
         parsed = parse_onnx(source)  # parsed for this load alone: bound in place
     return _bind(parsed, dims=dims, input_shapes=input_shapes, strict_dims=strict_dims,
-                 default_dims=default_dims)
+                 default_dims=default_dims, input_values=input_values)
 
 
 def load_onnx_proto(
@@ -215,6 +226,7 @@ def _bind(
     input_shapes: Mapping[str, tuple[int, ...]] | None,
     strict_dims: bool,
     default_dims: Mapping[str, int] | None,
+    input_values: Mapping[str, object] | None = None,
 ) -> Model:
     """Bind the dims of a stripped model (its proto changed in place), infer, build the IR."""
     proto, path, weights = parsed.proto, parsed.path, parsed.weights
@@ -224,10 +236,35 @@ def _bind(
     }
     binder = DimBinder(dims or {}, strict=strict_dims, defaults=default_dims)
     declared_dims = _bind_inputs(graph, weights, binder, dict(input_shapes or {}))
+    values = dict(input_values or {})
+    constants.update(bind_input_values(graph, values, set(weights)))
     order = _topological_order(graph, path)
     original_nodes = [graph.node[i] for i in order]
-    light = _light_model(proto, original_nodes)
-    result = infer(light, dict(constants))
+    origin = {name: "an input value bound by the caller" for name in values}
+    flow_lines: list[str] = []
+    weights = dict(weights)
+    for _ in range(MAX_STATIC_ROUNDS):  # a known condition inlines its branch; infer again
+        flow = decide(original_nodes, constants, KEEP_INITIALIZER_ELEMENTS, origin)
+        if flow is None:
+            light = _light_model(proto, original_nodes)
+            result = infer(light, dict(constants))
+            flow = decide(original_nodes, result.constants, KEEP_INITIALIZER_ELEMENTS, origin)
+            if flow is None:
+                break
+        original_nodes = flow.nodes
+        flow_lines += flow.lines
+        constants.update(flow.constants)
+        graph.initializer.extend(
+            numpy_helper.from_array(np.asarray(v), k) for k, v in flow.constants.items()
+        )
+        graph.input.extend(
+            helper.make_tensor_value_info(k, elem, list(d)) for k, (elem, d) in flow.weights.items()
+        )
+        weights.update(flow.weights)
+    else:
+        light = _light_model(proto, original_nodes)
+        result = infer(light, dict(constants))
+    flow_lines += dynamic_ifs(original_nodes)
     ir_graph, total, resolved = _build_graph(
         graph.name or path.stem,
         original_nodes,
@@ -252,6 +289,8 @@ def _bind(
         tensors_resolved=resolved,
         metadata=MappingProxyType({_text(p.key): _text(p.value) for p in proto.metadata_props}),
         input_dim_names=MappingProxyType(declared_dims),
+        input_values=MappingProxyType({k: str(v) for k, v in values.items()}),
+        control_flow=tuple(flow_lines),
     )
 
 
@@ -439,6 +478,12 @@ def _bind_inputs(
                 dim.dim_value = given[axis]
             elif dim.HasField("dim_value") and dim.dim_value > 0:
                 continue
+            elif dim.HasField("dim_value") and dim.dim_value < -1:  # -1 is exporters' "unknown"
+                raise DimError(
+                    f"input {shown(value.name)} axis {axis} has size {dim.dim_value}, "
+                    "which no tensor can have; fix the export, or give the input's shape with "
+                    f"--input-shape {shown(value.name)}=..."
+                )
             elif dim.HasField("dim_param") and dim.dim_param.strip() not in ("", "?", "-1"):
                 names.extend(dim_names_in(dim.dim_param))
                 dim.dim_value = binder.value_of(dim.dim_param)
@@ -541,10 +586,12 @@ def _build_graph(
         n for n in graph_inputs + graph_outputs if KV_NAME.search(n)
     } if parent is None else set()
 
+    copies: set[str] = set()  # copies of the KV cache made in this graph (not the cache)
+
     def add(name: str, kind: ValueKind) -> Value:
         elem, dims = types.get(name, (0, None))
         dtype = dtype_of(elem)
-        if name in kv_ports and dtype not in NON_KV_DTYPES:
+        if name in kv_ports and dtype not in NON_KV_DTYPES and name not in copies:
             kind = ValueKind.KV_CACHE
         value = Value(name, dims, dtype, kind)
         values[name] = value
@@ -566,8 +613,13 @@ def _build_graph(
         in_values = [values.get(n) for n in node.input if n]
         if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
             kind = ValueKind.WEIGHT
-        elif _carries_kv(node, in_values, types):
-            kind = ValueKind.KV_CACHE
+        elif _carries_kv(node, in_values, types, copies):
+            if node.op_type in KV_VIEWS and in_values[0] is not None \
+                    and in_values[0].kind is ValueKind.KV_CACHE:
+                kind = ValueKind.KV_CACHE
+            else:  # a copy of the cache (a present made by Concat is one too)
+                kind = ValueKind.ACTIVATION
+                copies.update(o for o in node.output if o)
         elif in_values and all(v is not None and v.kind is ValueKind.WEIGHT for v in in_values) and not has_subgraph(node):
             kind = ValueKind.WEIGHT
         else:
@@ -648,10 +700,16 @@ def _typed_attributes(node: onnx.NodeProto) -> dict[str, object]:
 
 
 def _carries_kv(
-    node: onnx.NodeProto, in_values: list[Value | None], types: Mapping[str, TensorType]
+    node: onnx.NodeProto,
+    in_values: list[Value | None],
+    types: Mapping[str, TensorType],
+    copies: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> bool:
-    """Is this node's output (part of) a KV-cache tensor?"""
-    kv = [v for v in in_values if v is not None and v.kind is ValueKind.KV_CACHE]
+    """Is this node's output (part of) a KV-cache tensor or a copy of one (`copies`)?"""
+    def cached(v: Value | None) -> bool:
+        return v is not None and (v.kind is ValueKind.KV_CACHE or v.name in copies)
+
+    kv = [v for v in in_values if cached(v)]
     if not kv:
         return False
     if node.op_type in KV_PASSTHROUGH:
@@ -659,7 +717,7 @@ def _carries_kv(
     if node.op_type not in KV_SCALING or not node.output:
         return False
     out_shape = types.get(node.output[0], (0, None))[1]
-    others = [v for v in in_values if v is not None and v.kind is not ValueKind.KV_CACHE]
+    others = [v for v in in_values if v is not None and not cached(v)]
     return any(v.shape == out_shape for v in kv) and all(
         v.kind is ValueKind.WEIGHT or v.numel == 1 for v in others
     )

@@ -18,6 +18,7 @@ would silently do nothing is a bug the user cannot see.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 
@@ -31,6 +32,9 @@ from memlint.llm import LlmError
 from memlint.llm.whatif import Precision, apply_precision
 
 DEFAULT_CONTEXT = 1024
+# An encoder-decoder whose encoder length the model does not fix (T5, BART, Marian: any input
+# length up to their positions) and no --dim sets: the encoder positions cross-attention reads.
+DEFAULT_ENCODER_LENGTH = 512
 
 
 _WHAT = {
@@ -38,6 +42,7 @@ _WHAT = {
     DimRole.NEW_TOKENS: "the new tokens per step",
     DimRole.PAST: "the context (tokens in the KV cache)",
     DimRole.TOTAL: "the total length (context + new tokens)",
+    DimRole.ENCODER: "the encoder length (positions cross-attention reads)",
 }
 
 
@@ -101,6 +106,10 @@ def resolve(
     if DimRole.PAST not in value and DimRole.TOTAL in value:
         value[DimRole.PAST] = value[DimRole.TOTAL] - value.get(DimRole.NEW_TOKENS, 1)
         bound[DimRole.PAST] = (value[DimRole.PAST], bound[DimRole.TOTAL][1])
+    elif DimRole.NEW_TOKENS not in value and DimRole.TOTAL in value and DimRole.PAST in value:
+        # a static graph: its fixed total and context give the new tokens (never a default)
+        value[DimRole.NEW_TOKENS] = value[DimRole.TOTAL] - value[DimRole.PAST]
+        bound[DimRole.NEW_TOKENS] = (value[DimRole.NEW_TOKENS], bound[DimRole.TOTAL][1])
     if phase is None:
         phase = Phase.PREFILL if value.get(DimRole.NEW_TOKENS, 1) > 1 else Phase.DECODE
     defaulted: list[str] = []
@@ -140,6 +149,7 @@ def resolve(
         if batch is None:
             batch = 1
             defaulted.append("batch")
+    encoder, encoder_source = _encoder_length(structure, bound, defaulted)
     scenario = Scenario(
         phase=phase,
         batch=batch,
@@ -148,9 +158,37 @@ def resolve(
         defaulted=tuple(defaulted),
         origin="flags" if given else ("default" if defaulted else "dims"),
         default_reason=reason,
+        encoder_length=encoder,
+        encoder_source=encoder_source,
     )
     check_positions(structure, scenario)
     return scenario
+
+
+def _encoder_length(
+    structure: LlmStructure, bound: Mapping[DimRole, tuple[int, str]], defaulted: list[str]
+) -> tuple[int | None, str]:
+    """The encoder length of an encoder-decoder's decoder and where it comes from: --dim (or
+    an axis the graph fixes), else config.json (Whisper's max_source_positions), else
+    DEFAULT_ENCODER_LENGTH (marked defaulted). (None, "") for a decoder-only model."""
+    if not structure.has_cross_attention and DimRole.ENCODER not in structure.dim_roles.values():
+        return None, ""
+    if DimRole.ENCODER in bound:
+        return bound[DimRole.ENCODER]
+    if structure.encoder_positions:
+        return structure.encoder_positions, "config.json max_source_positions"
+    defaulted.append("encoder")
+    return DEFAULT_ENCODER_LENGTH, "the model fixes none; set it with --dim " + (
+        " --dim ".join(f"{n}=N" for n in structure.dims_of(DimRole.ENCODER)) or "on its axis"
+    )
+
+
+def scenario_inputs(structure: LlmStructure, scenario: Scenario) -> dict[str, bool]:
+    """The graph inputs a scenario fixes besides dims: a merged decoder's branch flag
+    (use_cache_branch) is True for a step with past (decode, or a prefill after cached tokens)
+    and False for a first pass without."""
+    with_past = scenario.phase is Phase.DECODE or scenario.context > 0
+    return dict.fromkeys(structure.cache_flags, with_past)
 
 
 def check_positions(structure: LlmStructure, scenario: Scenario) -> None:
@@ -162,6 +200,23 @@ def check_positions(structure: LlmStructure, scenario: Scenario) -> None:
             f"{scenario.total_tokens} exceeds the model's {limit} positions "
             f"({_from(structure.sources.get('max_positions', ''))})"
         )
+
+
+def check_sequence_positions(structure: LlmStructure, bindings: Mapping[str, int]) -> None:
+    """LlmError when a model without a KV cache (an encoder) is bound to more tokens than its
+    learned position table holds: its position lookup would be clamped and its shapes would no
+    longer meet, so every total computed past it would be garbage."""
+    limit = structure.max_positions
+    if not limit or structure.has_kv_cache:
+        return
+    for name in (*structure.dims_of(DimRole.NEW_TOKENS), *structure.dims_of(DimRole.TOTAL)):
+        value = bindings.get(name)
+        if value is not None and value > limit:
+            raise LlmError(
+                f"{name}={value} exceeds the model's {limit} positions "
+                f"({_from(structure.sources.get('max_positions', ''))}); bind "
+                f"{name} to {limit} or fewer"
+            )
 
 
 def _from(source: str) -> str:
@@ -205,6 +260,8 @@ def scenario_dims(structure: LlmStructure, scenario: Scenario) -> dict[str, int]
         DimRole.PAST: scenario.context,
         DimRole.TOTAL: scenario.total_tokens,
     }
+    if scenario.encoder_length is not None:
+        values[DimRole.ENCODER] = scenario.encoder_length
     dims: dict[str, int] = {}
     for role, value in values.items():
         names = structure.dims_of(role)
@@ -235,6 +292,7 @@ class Evaluator:
         input_shapes: Mapping[str, tuple[int, ...]] | None = None,
         tf32: bool = False,
         precision: Precision | None = None,
+        encoder_length: int | None = None,
     ) -> None:
         if not structure.has_kv_cache:
             raise no_kv_cache(structure, ["LLM scenarios"])
@@ -246,6 +304,8 @@ class Evaluator:
         self.input_shapes = dict(input_shapes or {})
         self.tf32 = tf32
         self.precision = precision or Precision()
+        # An encoder-decoder's encoder length, for scenarios made without one (generation steps)
+        self.encoder_length = encoder_length
         self.loads = 0
         self._reports: dict[tuple, Report] = {}
 
@@ -253,22 +313,31 @@ class Evaluator:
         return Evaluator(
             self.source, self.spec, self.structure, dims=self.dims,
             input_shapes=self.input_shapes, tf32=self.tf32, precision=precision,
+            encoder_length=self.encoder_length,
         )  # fmt: skip
 
+    def complete(self, scenario: Scenario) -> Scenario:
+        """`scenario` with this evaluator's encoder length where it has none."""
+        if scenario.encoder_length is None and self.encoder_length is not None:
+            return dataclasses.replace(scenario, encoder_length=self.encoder_length)
+        return scenario
+
     def dims_for(self, scenario: Scenario) -> dict[str, int]:
-        return {**self.dims, **scenario_dims(self.structure, scenario)}
+        return {**self.dims, **scenario_dims(self.structure, self.complete(scenario))}
 
     def remember(self, scenario: Scenario, report: Report) -> None:
         """Keep a report of `scenario` analysed elsewhere (at this evaluator's precision)."""
-        self._reports[_key(scenario)] = report
+        self._reports[_key(self.complete(scenario))] = report
 
     def report(self, scenario: Scenario) -> Report:
         """The analysed step (no rules run: memlint.api.check adds findings)."""
+        scenario = self.complete(scenario)
         check_positions(self.structure, scenario)
         key = _key(scenario)
         if key not in self._reports:
             model = load_onnx(self.source, dims=self.dims_for(scenario),
-                              input_shapes=self.input_shapes or None)
+                              input_shapes=self.input_shapes or None,
+                              input_values=scenario_inputs(self.structure, scenario) or None)
             self.loads += 1
             report = analyse(model, self.spec, tf32=self.tf32)
             self._reports[key] = apply_precision(report, self.precision)
@@ -276,10 +345,12 @@ class Evaluator:
 
 
 def _key(scenario: Scenario) -> tuple:
-    return (scenario.phase, scenario.batch, scenario.new_tokens, scenario.context)
+    return (scenario.phase, scenario.batch, scenario.new_tokens, scenario.context,
+            scenario.encoder_length)
 
 
 __all__ = [
-    "DEFAULT_CONTEXT", "Evaluator", "Phase", "Scenario", "check_positions", "default_context",
-    "no_kv_cache", "require_kv_cache", "resolve", "scenario_dims",
+    "DEFAULT_CONTEXT", "DEFAULT_ENCODER_LENGTH", "Evaluator", "Phase", "Scenario",
+    "check_positions", "default_context", "no_kv_cache", "require_kv_cache", "resolve",
+    "scenario_dims", "scenario_inputs",
 ]  # fmt: skip

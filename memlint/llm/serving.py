@@ -57,6 +57,7 @@ def serving(
         capacity_bytes=capacity,
         largest_batch=largest,
         crossover=crossover,
+        cross_kv_bytes_per_position=structure.cross_kv_bytes_per_position(precision.kv_cache),
     )
 
 

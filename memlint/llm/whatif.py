@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from types import MappingProxyType
 
+from memlint.analysis.kv_copies import copies
 from memlint.analysis.liveness import footprint, resident_weights
 from memlint.core.llm import DTYPE_LABELS, KV_DTYPES, WEIGHT_DTYPES, Precision, PrecisionGain
 from memlint.core.report import Report, analyse, summarize
@@ -38,9 +39,10 @@ from memlint.roofline import time_op
 def retype(graph: Graph, precision: Precision) -> Graph:
     """`graph` with its floating-point weights and KV-cache tensors at the target widths."""
 
-    def convert(value: Value) -> Value:
+    def convert(value: Value, copied: frozenset[str]) -> Value:
+        kind = ValueKind.KV_CACHE if value.name in copied else value.kind  # a copy of the cache
         target = {ValueKind.WEIGHT: precision.weights, ValueKind.KV_CACHE: precision.kv_cache}.get(
-            value.kind
+            kind
         )
         if target is None or not value.dtype.is_float or value.dtype.bits <= target.bits:
             return value
@@ -55,7 +57,8 @@ def retype(graph: Graph, precision: Precision) -> Graph:
             if n.subgraphs else n
             for n in g.nodes
         )  # fmt: skip
-        values = {name: convert(v) for name, v in g.values.items()}
+        copied = copies(g) if precision.kv_cache is not None else frozenset()
+        values = {name: convert(v, copied) for name, v in g.values.items()}
         return dataclasses.replace(g, nodes=nodes, values=MappingProxyType(values))
 
     return walk(graph) if not precision.is_identity else graph

@@ -136,7 +136,7 @@ def serving_rows(s: Serving, structure: LlmStructure | None = None) -> Rows:
         ("time per token", f"{units.seconds(s.time_per_token_s)} per {per} of each sequence"),
         ("KV cache", f"{_bytes(s.kv_bytes_per_token)} per token per sequence; "
                      f"{_bytes(s.kv_bytes_at_context)} per sequence at {sc.context:,} tokens; "
-                     f"{_bytes(s.kv_bytes_batch)} for the batch of {sc.batch:,}"),
+                     + _cross(s) + f"{_bytes(s.kv_bytes_batch)} for the batch of {sc.batch:,}"),
         ("memory", f"peak {units.nbytes(s.peak_memory_bytes)} (weights "
                    f"{units.nbytes(s.weight_bytes)}) of {units.nbytes(s.capacity_bytes)}: "
                    f"{'fits' if s.fits else 'does NOT fit'}"),
@@ -149,6 +149,15 @@ def serving_rows(s: Serving, structure: LlmStructure | None = None) -> Rows:
     if s.crossover is not None:
         rows.append(("compute-bound from", crossover_line(s.crossover)))
     return tuple(rows)
+
+
+def _cross(s: Serving) -> str:
+    """An encoder-decoder's cross-attention cache, counted apart from the self-attention one."""
+    if s.cross_kv_bytes_per_sequence is None:
+        return ""
+    return (f"cross-attention {_bytes(s.cross_kv_bytes_per_sequence)} per sequence at "
+            f"{s.scenario.encoder_length:,} encoder positions (read every step, never "
+            f"appended); ")
 
 
 def sweep_table(sweep: Sweep) -> Table:

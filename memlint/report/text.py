@@ -80,6 +80,8 @@ def render_to(console: Console, report: Report, *, top: int = DEFAULT_TOP) -> No
     if coverage.nodes_modelled < coverage.nodes_total:
         cov += f"; lower-bound bytes {units.nbytes(coverage.bytes_lower_bound)}"
     table.add_row("coverage", cov)
+    for line in report.model.control_flow:  # If nodes: taken statically or costed both ways
+        table.add_row("control flow", Text(inert(line)))
     if unmodelled:
         table.add_row("unmodelled ops", Text(unmodelled))
     if coverage.unresolved_nodes:

@@ -48,17 +48,25 @@ from memlint.roofline import Bound
 
 # Characters that never reach a terminal, a CI log or a page raw: C0 and C1 controls (ESC
 # starts ANSI escape sequences, BEL ends OSC 8 hyperlinks), DEL, and the invisible format
-# characters that hide or reorder text (zero-width marks and bidi overrides, "Trojan Source").
+# characters that hide or reorder text (zero-width marks and bidi overrides, "Trojan Source"),
+# the line and paragraph separators U+2028/U+2029 (a line break to JavaScript and some viewers)
+# and the Unicode tag characters (invisible text that language models and some tools read).
 _INVISIBLE = (
     *range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), 0x061C, 0x180E, *range(0x200B, 0x2010),
-    *range(0x202A, 0x202F), *range(0x2060, 0x2070), 0xFEFF,
+    0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2060, 0x2070), 0xFEFF,
+    *range(0xE0000, 0xE0080),
 )  # fmt: skip
 
 
 @lru_cache(maxsize=8)
 def _inert_table(keep: str) -> dict[int, str]:
-    return {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in _INVISIBLE
-            if chr(c) not in keep}
+    return {c: _escape(c) for c in _INVISIBLE if chr(c) not in keep}
+
+
+def _escape(code: int) -> str:
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def inert(text: str, keep: str = "") -> str:
@@ -309,7 +317,7 @@ def build(
 
 
 def llm_blocks(report: Report) -> tuple:
-    """The LLM sections as titled rows or tables (memlint.report.llm_view), or () for other models."""
+    """The LLM sections as titled rows or tables (memlint.report.llm_view), or () otherwise."""
     from memlint.report.sections import blocks
 
     return blocks(report)
@@ -451,6 +459,7 @@ def _coverage_notes(report: Report) -> tuple[str, ...]:
             + ", ".join(sorted(report.assumed_dims))
             + "."
         )
+    notes.extend(f"{line}." for line in report.model.control_flow)  # If nodes and their branch
     return tuple(notes)
 
 
