@@ -279,3 +279,25 @@ def test_broken_hardware_file(tmp_path: Path) -> None:
     spec = tmp_path / "gpus.toml"
     spec.write_bytes(b"device = " + b"[" * 5000 + b"]" * 5000 + b"\n")
     assert_one_error_line(memlint(SMALL_CNN, "--hw-file", spec), "gpus.toml", "nested too deeply")
+
+
+def test_a_negative_input_size_is_refused_and_minus_one_is_unknown(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    def model(dim: int) -> Path:
+        graph = helper.make_graph(
+            [helper.make_node("Relu", ["x"], ["y"])], "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, dim])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        )
+        path = tmp_path / f"dim{dim}.onnx"
+        onnx.save(helper.make_model(graph), path)
+        return path
+
+    done = memlint(model(-5), "--isolated")
+    assert_one_error_line(done, "input x axis 1 has size -5, which no tensor can have",
+                          "--input-shape x=")
+    unknown = memlint(model(-1), "--isolated", "--fail-on", "never")  # exporters' "unknown"
+    assert unknown.returncode == 0, unknown.stderr
+    assert "x[1]" in unknown.stdout  # assumed 1, and the report says so

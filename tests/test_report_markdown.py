@@ -201,7 +201,7 @@ def test_findings_cut_from_the_end(gemv_report):
     ranks = [int(r) for r in re.findall(r"^\*\*(\d+)\. ML1", text, re.M)]
     assert ranks == list(range(1, shown + 1))  # the first ones, in order
     note = next(line for line in text.splitlines() if line.startswith("> **Note:**"))
-    assert f"{401 - shown} findings after #{shown} are left out" in note
+    assert f"{401 - shown} findings after the first {shown} are left out" in note
     assert "--format html" in note
 
 

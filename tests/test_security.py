@@ -37,10 +37,14 @@ TIMEOUT_S = 60
 
 ANSI = "\x1b[31mred\x1b]8;;http://evil\x07"  # colour, then an OSC 8 hyperlink ended by BEL
 HTML = "<img src=x onerror=alert(1)><script>alert(2)</script>"
-MARKDOWN = "[click](https://evil.example) ![x](https://evil.example/x.png) @everyone www.evil.example | `*_"
+MARKDOWN = ("[click](https://evil.example) ![x](https://evil.example/x.png) @everyone "
+            "www.evil.example | `*_ owner/repo#1 GH-2 :rocket:")
 WORKFLOW = "x\n::error file=evil.py::injected %0A,:"
-BIDI = "\u202eexe.txt"  # right-to-left override: shows as "txt.exe"
-RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# right-to-left override (shows as "txt.exe"), a paragraph separator and invisible tag text
+BIDI = "\u202eexe.txt\u2029\U000e0069\U000e0067\U000e006e"
+RAW_CONTROL = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\U000e0000-\U000e007f]"
+)
 
 
 def _weight(name: str, dims: list[int]) -> TensorProto:
@@ -198,6 +202,8 @@ def test_markdown_report_makes_no_markup(hostile_report) -> None:  # noqa: ANN00
     assert "<img" not in text and "<script" not in text
     assert "\\[click\\](https\u2060://evil.example)" in text  # no link
     assert "@\u2060everyone" in text and "www\u2060.evil" in text  # no mention, no autolink
+    # no issue reference, no emoji
+    assert "repo#\u20601" in text and "GH\u2060-2" in text and ":\u2060rocket:" in text
     markdown_it = pytest.importorskip("markdown_it")
     page = markdown_it.MarkdownIt("commonmark", {"html": True}).enable("table").render(text)
     rendered = _elements(page)

@@ -61,14 +61,17 @@ _MD_ESCAPES = str.maketrans(
 
 
 _WORD_JOINER = "\u2060"
-_MENTION = re.compile(r"@(?=[A-Za-z0-9])")
-_AUTOLINK = re.compile(r"(?i)\b(https?|ftp)(?=://)|\b(www)(?=\.)")
+# What GitHub turns into links or pictures, each broken by a word joiner after its lead-in:
+# @mentions and e-mail, bare URLs, issue references (#1, owner/repo#1, GH-1) and :emoji: codes.
+_ACTIVE = re.compile(
+    r"@(?=[A-Za-z0-9])|(?i:\b(?:https?|ftp)(?=://)|\bwww(?=\.))|#(?=\d)|(?i:\bGH)(?=-\d)"
+    r"|:(?=[a-z0-9_+-]*[a-z][a-z0-9_+-]*:)"  # an emoji code has a letter; a time does not
+)
 
 
 def _inactive(text: str) -> str:
-    """No @mention, e-mail or bare-URL autolink: a word joiner breaks each pattern."""
-    text = _MENTION.sub("@" + _WORD_JOINER, text)
-    return _AUTOLINK.sub(lambda m: m.group(0) + _WORD_JOINER, text)
+    """No mention, autolink, issue reference or emoji: a word joiner breaks each pattern."""
+    return _ACTIVE.sub(lambda m: m.group(0) + _WORD_JOINER, text)
 
 
 def md(value: object) -> str:
@@ -158,7 +161,7 @@ def _cut_note(dropped: tuple[str, ...], findings_cut: int, shown: int) -> str:
         parts.append("the details (" + ", ".join(cut) + ")")
     if findings_cut:
         parts.append(
-            f"{findings_cut} finding{'s' if findings_cut != 1 else ''} after #{shown}"
+            f"{findings_cut} finding{'s' if findings_cut != 1 else ''} after the first {shown}"
             if shown
             else f"all {findings_cut} findings"
         )
