@@ -7,13 +7,18 @@ objects, the cost model and the rules read them.
 from __future__ import annotations
 
 import enum
+import functools
 import math
-from collections.abc import Mapping
+import threading
+import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Union
+from typing import Any, TypeVar, Union
 
 import numpy as np
+
+_T = TypeVar("_T")
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -184,3 +189,30 @@ class Model:
     @property
     def assumed_dims(self) -> tuple[str, ...]:
         return tuple(d.name for d in self.dims if d.assumed)
+
+
+def per_graph(compute: Callable[..., _T]) -> Callable[..., _T]:
+    """Decorator: `compute(graph, *args)` runs once per live Graph object (graphs are immutable;
+    `args` must be the same on every call for a graph) and its result is forgotten when the
+    graph is collected. Analyses that several readers ask for (Q/DQ folding, KV-cache copies,
+    liveness) share it instead of each keeping a memo."""
+    memo: dict[int, tuple[weakref.ref, Any]] = {}
+    lock = threading.Lock()
+
+    @functools.wraps(compute)
+    def cached(graph: Graph, *args: Any) -> _T:
+        key = id(graph)
+        held = memo.get(key)
+        if held is not None and held[0]() is graph:
+            return held[1]
+        result = compute(graph, *args)
+
+        def forget(ref: weakref.ref, key: int = key) -> None:  # holds `memo`, not a global
+            if memo.get(key, (None,))[0] is ref:
+                del memo[key]
+
+        with lock:
+            memo[key] = (weakref.ref(graph, forget), result)
+        return result
+
+    return cached

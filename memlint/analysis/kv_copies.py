@@ -15,34 +15,20 @@ them are the cache as the step leaves it (`cache_outputs`).
 
 from __future__ import annotations
 
-import weakref
-
 from memlint.costs.registry import op_info_of
-from memlint.ir import Graph, Node, ValueKind
+from memlint.ir import Graph, Node, ValueKind, per_graph
 
 # Ops outside the registry's view/copy traits whose output 0 is a (re-encoded) copy of input 0.
 _DATA_OPS = frozenset({"ScatterND", "ScatterElements", "DequantizeLinear", "QuantizeLinear",
                        "DynamicQuantizeLinear"})
 _SCALING = frozenset({"Mul", "Div", "Add", "Sub"})
-_MEMO: dict[int, tuple[weakref.ref, frozenset[str]]] = {}  # id(graph) -> (graph, copies)
 
 
+@per_graph
 def copies(graph: Graph) -> frozenset[str]:
     """Names of the tensors of `graph` that are copies of its KV cache (not KV_CACHE themselves).
     Remembered while the graph lives (a graph is immutable)."""
-    key = id(graph)
-    held = _MEMO.get(key)
-    if held is not None and held[0]() is graph:
-        return held[1]
-    found = _copies(graph)
-
-    def forget(_ref: weakref.ref, key: int = key) -> None:
-        memo = _MEMO  # None while the interpreter tears the module down
-        if memo is not None and memo.get(key, (None,))[0] is _ref:
-            del memo[key]
-
-    _MEMO[key] = (weakref.ref(graph, forget), found)
-    return found
+    return _copies(graph)
 
 
 def is_cache_or_copy(graph: Graph, name: str) -> bool:

@@ -36,14 +36,13 @@ the graph lives (the rules, the serving section and the what-ifs all ask for it)
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from memlint.analysis.kv_copies import cache_outputs, copies
 from memlint.costs import quantized
 from memlint.costs.registry import NEVER_FOLDED, op_info_of
-from memlint.ir import Graph, Node, Value, ValueKind
+from memlint.ir import Graph, Node, Value, ValueKind, per_graph
 
 
 @dataclass(frozen=True)
@@ -96,28 +95,14 @@ def footprint(graph: Graph) -> MemoryFootprint:
 
 
 class _Memo:
-    """The plan and footprint of one live Graph object."""
+    """The plan and (when asked) the footprint of one Graph object."""
 
     def __init__(self, graph: Graph) -> None:
-        self.graph = weakref.ref(graph, self._forget)
         self.plan = _Plan(graph)
         self.footprint: MemoryFootprint | None = None
-        self.key = id(graph)
-
-    def _forget(self, ref: weakref.ref) -> None:
-        memos = _MEMOS  # None while the interpreter tears the module down
-        if memos is not None and memos.get(self.key) is self:
-            del memos[self.key]
 
 
-_MEMOS: dict[int, _Memo] = {}  # id(graph) -> memo, dropped when the graph is collected
-
-
-def _memo(graph: Graph) -> _Memo:
-    memo = _MEMOS.get(id(graph))
-    if memo is None or memo.graph() is not graph:
-        memo = _MEMOS[id(graph)] = _Memo(graph)
-    return memo
+_memo = per_graph(_Memo)
 
 
 def _footprint(graph: Graph, plan: _Plan) -> MemoryFootprint:

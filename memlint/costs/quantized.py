@@ -24,14 +24,12 @@ Folded Q/DQ nodes have the status `folded` (no kernel, no bytes, no time).
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from memlint.ir import EMPTY, DType, Graph, Node, Value, ValueKind
+from memlint.ir import EMPTY, DType, Graph, Node, Value, ValueKind, per_graph
 
 MS = "com.microsoft"
 DEQUANTIZE = frozenset({("", "DequantizeLinear"), (MS, "DequantizeLinear")})
@@ -68,24 +66,13 @@ EMPTY_VIEW = QuantizedView(EMPTY, EMPTY, EMPTY, EMPTY)
 # Which traits an op has: memlint.costs.registry.op_info_of (passed in: the registry imports us).
 Facts = Callable[[Node], Any]
 
-_CACHE: dict[int, tuple[weakref.ref[Graph], QuantizedView]] = {}
-_LOCK = threading.Lock()
-
-
+@per_graph
 def view_of(graph: Graph, facts: Facts) -> QuantizedView:
-    """The QuantizedView of `graph`, built once per graph object."""
-    key = id(graph)
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0]() is graph:
-        return hit[1]
+    """The QuantizedView of `graph`, built once per graph object (`facts`: the registry's
+    op_info_of, the same on every call)."""
     if not any((n.domain, n.op_type) in QDQ for n in graph.nodes):
-        view = EMPTY_VIEW
-    else:
-        view = _build(graph, facts)
-    with _LOCK:
-        # the callback holds the dict itself: module globals are gone at interpreter exit
-        _CACHE[key] = (weakref.ref(graph, lambda _, k=key, c=_CACHE: c.pop(k, None)), view)
-    return view
+        return EMPTY_VIEW
+    return _build(graph, facts)
 
 
 def compute_dtype(graph: Graph, node: Node, view: QuantizedView) -> DType | None:
