@@ -9,11 +9,13 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from irbuild import F32, I8, U8, A, W, one_node  # pytest puts tests/ on sys.path
 
 from memlint import lint
-from memlint.costs import CostStatus, cost_of
+from memlint.costs import ByteCounts, CostStatus, cost_of
 from memlint.ir import DType, Graph, Node, Value
-from tests.irbuild import F32, I8, A, W, one_node
+
+MS = "com.microsoft"
 
 M, K, N = 4, 8, 16
 
@@ -240,3 +242,59 @@ def test_qdq_nodes_run_no_kernel(reports):
     # the Q of the embedding sum's inputs and the DQs of the graph outputs still run
     assert len(running) <= 4, running
     assert all(n.cost.status is not CostStatus.UNMODELLED for n in report.nodes)
+
+
+# --- onnxruntime's QOperator ops beyond the matrix products ------------------------------------
+
+
+def test_qattention_counts_the_int8_projection_and_attention():
+    # QAttention, B=1, S=8, D_in=64, D_qkv=192 (3 x 64), 4 heads of 16, no past:
+    # projection 2*1*8*64*192 = 196,608 + bias 1*8*192 = 1,536; Q@K^T and P@V
+    # 2*1*8*8*(64+64) = 16,384; softmax 5*1*4*8*8 = 1,280: 215,808 FLOPs in uint8.
+    # Reads: input 8*64 uint8 = 512 + its scale 4 (activations); weight 64*192 int8 = 12,288,
+    # bias 192 fp32 = 768, weight scale 4 (weights). Writes [1,8,64] fp32 = 2,048.
+    node, graph = one_node(
+        "QAttention",
+        [((1, 8, 64), U8), ((64, 192), I8, W), ((192,), F32, W), ((), F32), ((), F32, W)],
+        [((1, 8, 64), F32)], domain=MS, attrs={"num_heads": 4},
+    )  # fmt: skip
+    cost = cost_of(node, graph)
+    assert cost.flops == 215_808
+    assert cost.bytes_read == ByteCounts(weights=13_060, activations=516)
+    assert cost.bytes_written == ByteCounts(activations=2_048)
+    assert cost.compute_dtype is DType.UINT8
+
+
+@pytest.mark.parametrize("op,flops", [("QLinearAdd", 64), ("QLinearMul", 64)])
+def test_qlinear_binary_ops_compute_on_the_quantized_tensors(op, flops):
+    # [4,16] uint8 A and B with scalar scales and zero points: 1 FLOP per output element = 64;
+    # reads 64 + 64 (tensors) + 3 x 4 (scales) + 3 x 1 (zero points) = 143, writes 64.
+    q = ((), U8)
+    node, graph = one_node(op, [((4, 16), U8), ((), F32), q, ((4, 16), U8), ((), F32), q,
+                                ((), F32), q], [((4, 16), U8)], domain=MS)  # fmt: skip
+    cost = cost_of(node, graph)
+    assert (cost.flops, cost.bytes_read.total, cost.bytes_written.total) == (flops, 143, 64)
+    assert cost.compute_dtype is DType.UINT8
+
+
+def test_qlinear_softmax_pool_and_concat():
+    q = ((), U8)
+    # QLinearSoftmax [2,10] uint8: 5 FLOPs per element = 100; reads 20 + 2 scales + 2 zps = 30
+    node, graph = one_node("QLinearSoftmax", [((2, 10), U8), ((), F32), q, ((), F32), q],
+                           [((2, 10), U8)], domain=MS)  # fmt: skip
+    softmax = cost_of(node, graph)
+    assert (softmax.flops, softmax.bytes_read.total, softmax.bytes_written.total) == (100, 30, 20)
+    # QLinearGlobalAveragePool [1,8,4,4] uint8: 1 FLOP per input element = 128; writes 8
+    node, graph = one_node("QLinearGlobalAveragePool", [((1, 8, 4, 4), U8), ((), F32), q,
+                                                        ((), F32), q], [((1, 8, 1, 1), U8)],
+                           domain=MS)  # fmt: skip
+    pool = cost_of(node, graph)
+    assert (pool.flops, pool.bytes_written.total, pool.compute_dtype) == (128, 8, DType.UINT8)
+    # QLinearConcat of two [2,8] uint8 into [4,8]: a copy, 0 FLOPs; reads 16 + 16 + 3 scales +
+    # 3 zps = 47, writes 32
+    node, graph = one_node("QLinearConcat", [((), F32), q, ((2, 8), U8), ((), F32), q,
+                                             ((2, 8), U8), ((), F32), q], [((4, 8), U8)],
+                           domain=MS, attrs={"axis": 0})  # fmt: skip
+    concat = cost_of(node, graph)
+    assert (concat.flops, concat.bytes_read.total, concat.bytes_written.total) == (0, 47, 32)
+    assert concat.status is CostStatus.MODELLED

@@ -9,7 +9,8 @@ number of query heads, d_qk and d_v the head sizes (a multiply-accumulate is 2 F
   shrink the count: every score is counted as computed. With GroupQueryAttention's
   local_window_size w > 0, a query sees at most min(T, w + 1) keys.
 - com.microsoft Attention also runs the fused Q/K/V projection: `2 * B * S * D_in * D_qkv`, plus
-  1 per projected element for its bias. MultiHeadAttention and DecoderMaskedMultiHeadAttention add
+  1 per projected element for its bias. QAttention counts the same, its arithmetic in the dtype
+  of its int8/uint8 input (dequantizing the product is not counted). MultiHeadAttention and DecoderMaskedMultiHeadAttention add
   1 per element of Q, K and V for their bias input when given.
 - Rotary embedding: `ROTARY_FLOPS` = 3 per rotated element (two multiplies and an add); the
   RotaryEmbedding ops count 3 per output element, GroupQueryAttention and com.microsoft Attention
@@ -51,12 +52,13 @@ def _attention_cost(ctx: CostContext, flops: int, note: str = "") -> OpCost:
 
 
 def _total_length(
-    ctx: CostContext, buffer: int, new: int, length_input: int, shared: bool
+    ctx: CostContext, buffer: int, new: int, length_input: int | None, shared: bool
 ) -> tuple[int, str]:
-    """T = past + new keys, and a note when only a shared KV buffer's length bounds it."""
+    """T = past + new keys, and a note when only a shared KV buffer's length bounds it
+    (`length_input`: the input holding the past length, None where the op has none)."""
     if not shared:
         return buffer + new, ""
-    known = ctx.const(length_input)
+    known = None if length_input is None else ctx.const(length_input)
     if known is not None:
         return int(known.reshape(-1)[0]) + new, ""
     return buffer, SHARED_NOTE
@@ -77,21 +79,35 @@ def _onnx_attention(ctx: CostContext) -> OpCost:
     return _attention_cost(ctx, sdpa_flops(batch, heads, s, t, qk_hidden, v_hidden))
 
 
-@register("Attention", domain=MS, info=ATTENTION)
-def _ms_attention(ctx: CostContext) -> OpCost:
-    batch, s, d_in = ctx.shape(0)
-    d_qkv = ctx.shape(1)[1]
-    heads = ctx.attr("num_heads", 1)
-    q_hidden, k_hidden, v_hidden = ctx.attr("qkv_hidden_sizes") or [d_qkv // 3] * 3
-    flops = 2 * batch * s * d_in * d_qkv + (batch * s * d_qkv if ctx.input(2) is not None else 0)
-    t, note = s, ""
-    if ctx.input(4) is not None:  # (2, B, H, P, d)
-        shared = bool(ctx.attr("past_present_share_buffer", 0))
-        t, note = _total_length(ctx, ctx.shape(4)[3], s, 6, shared)
-    if ctx.attr("do_rotary", 0):
-        flops += ROTARY_FLOPS * batch * s * (q_hidden + k_hidden)
-    flops += sdpa_flops(batch, heads, s, t, q_hidden, v_hidden)
-    return _attention_cost(ctx, flops, note)
+def _qkv_attention(past: int, past_length: int | None, *, integer: bool) -> Formula:
+    """com.microsoft Attention-like formula: the fused Q/K/V projection of input 0 by weight 1
+    (bias 2), the past cache at input `past` (2, B, H, P, d), its length at `past_length`.
+    integer: QAttention, whose projection runs on the int8/uint8 input and weight."""
+
+    def formula(ctx: CostContext) -> OpCost:
+        batch, s, d_in = ctx.shape(0)
+        d_qkv = ctx.shape(1)[1]
+        heads = ctx.attr("num_heads", 1)
+        q_hidden, k_hidden, v_hidden = ctx.attr("qkv_hidden_sizes") or [d_qkv // 3] * 3
+        flops = 2 * batch * s * d_in * d_qkv
+        flops += batch * s * d_qkv if ctx.input(2) is not None else 0
+        t, note = s, ""
+        if ctx.input(past) is not None:
+            shared = bool(ctx.attr("past_present_share_buffer", 0))
+            t, note = _total_length(ctx, ctx.shape(past)[3], s, past_length, shared)
+        if ctx.attr("do_rotary", 0):
+            flops += ROTARY_FLOPS * batch * s * (q_hidden + k_hidden)
+        flops += sdpa_flops(batch, heads, s, t, q_hidden, v_hidden)
+        return _attention_cost(ctx, flops, note)
+
+    built = Formula(formula, ATTENTION)
+    return built.computing_in(0) if integer else built
+
+
+add_formula("Attention", _qkv_attention(past=4, past_length=6, integer=False), domain=MS)
+# QAttention: input, weight, bias, input_scale, weight_scale, mask_index, input_zero_point,
+# weight_zero_point, past (and no past_sequence_length input)
+add_formula("QAttention", _qkv_attention(past=8, past_length=None, integer=True), domain=MS)
 
 
 def _multi_head(past_key: int, past_length: int, bias: int) -> Formula:

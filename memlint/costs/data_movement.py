@@ -81,7 +81,7 @@ COPIES: dict[str, tuple[str, ...]] = {
         "SpaceToDepth", "ReverseSequence", "Trilu", "Compress", "OneHot", "NonZero", "Unique",
         "Range", "TensorScatter",
     ),
-    MS: ("Trilu", "Unique", "Pad", "Range"),
+    MS: ("Trilu", "Unique", "Pad", "Range", "QLinearConcat"),
     NCHWC: ("ReorderInput", "ReorderOutput"),
 }  # fmt: skip
 

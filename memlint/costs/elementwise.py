@@ -29,6 +29,12 @@ log, pow, sqrt, tanh, erf, trig); a composite op counts its steps as a kernel co
 |       | BiasSplitGelu per output element (2 bias adds, Gelu 5, mul)                              |
 | n-1   | Sum, Max, Min over n inputs; Mean: n (n-1 adds, 1 div)                                   |
 
+onnxruntime's QOperator element-wise ops (com.microsoft QLinearAdd, QLinearMul, QLinearSigmoid,
+QLinearLeakyRelu) count as their float op does, in the dtype of their int8/uint8 tensor; the
+dequantize and requantize steps around the op are not counted. (QLinearSoftmax counts as
+Softmax, QLinearAveragePool and QLinearGlobalAveragePool as their pools, QLinearConcat is a copy,
+QAttention as com.microsoft Attention.)
+
 Bytes: each input read once and each output written once at its dtype (a broadcast operand is
 read at its own size), except CastLike, whose second input gives only a type and is not read.
 """
@@ -133,6 +139,11 @@ add_formula("Mean", _variadic(1))
 add_formula("FastGelu", per_element(GELU_TANH_FLOPS, bias=1), domain=MS)
 add_formula("DynamicQuantizeLinear", per_element(6, info=PER_OUTPUT_ELEMENT))
 add_formula("BiasSplitGelu", per_element(GELU_ERF_FLOPS + 3, info=PER_OUTPUT_ELEMENT), domain=MS)
+# onnxruntime's QLinear element-wise ops: the op's arithmetic on int8/uint8 tensors (each input
+# read once at its stored width); dequantizing and requantizing around it is not counted.
+for _op, _float_op in (("QLinearAdd", "Add"), ("QLinearMul", "Mul"),
+                       ("QLinearSigmoid", "Sigmoid"), ("QLinearLeakyRelu", "LeakyRelu")):
+    add_formula(_op, per_element(PER_ELEMENT[""][_float_op]).computing_in(0), domain=MS)
 
 
 @register("Gelu", info=ELEMENTWISE)

@@ -61,6 +61,8 @@ for _domain in ("", NCHWC):
     add_formula("GlobalMaxPool", global_pool(1), domain=_domain)
     add_formula("GlobalAveragePool", global_pool(1), domain=_domain)
 add_formula("NhwcMaxPool", windowed(1), domain=MS)
+add_formula("QLinearAveragePool", windowed(1).computing_in(0), domain=MS)
+add_formula("QLinearGlobalAveragePool", global_pool(1).computing_in(0), domain=MS)
 add_formula("LpPool", windowed(2))
 add_formula("GlobalLpPool", global_pool(2))
 

@@ -27,6 +27,8 @@ import math
 from memlint.costs.model import OpCost
 from memlint.costs.registry import CostContext, Formula, OpInfo, add_formula, register
 
+MS = "com.microsoft"
+
 SOFTMAX_FLOPS = 5  # per element: max, subtract, exp, sum, divide (also used by attention)
 REDUCTION = OpInfo("reduction", reduction=True)
 
@@ -64,6 +66,7 @@ def reduction(per_input: int, per_output: int = 0) -> Formula:
 
 for _op, (_per_input, _per_output) in REDUCTIONS.items():
     add_formula(_op, reduction(_per_input, _per_output))
+add_formula("QLinearSoftmax", reduction(*REDUCTIONS["Softmax"]).computing_in(0), domain=MS)
 
 
 @register("TopK", info=REDUCTION)

@@ -43,6 +43,7 @@ group (memlint.costs.plugins), loaded the first time the table is asked about an
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import threading
 from collections.abc import Callable
@@ -206,6 +207,20 @@ class Formula:
 
     cost: CostFn
     info: OpInfo
+
+    def computing_in(self, index: int) -> Formula:
+        """This formula with the arithmetic in the dtype of input `index`: the QLinear ops of
+        onnxruntime compute on their int8/uint8 tensor, not on the float scales beside it."""
+        cost = self.cost
+
+        @functools.wraps(cost)  # still the formula of its family's module
+        def formula(ctx: CostContext) -> OpCost:
+            counted, data = cost(ctx), ctx.input(index)
+            if data is None:
+                return counted
+            return dataclasses.replace(counted, compute_dtype=data.dtype)
+
+        return Formula(formula, self.info)
 
 
 @dataclass(frozen=True)
