@@ -3,6 +3,9 @@
     python bench/fuzz.py                    # 5,000 model cases, 1,000 config, 1,000 hardware
     python bench/fuzz.py --cases 20000 --seed 7
     python bench/fuzz.py --target model --cli 50   # also 50 cases through the real CLI
+    python bench/fuzz.py --target exports --export-cases 10000 --jobs 2 --minutes 15
+        # structural mutants of real exports (Optimum GPT-2 with past, BERT, QDQ BERT) built
+        # once into --cache: bench/fuzz_exports.py
 
 Every input must end in a Report (rendered in every format) or in one MemlintError whose message
 is one non-empty line; anything else -- another exception, a multi-line message, a warning
@@ -53,6 +56,9 @@ from onnx import TensorProto, helper
 from memlint.errors import MemlintError
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+import fuzz_exports  # noqa: E402 - bench/fuzz_exports.py: the `exports` target
+
 FORMATS = ("text", "json", "markdown", "html", "sarif", "github")
 INT64_MAX = 2**63 - 1
 INTERESTING_INTS = (
@@ -912,7 +918,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=5000, help="model cases")
     parser.add_argument("--config-cases", type=int, default=1000, help="config file cases")
     parser.add_argument("--hw-cases", type=int, default=1000, help="hardware file cases")
-    parser.add_argument("--target", choices=("all", "model", "config", "hardware"), default="all")
+    parser.add_argument("--target", choices=("all", "model", "config", "hardware", "exports"),
+                        default="all", help="'exports': structural mutants of real exports "
+                        "(bench/fuzz_exports.py; not part of 'all': it builds seeds with torch)")
+    parser.add_argument("--export-cases", type=int, default=10_000,
+                        help="mutants of real exports (--target exports)")
+    fuzz_exports.add_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--slow", type=float, default=10.0,
                         help="seconds after which a case is reported as slow")
@@ -949,6 +960,10 @@ def main(argv: list[str] | None = None) -> int:
         for signature, (_, outcome) in sorted(tally.crashes.items()):
             print(f"  {signature}: {outcome.message[:160]}")
         total_crashes += len(tally.crashes)
+    if args.target == "exports":
+        total_crashes += fuzz_exports.hunt_exports(
+            args.export_cases, seed=args.seed, jobs=args.jobs, minutes=args.minutes,
+            cache=args.cache, out=args.out)
     if args.cli:
         total_crashes += _cli_sample(args.cli, args.seed)
     return 1 if total_crashes else 0

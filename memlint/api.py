@@ -167,9 +167,14 @@ def lint_llm(
     config = config or Config()
     # The config's dims (and default_dims) bind the dims a model has and are no error where it
     # has none; the caller's dims must all exist. Roles are read from both.
-    defaults = {**config.dims, **(default_dims or {})}
-    given = {**defaults, **(dims or {})}
+    # The export folder's own files (config.json, preprocessor_config.json) give dims under
+    # those: the image size, audio frames; the report names the file of each it used.
     source = parse(source)  # read once for every load below and the evaluator's
+    exported = {d.name: d for d in _export_dims(source)}
+    defaults = {**config.dims, **(default_dims or {})}
+    sources = {n: d.source for n, d in exported.items() if n not in {**defaults, **(dims or {})}}
+    defaults = {**{n: d.value for n, d in exported.items()}, **defaults}
+    given = {**defaults, **(dims or {})}
     first = load(source, dims, input_shapes, strict_dims=False, default_dims=defaults)
     structure = detect(first)
     check_sequence_positions(structure, {b.name: b.value for b in first.dims})
@@ -190,7 +195,7 @@ def lint_llm(
             structure = dataclasses.replace(detect(model), cache_flags=structure.cache_flags)
     elif strict_dims:
         model = load(source, dims, input_shapes, strict_dims=True, default_dims=defaults)
-    report = check(analyse(model, spec, tf32=tf32), config)
+    report = check(analyse(_with_sources(model, sources), spec, tf32=tf32), config)
     evaluator = None
     if structure.has_kv_cache:
         known = {b.name for b in first.dims}  # a config dim the model lacks binds nothing
@@ -202,6 +207,27 @@ def lint_llm(
         if scenario is not None:
             evaluator.remember(scenario, report)
     return LlmLint(report, structure, scenario, evaluator)
+
+
+def _export_dims(source: Any) -> tuple:  # tuple[memlint.analysis.export_dims.ExportDim, ...]
+    """The dims an ONNX export's folder gives (memlint.analysis.export_dims), read before any
+    load from the inputs the graph declares."""
+    from memlint.analysis.export_dims import export_dims
+    from memlint.frontends.onnx import ParsedOnnx, declared_input_dims
+
+    if not isinstance(source, ParsedOnnx):
+        return ()
+    return export_dims(str(source.path), declared_input_dims(source))
+
+
+def _with_sources(model: Model, sources: Mapping[str, str]) -> Model:
+    """`model` with each dim the export's files gave marked with its file and key."""
+    if not sources:
+        return model
+    return dataclasses.replace(model, dims=tuple(
+        dataclasses.replace(b, source=sources[b.name])
+        if b.name in sources and not b.assumed else b for b in model.dims
+    ))  # fmt: skip
 
 
 def check(report: Report, config: Config | None = None) -> Report:
@@ -228,6 +254,7 @@ def check(report: Report, config: Config | None = None) -> Report:
         hidden_as_noise=outcome.hidden_as_noise,
         rules=outcome.rules,
         baseline=baseline,
+        config_files=config.files,
     )
 
 

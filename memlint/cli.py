@@ -111,7 +111,8 @@ def _request(options: dict, **extra) -> LintRequest:  # noqa: ANN003
 @click.option("--format", "fmt", type=click.Choice(tuple(FORMATS)), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the report here instead of stdout.")
 @click.option("--timestamp", is_flag=True, help="Stamp the report with the time it was made (reports are otherwise byte-identical run to run).")
-@click.option("--top", default=15, show_default=True, type=click.IntRange(min=0), help="Operators in the text table.")
+@click.option("--top", default=None, type=click.IntRange(min=0), help="Operator rows in the text and Markdown tables (identical layers are one row in text).  [default: 8 text, 15 Markdown]")
+@click.option("--verbose", "-v", is_flag=True, help="Text: each finding's evidence and every fix (default: one line per finding).")
 @click.option("--baseline", "baseline_file", type=click.Path(path_type=Path), help="Fail only on findings that are not in this baseline file; report the fixed ones.")
 @click.option("--write-baseline", type=click.Path(path_type=Path), help="Record the current findings in this baseline file (then exit 0).")
 @click.option("--fail-on", type=click.Choice(FAIL_ON), default=None, help="Exit 1 when a finding has at least this severity.  [default: warning]")
@@ -125,7 +126,8 @@ def check(
     fmt: str,
     output: Path | None,
     timestamp: bool,
-    top: int,
+    top: int | None,
+    verbose: bool,
     baseline_file: Path | None,
     write_baseline: Path | None,
     fail_on: str | None,
@@ -157,16 +159,17 @@ def check(
     paths = expand_models(models)
     if len(paths) == 1:
         measure = (runs, provider) if confirm_run else None
-        return _check_one(paths[0], request, fmt, output, stamp, top, write_baseline, measure)
+        return _check_one(paths[0], request, fmt, output, stamp, top, verbose, write_baseline,
+                          measure)
     if confirm_run:
         raise OutputError("--confirm measures one model at a time")
     request = dataclasses.replace(request, shared_dims=True)
-    return _check_many(paths, request, fmt, output, stamp, top, write_baseline, jobs)
+    return _check_many(paths, request, fmt, output, stamp, top, verbose, write_baseline, jobs)
 
 
 def _check_one(model: Path, request: LintRequest, fmt: str, output: Path | None,
-               stamp: str | None, top: int, write_baseline: Path | None,
-               measure: tuple[int, str] | None) -> int:
+               stamp: str | None, top: int | None, verbose: bool,
+               write_baseline: Path | None, measure: tuple[int, str] | None) -> int:
     from memlint.report import render
     from memlint.runner import fail_on_for, fails, lint_model
 
@@ -185,9 +188,9 @@ def _check_one(model: Path, request: LintRequest, fmt: str, output: Path | None,
     if fmt == "text" and output is None:
         from memlint.report.text import render_to, terminal_console
 
-        render_to(terminal_console(), report, top=top)
+        render_to(terminal_console(), report, top=top, verbose=verbose)
     else:
-        _emit(render(report, fmt, top=top, timestamp=stamp), output)
+        _emit(render(report, fmt, top=top, timestamp=stamp, verbose=verbose), output)
     if write_baseline is not None:
         from memlint.baseline import model_identity, render_baseline
 
@@ -217,7 +220,8 @@ def _progress_bar():  # noqa: ANN202 - yields progress(done, total, phase)
 
 
 def _check_many(models: list[Path], request, fmt: str, output: Path | None,  # noqa: ANN001
-                stamp: str | None, top: int, write_baseline: Path | None, jobs: int) -> int:
+                stamp: str | None, top: int | None, verbose: bool, write_baseline: Path | None,
+                jobs: int) -> int:
     from memlint.report import FORMATS, combine
     from memlint.runner import lint_many
 
@@ -228,7 +232,7 @@ def _check_many(models: list[Path], request, fmt: str, output: Path | None,  # n
         if outcome.error:
             click.echo(f"memlint: error: {_inert(outcome.error)}", err=True)
 
-    outcomes = lint_many(models, request, fmt, top=top, jobs=jobs, timestamp=stamp,
+    outcomes = lint_many(models, request, fmt, top=top, verbose=verbose, jobs=jobs, timestamp=stamp,
                          progress=progress)
     _emit(combine(outcomes, fmt), output)
     if write_baseline is not None:

@@ -72,6 +72,26 @@ class Config:
     baseline: str | None = None  # a baseline file: only findings not in it count (memlint.baseline)
     models: tuple[str, ...] = ()  # globs of the model files `pytest --memlint` lints
     path: str | None = None  # the file it came from
+    files: tuple[str, ...] = ()  # every file applied, and what it gave (reports name them)
+
+    def with_model_config(self, local: Config) -> Config:
+        """This (the run's) config with a config found beside a model: the model's file may add
+        dims (the run's win) and suppressions, each with its reason; it never changes the gate
+        (fail-on, select, ignore, severities, rule options and budgets, noise thresholds,
+        baseline, hardware), so a file added beside a model cannot turn a CI gate off."""
+        if local.path is None or local.path == self.path:
+            return self
+        given = [what for what, there in (("dims", local.dims), ("suppressions", local.suppress))
+                 if there]
+        ignored = sorted(key for key, default in _GATE.items() if getattr(local, key) != default)
+        note = f"{local.path} (model folder: {', '.join(given) or 'nothing used'}"
+        note += f"; not used for the gate: {', '.join(ignored)})" if ignored else ")"
+        return replace(
+            self,
+            dims=MappingProxyType({**local.dims, **self.dims}),
+            suppress=self.suppress + local.suppress,
+            files=(*self.files, note),
+        )
 
     def with_flags(
         self,
@@ -142,6 +162,14 @@ def load_config(path: Path | None = None, *, start: Path | None = None) -> Confi
     return parse_config(found[1], str(found[0]))
 
 
+# The settings a gate is made of, with their defaults (Config.with_model_config keeps them).
+_GATE = {
+    "fail_on": None, "select": ("ALL",), "ignore": (), "severity": EMPTY, "rule_options": EMPTY,
+    "min_share": DEFAULT_MIN_SHARE, "min_saving_s": DEFAULT_MIN_SAVING_S, "baseline": None,
+    "hw": None, "tf32": None,
+}  # fmt: skip
+
+
 def _read(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(read_small_file(path).decode("utf-8"))
@@ -175,7 +203,7 @@ def parse_config(table: Mapping[str, Any], origin: str) -> Config:
             close = difflib.get_close_matches(key, _KEYS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise fail(_name(key), f"unknown key{hint}")
-    values: dict[str, Any] = {"path": origin}
+    values: dict[str, Any] = {"path": origin, "files": (origin,)}
     if "hw" in table:
         values["hw"] = _typed(table["hw"], str, "hw", fail)
     if "baseline" in table:  # relative to the config file's folder

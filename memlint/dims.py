@@ -124,6 +124,10 @@ class DimBinder:
         except (DimError, ZeroDivisionError, RecursionError):
             # An unparseable label ('?', 'p2o.DynamicDimension.0 x') is a name of its own.
             return self._lookup(dim)
+        if result < 1 and not any(isinstance(n, ast.Name) for n in ast.walk(tree)):
+            raise DimError(f"dim {dim!r} is the constant {result} (it names no dim to bind); no "
+                           "tensor axis can have that size: fix the export, or give the "
+                           "input's shape with --input-shape NAME=...")
         if result < 1:
             raise DimError(f"dim {dim!r} evaluates to {result}; bind its names to larger values")
         if result > MAX_DIM:

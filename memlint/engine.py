@@ -2,6 +2,12 @@
 noise control.
 
 Order of work: every selected rule runs (a crash is a RuleError naming rule and node: exit 2);
+one of memlint's own rules that visits nodes (`op_types`) and meets a node whose shapes are not
+what its op defines (an IndexError, KeyError or ValueError: `memlint.errors.SHAPE_MISMATCH`)
+skips that node, with a debug log line naming the rule, the node and the exception (`--debug`
+shows it), and goes on with the others; any other exception, any exception of a rule with
+graph scope, and any exception of a plugin's rule (whose KeyError is as likely a bug as a
+malformed graph) is a crash, so CI never passes with a rule broken or silently doing nothing;
 severity overrides apply; suppressions hide findings on matching nodes (and the ones that match
 nothing are reported); findings of one rule on identical layers are grouped; groups whose share
 of predicted time and saving are both below the thresholds are hidden as noise; the rest are
@@ -22,7 +28,7 @@ from types import ModuleType
 from typing import Any
 
 from memlint.config import Config, Suppression
-from memlint.errors import ConfigError, MemlintError, RegistrationError
+from memlint.errors import SHAPE_MISMATCH, ConfigError, MemlintError, RegistrationError
 from memlint.findings import Finding, Fix, Metric, RuleInfo, Suppressed, layer_pattern
 from memlint.rulebase import Rule, RuleContext
 from memlint.ruledoc import rule_doc
@@ -179,7 +185,8 @@ def run(ctx: RuleContext, config: Config, ruleset: RuleSet | None = None) -> Out
     rules = selected(ruleset, config)
     raw: list[Finding] = []
     for rule in rules:
-        raw.extend(_check(rule, ctx.for_rule(resolve_options(rule, config))))
+        own = ruleset.origin.get(rule.code, "memlint") == "memlint"
+        raw.extend(_check(rule, ctx.for_rule(resolve_options(rule, config)), lenient=own))
     raw = [_with_severity(f, config) for f in raw]
     kept, suppressed, unused = _suppress(raw, config.suppress)
     grouped = _group(kept, ctx)
@@ -203,7 +210,9 @@ def rule_info(rule: Rule, origin: str = "memlint") -> RuleInfo:
     )
 
 
-def _check(rule: Rule, ctx: RuleContext) -> list[Finding]:
+def _check(rule: Rule, ctx: RuleContext, *, lenient: bool = False) -> list[Finding]:
+    """The findings of one rule; `lenient` (memlint's own rules): a node whose shapes break its
+    op's definition is skipped (see the module docstring)."""
     where = f"rule {rule.code} ({rule.name})"
     found: list[Finding] = []
     if rule.op_types is None:
@@ -218,10 +227,14 @@ def _check(rule: Rule, ctx: RuleContext) -> list[Finding]:
             if node.qualified_op not in rule.op_types:
                 continue
             try:
-                found.extend(rule.check(ctx, node))  # type: ignore[call-arg]
+                found.extend(list(rule.check(ctx, node)))  # type: ignore[call-arg]
             except MemlintError:
                 raise
             except Exception as exc:  # noqa: BLE001
+                if lenient and isinstance(exc, SHAPE_MISMATCH):  # shapes its op does not define
+                    log.debug("%s skipped node %r (%s): %s: %s", where, node.name,
+                              node.qualified_op, type(exc).__name__, exc)
+                    continue
                 raise RuleError(
                     f"{where} crashed on node {node.name!r} ({node.qualified_op}): "
                     f"{type(exc).__name__}: {exc}"

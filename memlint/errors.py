@@ -43,6 +43,17 @@ class ConfirmError(MemlintError):
     """A measured run (--confirm) or a calibration could not be set up or did not complete."""
 
 
+# What code that reads shapes raises when a node's shapes are not what its op defines (a rank
+# short of the op's, a missing dim, an axis out of range): an IndexError or KeyError
+# (LookupError) or a ValueError (numpy's shape errors included).
+# Where cost formulas are called (costs.registry.cost_of) and where rules visit nodes
+# (engine._check), these mean "this node does not fit": the node is left unresolved or
+# skipped, with a debug log line naming it. Any other exception (TypeError, AttributeError,
+# AssertionError, ZeroDivisionError, ...) is a bug in the formula or rule and still stops the
+# run, naming both.
+SHAPE_MISMATCH: tuple[type[Exception], ...] = (LookupError, ValueError)
+
+
 def first_line(exc: BaseException, limit: int = 240) -> str:
     """An exception from another library (torch, onnxruntime, user code) as one short line for
     a memlint error: its first non-empty line (else its type's name), cut at `limit`."""

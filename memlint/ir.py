@@ -158,11 +158,14 @@ class Graph:
 
 @dataclass(frozen=True)
 class DimBinding:
-    """How a symbolic dim got its value: bound by the user, or assumed."""
+    """How a symbolic dim got its value: bound by the user, or assumed. `source` names the file
+    and key a value came from when the exporter's own files gave it ("config.json image_size");
+    empty for a value the caller bound or memlint assumed."""
 
     name: str
     value: int
     assumed: bool
+    source: str = ""
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ class ModelItem(pytest.Item):
         except MemlintError as exc:
             raise MemlintFailure(f"memlint could not lint {self.path}: {exc}") from None
         if fails(report.findings, fail_on_for(settings, request)):
-            raise MemlintFailure(render(report))
+            raise MemlintFailure(render(report, verbose=True))  # a failing test shows the evidence
 
     def repr_failure(self, excinfo, style=None):  # noqa: ANN001, ANN201
         if isinstance(excinfo.value, MemlintFailure):

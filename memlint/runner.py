@@ -62,13 +62,20 @@ def is_torch_target(model: Path) -> bool:
 
 
 def config_for(model: Path, request: LintRequest) -> Config:
-    """The model's configuration: its file (found from the model's folder) under the flags."""
+    """The model's configuration under the flags. The gate (fail-on, rule selection,
+    severities, budgets, noise thresholds, baseline, hardware) comes from the flags and the
+    config where the run starts: --config FILE (then no other file is read), else the nearest
+    memlint.toml / [tool.memlint] from the working directory. A config found from the model's
+    own folder adds only dims and suppressions (Config.with_model_config). Reports name every
+    file applied."""
     if request.isolated:
         config = Config()
     elif request.config_file is not None:
         config = load_config(Path(request.config_file))
     else:
-        config = load_config(start=model)
+        config = load_config(start=Path.cwd())
+        if not is_torch_target(model):
+            config = config.with_model_config(load_config(start=model))
     config = config.with_flags(
         select=request.select,
         ignore=request.ignore,
@@ -174,14 +181,14 @@ class ModelOutcome:
     baseline_entries: tuple[Entry, ...] = ()  # what --write-baseline records for this model
 
 
-def lint_to_outcome(model: str, request: LintRequest, fmt: str, top: int,
-                    timestamp: str | None) -> ModelOutcome:
+def lint_to_outcome(model: str, request: LintRequest, fmt: str, top: int | None,
+                    timestamp: str | None, verbose: bool = False) -> ModelOutcome:
     from memlint.baseline import entries_of, model_identity
     from memlint.report import render
 
     try:
         report, config = lint_model(Path(model), request)
-        rendered = render(report, fmt, top=top, timestamp=timestamp)
+        rendered = render(report, fmt, top=top, timestamp=timestamp, verbose=verbose)
     except MemlintError as exc:
         return ModelOutcome(model, error=str(exc))
     identity = model_identity(report.model.source)
@@ -195,11 +202,12 @@ def lint_to_outcome(model: str, request: LintRequest, fmt: str, top: int,
     )
 
 
-def lint_many(models: Sequence[Path], request: LintRequest, fmt: str, *, top: int, jobs: int,
+def lint_many(models: Sequence[Path], request: LintRequest, fmt: str, *, top: int | None,
+              jobs: int, verbose: bool = False,
               timestamp: str | None, progress: Callable[[ModelOutcome], None] | None = None,
               ) -> list[ModelOutcome]:
     """Lint every model, `jobs` at a time in worker processes (1: in this process)."""
-    args = [(str(m), request, fmt, top, timestamp) for m in models]
+    args = [(str(m), request, fmt, top, timestamp, verbose) for m in models]
     outcomes: list[ModelOutcome] = []
     if jobs <= 1 or len(models) == 1:
         for arg in args:

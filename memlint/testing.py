@@ -38,5 +38,5 @@ def assert_memory_clean(
                                  ignore=tuple(ignore))
     report = lint(model, hw=hw, dims=dims, config=config)
     if fails(report.findings, fail_on):
-        raise AssertionError(f"memlint findings at or above {fail_on}:\n{render(report)}")
+        raise AssertionError(f"memlint findings at or above {fail_on}:\n{render(report, verbose=True)}")
     return report

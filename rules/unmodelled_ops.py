@@ -53,7 +53,9 @@ class UnmodelledOps(Rule):
         if unmodelled:
             parts.append(f"no cost formula for {', '.join(unmodelled)}")
         if unresolved:
-            parts.append(f"{len(unresolved)} node(s) with unresolved shapes")
+            first = unresolved[0]
+            parts.append(f"{len(unresolved)} node(s) with unresolved shapes, first "
+                         f"{first.name!r}: {first.cost.note or 'shape unknown'}")
         message = (
             f"{len(gaps)} of {len(ctx.results)} nodes are not fully modelled "
             f"({'; '.join(parts)}); they move at least {units.nbytes(lower_bound)}, FLOPs unknown"

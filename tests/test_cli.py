@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -87,11 +88,18 @@ def tiny_matmul(tmp_path: Path) -> Path:
     return path
 
 
-def top_node_names(path: Path, top: int = 15, **kwargs) -> list[str]:
-    """The names the text report's operator table shows (same ranking as the renderer)."""
-    nodes = [n for n in lint(path, **kwargs).nodes if n.timing.predicted_latency_s > 0]
-    nodes.sort(key=lambda n: (-n.timing.predicted_latency_s, n.name))
-    return [n.name for n in nodes[:top]]
+def top_node_names(path: Path, top: int = 8, **kwargs) -> list[str]:
+    """The rows the text report's operator table shows (identical layers as one row, computed
+    independently of the renderer: names equal but for their numbers, same op and cost)."""
+    groups: dict[tuple, list] = {}
+    for n in lint(path, **kwargs).nodes:
+        if n.timing.predicted_latency_s > 0:
+            key = (re.sub(r"\d+", "*", n.name), n.op_type, n.cost.flops, n.cost.bytes_moved)
+            groups.setdefault(key, []).append(n)
+    rows = [(-sum(n.timing.predicted_latency_s for n in members),
+             members[0].name if len(members) == 1 else key[0])
+            for key, members in groups.items()]
+    return [label for _, label in sorted(rows)[:top]]
 
 
 # --- the text report ----------------------------------------------------------------------------
@@ -112,7 +120,7 @@ def test_check_prints_the_text_report():
         "assumed dims (set to 1; bind them with --dim NAME=VALUE or --input-shape): batch_size"
         in out
     )
-    assert "top 15 operators by predicted time" in out
+    assert "top 8 operators by predicted time (identical layers as one row)" in out
 
 
 def test_check_is_the_default_command(capsys):
@@ -374,7 +382,7 @@ def test_a_pipe_gets_at_least_120_columns():
     assert max(len(line) for line in lines) > 80
     names = top_node_names(DECODER, dims={"batch_size": 1, "sequence_length": 1,
                                           "past_sequence_length": 255})  # the default scenario
-    assert len(names) == 15
+    assert len(names) == 8 and any(n.startswith("/transformer/h.*/") for n in names)
     assert [n for n in names if n not in result.stdout] == []
 
 
@@ -385,3 +393,45 @@ def test_short_node_names_are_not_wrapped_in_a_pipe():
     names = top_node_names(CNN)
     assert max(len(n) for n in names) <= 32
     assert [n for n in names if n not in result.stdout] == []
+
+
+def test_the_readme_decode_step_fits_one_screen_and_names_every_finding():
+    # The README's first command at 100 columns: one line per finding, identical layers as
+    # one operator row; -v adds every fix and the evidence.
+    args = ("gpt2_small_graph_only.onnx", "--hw", "a100", "--dim", "batch_size=1", "--dim",
+            "sequence_length=1", "--dim", "past_sequence_length=1023", "--fail-on", "never")
+    short = memlint_in_pty(*args, cwd=SAMPLES, NO_COLOR="1", COLUMNS="100", LINES="60")
+    text = short.decode("utf-8", "replace").replace("\r\n", "\n")
+    report = lint(SAMPLES / "gpt2_small_graph_only.onnx", hw="a100", dims={
+        "batch_size": 1, "sequence_length": 1, "past_sequence_length": 1023})
+    lines = text.splitlines()
+    assert len(lines) <= 50, text
+    finding_lines = [line for line in lines if re.match(r"ML\d{3} ", line)]
+    assert len(finding_lines) == len(report.findings) >= 5
+    for line, finding in zip(finding_lines, report.findings):
+        assert line.split()[:2] == [finding.code, finding.name], line
+    assert re.search(r"12x /transformer/h\.\*/mlp/c_fc/MatMul ", text)  # a row for 12 layers
+    verbose = memlint(*args, "-v", cwd=SAMPLES).stdout
+    assert verbose.count("  fix: ") >= sum(len(f.fixes) for f in report.findings)
+
+
+def test_combined_saving_counts_each_node_once():
+    import dataclasses
+
+    from memlint.findings import Finding, Fix, Severity
+
+    report = lint(CNN, hw="a100")
+    slow = max(report.nodes, key=lambda n: n.timing.predicted_latency_s)
+    t = slow.timing.predicted_latency_s
+
+    def finding(code, nodes, saving):  # noqa: ANN001, ANN202
+        return Finding(code, "x", Severity.WARNING, "m", nodes=nodes,
+                       fixes=(Fix("f", saving_s=saving),))
+
+    # two fixes of the same node: the larger counts (0.5 t), not both (0.8 t); a finding about
+    # the graph adds its own (0.1 t): 0.6 t together
+    findings = (finding("XA001", (slow.name,), 0.5 * t), finding("XA002", (slow.name,), 0.3 * t),
+                finding("XA003", (), 0.1 * t))
+    combined = dataclasses.replace(report, findings=findings).combined_saving_s
+    assert combined == pytest.approx(0.6 * t)
+    assert dataclasses.replace(report, findings=()).combined_saving_s == 0.0

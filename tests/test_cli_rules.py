@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -65,21 +66,57 @@ def test_findings_in_json_and_fail_on(capsys):
     assert data["rules_run"] == ["ML901", "ML902"]
 
 
-def test_config_next_to_the_model_is_used(tmp_path, capsys):
+def test_the_config_where_the_run_starts_is_used(tmp_path, capsys, monkeypatch):
     model = tmp_path / "encoder.onnx"
     shutil.copy(ENCODER, model)
     (tmp_path / "memlint.toml").write_text(
         'select = ["ML902"]\nfail-on = "info"\ndims = { batch_size = 4 }\n'
         '[[suppress]]\ncode = "ML9"\nnodes = "/never/*"\nreason = "stale entry"\n'
     )
+    monkeypatch.chdir(tmp_path)  # the run starts here: this file is the run's config
     assert main([str(model), "--format", "json"]) == 1  # fail-on info from the file
     data = json.loads(capsys.readouterr().out)
     assert data["summary"]["dims"]["batch_size"] == 4
     assert data["rules_run"] == ["ML902"]
     assert data["unused_suppressions"] == [
         {"code": "ML9", "nodes": "/never/*", "reason": "stale entry"}]
+    assert data["config_files"] == [str(tmp_path / "memlint.toml")]
     assert main([str(model), "--format", "json", "--isolated", "--fail-on", "never"]) == 0
     assert json.loads(capsys.readouterr().out)["summary"]["dims"]["batch_size"] == 1
+
+
+def test_a_config_beside_the_model_adds_dims_and_suppressions_not_the_gate(tmp_path, capsys,
+                                                                          monkeypatch):
+    # A pull request adds models/memlint.toml that turns the gate off: the run (started in the
+    # repository, whose own config sets the gate) keeps its exit code; the file's dims and its
+    # suppression (with a reason) apply, and the report names the file and what it gave.
+    repo = tmp_path / "repo"
+    (repo / "models").mkdir(parents=True)
+    (repo / "memlint.toml").write_text('fail-on = "warning"\n')
+    model = repo / "models" / "decoder.onnx"
+    shutil.copy(DECODER, model)
+    monkeypatch.chdir(repo)
+    before = main([str(model), "--format", "json"])
+    gate = json.loads(capsys.readouterr().out)
+    assert before == 1 and gate["findings"]
+    (repo / "models" / "memlint.toml").write_text(
+        'fail-on = "never"\nselect = ["ML902"]\nmin-share = 1.0\n'
+        'dims = { batch_size = 2 }\n'
+        '[[suppress]]\ncode = "ML106"\nnodes = "*"\nreason = "weights stay fp32 for now"\n'
+    )
+    assert main([str(model), "--format", "json"]) == 1  # the gate is unchanged
+    data = json.loads(capsys.readouterr().out)
+    assert data["summary"]["dims"]["batch_size"] == 2
+    assert {s["code"] for s in data["suppressed"]} == {"ML106"}
+    assert data["rules_run"] == gate["rules_run"]
+    local = str(repo / "models" / "memlint.toml")
+    assert data["config_files"] == [
+        str(repo / "memlint.toml"),
+        f"{local} (model folder: dims, suppressions; not used for the gate: fail_on, "
+        "min_share, select)",
+    ]
+    assert main([str(model), "--config", str(repo / "memlint.toml"), "--format", "json"]) == 1
+    assert json.loads(capsys.readouterr().out)["config_files"] == [str(repo / "memlint.toml")]
 
 
 def test_text_report_shows_findings_and_unused_suppressions(tmp_path, capsys):
@@ -92,7 +129,7 @@ def test_text_report_shows_findings_and_unused_suppressions(tmp_path, capsys):
     assert main([str(model), "--select", "ML902"]) == 0
     out = capsys.readouterr().out
     # ML902 is about the graph (no nodes): a node-glob suppression cannot hide it.
-    assert "ML902 info assumed-dims" in out
+    assert re.search(r"^ML902 +assumed-dims ", out, re.M), out  # one line per finding
     assert "unused suppression: code ALL nodes 'nothing' (old) matched no finding" in out
 
 
@@ -105,8 +142,9 @@ def test_text_report_shows_findings_and_unused_suppressions(tmp_path, capsys):
         ("fail-on = 3", "fail-on: must be a string"),
     ],
 )
-def test_bad_config_is_one_line_exit_2(tmp_path, capsys, config, problem):
+def test_bad_config_is_one_line_exit_2(tmp_path, capsys, monkeypatch, config, problem):
     (tmp_path / "memlint.toml").write_text(config + "\n")
+    monkeypatch.chdir(tmp_path)
     shutil.copy(DECODER, tmp_path / "m.onnx")
     assert main([str(tmp_path / "m.onnx")]) == 2
     err = capsys.readouterr().err

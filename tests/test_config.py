@@ -70,7 +70,7 @@ def test_nearest_file_wins_and_memlint_toml_before_pyproject(tmp_path: Path):
 
 def test_no_file_gives_defaults(tmp_path: Path):
     assert find_config(tmp_path) is None or find_config(tmp_path)[0].parent != tmp_path
-    assert parse_config({}, "x") == Config(path="x")
+    assert parse_config({}, "x") == Config(path="x", files=("x",))
 
 
 @pytest.mark.parametrize(

@@ -162,7 +162,9 @@ def test_loop_without_inputs(tmp_path: Path) -> None:
     body = helper.make_graph([helper.make_node("Relu", ["x"], ["r"])], "body", [],
                              [_vi("r", None)])
     model = _model([helper.make_node("Loop", [], ["y"], body=body)], [_vi("x", [2])])
-    _one_line_error(model, tmp_path, r"shape inference failed")
+    # The C++ message names no node; memlint names the node whose input count breaks its schema.
+    _one_line_error(model, tmp_path, r"^a Loop node has 0 inputs, its op takes 2 or more; onnx "
+                    r"shape inference cannot run on it \(vector::reserve\)")
 
 
 @pytest.mark.parametrize(
@@ -278,6 +280,63 @@ def test_range_folding_by_zero_prints_no_warning(tmp_path: Path) -> None:
     model = _model([helper.make_node("Range", ["s", "l", "d"], ["y"])], [],
                    inits=[scalar("s", 0), scalar("l", 10), scalar("d", 0)])
     _lint(model, tmp_path)  # warnings are errors in _lint
+
+
+# -- structural mutants of real exports (bench/fuzz.py --target exports): one case per bucket --
+
+
+def test_graph_attribute_on_an_op_that_is_not_control_flow(tmp_path: Path) -> None:
+    # Was: "cost formula for Mul failed on node 'mul': unsupported operand type(s) for *: 'int'
+    # and 'NoneType'" (exit 2): an If swapped for another op keeps its branches, and a node
+    # with a graph attribute reached its formula with unknown dims.
+    branch = helper.make_graph([], "b", [], [_vi("m", None)])
+    model = _model(
+        [helper.make_node("Reshape", ["x", "shp"], ["r"]),
+         helper.make_node("Mul", ["r", "r"], ["m"], name="mul", then_branch=branch,
+                          else_branch=branch)],
+        [_vi("x", [2, 3]), _vi("shp", [2], TensorProto.INT64)],
+    )
+    report = _lint(model, tmp_path)
+    mul = next(n for n in report.nodes if n.name == "mul")
+    assert (mul.cost.status.value, mul.cost.note) == ("unresolved", "shape unknown for r, r, m")
+
+
+def test_folding_constants_of_more_than_32_dims(tmp_path: Path) -> None:
+    # Was: RuntimeError (numpy.broadcast_shapes: "only supports up to 32 dimensions") folding
+    # an Add of two constants; now the value is simply unknown.
+    wide = helper.make_tensor("wide", TensorProto.FLOAT, [1] * 40, [1.0])
+    one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
+    model = _model([helper.make_node("Add", ["wide", "one"], ["s"]),
+                    helper.make_node("Add", ["x", "s"], ["y"])], [_vi("x", [1])],
+                   inits=[wide, one])
+    try:
+        _lint(model, tmp_path)
+    except MemlintError as exc:  # a refusal is fine; another exception is not
+        assert "\n" not in str(exc)
+
+
+@pytest.mark.parametrize(
+    ("nodes", "inputs", "match"),
+    [
+        # Was: "the graph has a cycle through node 'B'".
+        ([helper.make_node("Relu", ["x"], ["y"], name="A"),
+          helper.make_node("Neg", ["y"], ["y"], name="B")], [_vi("x", [2])],
+         r"value 'y' is written by nodes 'A' and 'B'"),
+        # Was: "dim '2 - 3' evaluates to -1; bind its names to larger values" (it has none).
+        ([helper.make_node("Relu", ["x"], ["y"])], [_vi("x", ["2 - 3"])],
+         r"^dim '2 - 3' is the constant -1 \(it names no dim to bind\)"),
+        # Was: "onnx shape inference failed: [ShapeInferenceError] ... Input 0 is out of bounds."
+        ([helper.make_node("Softmax", [], ["y"], name="sm")], [],
+         r"^node 'sm' \(Softmax\) has 0 inputs, its op takes 1; onnx shape inference"),
+        # Was: "onnx shape inference failed: [TypeInferenceError] Cannot infer type ...".
+        ([helper.make_node("Relu", ["x"], ["y"], name="r", domain="ai.onnx.ml")],
+         [_vi("x", [2])], (r"^node 'r' \(Relu\) is in domain 'ai.onnx.ml', which the model's "
+                           r"opset_import does not list")),
+    ],
+    ids=["two-writers", "constant-dim", "input-count", "domain-not-imported"],
+)
+def test_refusals_of_mutated_exports_name_the_problem(tmp_path: Path, nodes, inputs, match) -> None:  # noqa: ANN001
+    _one_line_error(_model(nodes, inputs), tmp_path, match)
 
 
 # -- config and hardware files ----------------------------------------------------------------

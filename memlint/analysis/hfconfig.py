@@ -66,18 +66,27 @@ def config_file(source: str, given: str | Path | None) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def read_config(path: Path | None) -> HfConfig | None:
-    """The figures of a Hugging Face config.json; None for no file. A file that is not a JSON
-    object is logged and ignored (the graph's own figures still hold)."""
+def read_json_object(path: Path | None) -> dict | None:
+    """A JSON file holding an object (config.json, preprocessor_config.json); None for no file.
+    A file that is not a JSON object is logged and ignored (the graph's own figures still hold)."""
     if path is None:
         return None
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         log.warning("%s: ignored, not a readable JSON file (%s)", path, exc)
         return None
     if not isinstance(data, dict):
         log.warning("%s: ignored, not a JSON object", path)
+        return None
+    return data
+
+
+def read_config(path: Path | None) -> HfConfig | None:
+    """The figures of a Hugging Face config.json; None for no file. A file that is not a JSON
+    object is logged and ignored (the graph's own figures still hold)."""
+    data = read_json_object(path)
+    if data is None:
         return None
     text = data.get("text_config")
     scopes = [data] + ([text] if isinstance(text, dict) else [])

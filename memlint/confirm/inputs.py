@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from memlint.dims import shown
 from memlint.errors import ConfirmError
 from memlint.hardware.machine import available_memory_bytes
 from memlint.hardware.ort_profile import SUBGRAPH_PREFIX
@@ -83,6 +84,24 @@ def synthesize_inputs(model: Model, names: tuple[str, ...] | None = None) -> dic
         else:
             feeds[name] = rng.standard_normal(shape, np.float32).astype(numpy_type)
     return feeds
+
+
+def describe_feeds(feeds: Mapping[str, np.ndarray], model: Model) -> str:
+    """What was fed, for an error message: 'fed pixel_values float32[1, 1, 32, 32] at dims
+    batch_size=1 (assumed), height=32 (config.json image_size), num_channels=1 (bound)': each
+    input's shape, then every dim with where its value came from."""
+    fed = ", ".join(
+        f"{shown(name)} {array.dtype}[{', '.join(map(str, array.shape))}]"
+        for name, array in feeds.items()
+    )
+    dims = ", ".join(
+        f"{shown(d.name)}={d.value} ({'assumed' if d.assumed else d.source or 'bound'})"
+        for d in model.dims
+    )
+    line = f"fed {fed or 'no inputs'}" + (f" at dims {dims}" if dims else "")
+    if model.assumed_dims:
+        line += "; bind assumed dims with --dim NAME=VALUE or --input-shape"
+    return line
 
 
 def _integers(

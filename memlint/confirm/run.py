@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import re
 import statistics
 import tempfile
 import threading
@@ -32,7 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from memlint.confirm.inputs import ConfirmError, PreparedModel, prepare_model, synthesize_inputs
+from memlint.confirm.inputs import (
+    ConfirmError,
+    PreparedModel,
+    describe_feeds,
+    prepare_model,
+    synthesize_inputs,
+)
 from memlint.confirm.profile import replaced_nodes
 from memlint.confirm.verdicts import judge
 from memlint.core.measurement import Measurement, NodeMeasurement, OptimisedKernel
@@ -162,11 +169,12 @@ def _measure_session(
     label = "optimised" if optimised else "unoptimised"
     session = _session(ort, prepared, report, provider, threads, folder, optimised, True)
     feeds = synthesize_inputs(report.model, tuple(i.name for i in session.get_inputs()))
-    _run_many(session, feeds, warmup + profiled, counter, f"{label}: profiled runs")
+    fed = describe_feeds(feeds, report.model)
+    _run_many(session, feeds, warmup + profiled, counter, f"{label}: profiled runs", fed=fed)
     trace = read_trace(session.end_profiling(), skip=warmup, floor_s=floor_s)
     session = None  # released before the next one loads
     session = _session(ort, prepared, report, provider, threads, folder, optimised, False)
-    times = _run_many(session, feeds, warmup + timed, counter, f"{label}: timed runs")
+    times = _run_many(session, feeds, warmup + timed, counter, f"{label}: timed runs", fed=fed)
     return _SessionResult(trace, statistics.median(times[warmup:]))
 
 
@@ -263,8 +271,9 @@ class RunCounter:
 
 
 def _run_many(session: Any, feeds: Mapping[str, Any], count: int, counter: RunCounter,
-              phase: str) -> list[float]:
-    """`count` runs on a worker thread; the wall-clock seconds of each. Ctrl-C stops the run."""
+              phase: str, *, fed: str = "") -> list[float]:
+    """`count` runs on a worker thread; the wall-clock seconds of each. Ctrl-C stops the run.
+    `fed` says what was fed (confirm.inputs.describe_feeds) in the message of a failed run."""
     import onnxruntime as ort
 
     options = ort.RunOptions()
@@ -301,8 +310,31 @@ def _run_many(session: Any, feeds: Mapping[str, Any], count: int, counter: RunCo
         reported += 1
         counter.step(phase)
     if failure:
-        raise ConfirmError(f"onnxruntime failed to run the model: {first_line(failure[0])}")
+        raise ConfirmError(run_failure(failure[0], fed))
     return times
+
+
+_ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
+_ORT_NODE = re.compile(
+    r"^Non-zero status code returned while running (\S+) node\. Name:'(.*?)' Status Message: "
+)
+REASON_LIMIT = 300  # characters of onnxruntime's own reason
+
+
+def run_failure(exc: BaseException, fed: str = "") -> str:
+    """One line for a run onnxruntime refused: what memlint fed first (the shapes, and where
+    their dims came from), then onnxruntime's reason without its boilerplate, so that a long
+    node name cannot push the reason out of the line ('Conv node /x/Conv: Input channels C is
+    not equal to kernel channels * group. C: 1 kernel channels: 3 group: 1')."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = _ORT_PREFIX.sub("", lines[0] if lines else type(exc).__name__)
+    node = _ORT_NODE.match(reason)
+    if node:
+        name = node.group(2) if len(node.group(2)) <= 80 else node.group(2)[:77] + "..."
+        reason = f"{node.group(1)} node {name!r}: {reason[node.end():]}"
+    if len(reason) > REASON_LIMIT:
+        reason = reason[: REASON_LIMIT - 3] + "..."
+    return f"onnxruntime failed to run the model{f' ({fed})' if fed else ''}: {reason}"
 
 
 def _read_optimised(path: Path) -> Any | None:

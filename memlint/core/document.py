@@ -77,6 +77,13 @@ def _node(node: NodeResult) -> dict[str, Any]:
     }
 
 
+def _dim_sources(report: Report) -> dict[str, Any]:
+    """{"dim_sources": {dim: "config.json image_size"}} for the dims an export's own files gave;
+    nothing when none did (the document of other models is unchanged)."""
+    sources = {d.name: d.source for d in report.model.dims if d.source}
+    return {"dim_sources": dict(sorted(sources.items()))} if sources else {}
+
+
 def document(report: Report) -> dict[str, Any]:
     """The JSON report's document (docs/json-schema.md): what Report.to_dict() returns."""
     summary, coverage, spec, model = report.summary, report.coverage, report.hardware, report.model
@@ -110,9 +117,11 @@ def document(report: Report) -> dict[str, Any]:
             "intensity": summary.intensity,
             "predicted_latency_s": summary.predicted_latency_s,
             "memory_bound_fraction": summary.memory_bound_fraction,
+            "combined_saving_s": report.combined_saving_s,
             "hardware": spec.name,
             "dims": dict(report.dims),
             "assumed_dims": list(report.assumed_dims),
+            **_dim_sources(report),
             "coverage": {
                 "nodes_total": coverage.nodes_total,
                 "nodes_modelled": coverage.nodes_modelled,
@@ -128,6 +137,7 @@ def document(report: Report) -> dict[str, Any]:
         "measurement": _measurement(report),
         "findings": [finding_dict(f) for f in report.findings],
         "rules_run": list(report.rules_run),
+        "config_files": list(report.config_files),
         "hidden_as_noise": report.hidden_as_noise,
         "suppressed": [
             {**finding_dict(s.finding), "suppressed_by": s.pattern, "reason": s.reason}

@@ -97,6 +97,7 @@ class Report:
     unused_suppressions: tuple[Suppression, ...] = ()
     hidden_as_noise: int = 0  # findings below the noise thresholds
     rules: tuple[RuleInfo, ...] = ()  # the rules that ran, with their documentation
+    config_files: tuple[str, ...] = ()  # the configuration files applied, and what each gave
     baseline: BaselineResult | None = None  # set when a baseline was given
     llm: LlmSections | None = None  # the LLM sections, for decoders
     measurement: Measurement | None = None  # a measured run (--confirm)
@@ -108,6 +109,26 @@ class Report:
     @property
     def assumed_dims(self) -> tuple[str, ...]:
         return self.model.assumed_dims
+
+    @property
+    def combined_saving_s(self) -> float:
+        """What the findings' best fixes save together, each node counted once: a node named by
+        several findings (the same weights quantized for ML101 and ML106) counts its largest
+        share of a finding's saving (a finding's saving split over its nodes by their predicted
+        time); findings about the graph as a whole add theirs. Never more than the predicted
+        latency."""
+        time = {n.name: n.timing.predicted_latency_s for n in self.nodes}
+        best: dict[str, float] = {}
+        whole = 0.0
+        for finding in self.findings:
+            spent = sum(time.get(node, 0.0) for node in finding.nodes)
+            if not spent:  # about the graph as a whole, or nodes that take no time
+                whole += finding.saving_s
+                continue
+            for node in finding.nodes:  # the saving falls on each node by its time
+                share = finding.saving_s * time.get(node, 0.0) / spent
+                best[node] = max(best.get(node, 0.0), share)
+        return min(sum(best.values()) + whole, self.summary.predicted_latency_s)
 
     @property
     def rules_run(self) -> tuple[str, ...]:

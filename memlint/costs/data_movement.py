@@ -13,7 +13,8 @@ Counts used (FLOPs per output element unless stated; everything on the vector un
 |            | SpaceToDepth, ReverseSequence, Trilu, Compress, OneHot, NonZero, Unique, Range,     |
 |            | ConstantOfShape, EyeLike, TensorScatter, Gather, GatherElements, GatherND, Slice;   |
 |            | Scatter, ScatterND and ScatterElements with reduction="none"; com.microsoft Trilu,  |
-|            | Unique, Pad, Range, GatherND; com.microsoft.nchwc ReorderInput, ReorderOutput;      |
+|            | Unique, Pad, Range, GatherND, QLinearConcat; com.microsoft.nchwc ReorderInput,      |
+|            | ReorderOutput;                                                                      |
 |            | nearest-mode Resize and Upsample                                                    |
 | 1          | per update element: ScatterND, ScatterElements with a reduction (add, mul, min,     |
 |            | max)                                                                                |

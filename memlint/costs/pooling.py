@@ -16,6 +16,9 @@ Counts used (all on the vector unit), with K the number of elements in one windo
 |                | or max); S = sampling_ratio^2, or 4 (2 x 2) when sampling_ratio is 0 (adaptive: |
 |                | it depends on the box sizes at run time)                                        |
 
+com.microsoft QLinearAveragePool and QLinearGlobalAveragePool count as AveragePool and
+GlobalAveragePool, in the dtype of their int8/uint8 input.
+
 Bytes: each input read once and each output written once at its dtype (MaxPool's optional
 Indices output is int64). RoiAlign reads all of its feature map, an upper bound when the boxes
 cover a small part of it.

@@ -16,6 +16,8 @@ per OUTPUT element where the op has one:
 | ceil(log2 k)   | TopK, at least 1: each element enters a heap of the k best (k = 1 is an argmax, |
 |                | 1 compare). k is input 1 when known, else the output size on axis               |
 
+com.microsoft QLinearSoftmax counts as Softmax, in the dtype of its int8/uint8 input.
+
 Bytes: each input read once and each output written once at its dtype (ArgMax/ArgMin/TopK
 indices are int64).
 """

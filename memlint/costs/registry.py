@@ -4,6 +4,13 @@ them: each op's cost formula and its facts, given together in one registration.
 Three explicit outcomes for every node: a formula counts it, it is declared to move no data
 (metadata-only ops), or it is unmodelled (bytes reported as a lower bound, never zero).
 
+A formula assumes the shapes its op defines. When a node's shapes break that (an output
+whose shape could not be derived, a rank short of the op's), the formula's IndexError,
+KeyError or ValueError (`memlint.errors.SHAPE_MISMATCH`) makes the node
+UNRESOLVED with a note saying why (rule ML901 names it) and a debug log line; the rest of the
+graph is costed. Any other exception is a bug in the formula: memlint.core.report.analyse
+stops the run naming the op and node.
+
 ## Op facts
 
 Every registration records an `OpInfo`: the op's family (`matmul`, `conv`, `attention`,
@@ -44,6 +51,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 import threading
 from collections.abc import Callable
@@ -56,8 +64,10 @@ import numpy as np
 
 from memlint.costs import plugins, quantized
 from memlint.costs.model import ZERO_BYTES, ByteCounts, CostStatus, OpCost
-from memlint.errors import MemlintError, RegistrationError
+from memlint.errors import SHAPE_MISMATCH, MemlintError, RegistrationError
 from memlint.ir import ComputeUnit, DType, Graph, Node, Value, ValueKind
+
+log = logging.getLogger(__name__)
 
 # Nodes whose inputs are all constants are folded at load time by runtimes, except these,
 # which runtimes keep on purpose (QDQ pairs feed quantized kernels) or which are not pure.
@@ -422,8 +432,20 @@ def _cost(ctx: CostContext, row: Registration | None) -> OpCost:
         for name, v in zip(node.inputs + node.outputs, ctx.inputs + ctx.outputs)
         if name and (v is None or not v.is_resolved)
     ]
-    if unresolved and not node.subgraphs:
+    # Control flow costs its subgraphs whatever its own outputs are; any other op holding a
+    # graph attribute (an If swapped for another op) is an ordinary op with unknown shapes.
+    if unresolved and not (node.subgraphs and row.info.family == "control flow"):
         return _lower_bound(
             ctx, CostStatus.UNRESOLVED, f"shape unknown for {', '.join(unresolved[:3])}"
         )
-    return row.cost(ctx)
+    try:
+        return row.cost(ctx)
+    except SHAPE_MISMATCH as exc:  # the node's shapes are not what its op defines
+        log.debug("cost formula for %s skipped node %r: %s: %s", node.qualified_op, node.name,
+                  type(exc).__name__, exc)
+        reason = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        return _lower_bound(
+            ctx, CostStatus.UNRESOLVED,
+            f"the {node.qualified_op} formula cannot use this node's shapes: "
+            f"{reason or type(exc).__name__}",
+        )

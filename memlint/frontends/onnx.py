@@ -126,6 +126,12 @@ def read_proto(path: Path) -> onnx.ModelProto:
         if found:
             raise ModelLoadError(f"{path}: not a readable ONNX model: {found}") from None
         reason = " ".join(str(exc).split()) or type(exc).__name__
+        if isinstance(exc, DecodeError) or "Error parsing message" in reason:
+            raise ModelLoadError(
+                f"{path}: not a readable ONNX model: its bytes do not parse as an ONNX "
+                f"ModelProto ({reason}); the file is truncated or damaged (an interrupted "
+                "download or copy) or another format: fetch or export it again"
+            ) from None
         raise ModelLoadError(f"{path}: not a readable ONNX model ({reason})") from None
     if not model.HasField("graph") or (not model.graph.node and not model.graph.output):
         raise ModelLoadError(f"{path}: not an ONNX model (no graph in the file)")
@@ -177,6 +183,24 @@ def parse_onnx(source: str | os.PathLike[str]) -> ParsedOnnx:
     _require_text(proto.graph, path)
     weights = _strip_weights(proto.graph, path.parent, path)
     return ParsedOnnx(path, proto, weights)
+
+
+def declared_input_dims(parsed: ParsedOnnx) -> dict[str, tuple[str | None, ...]]:
+    """The symbolic name each graph input (weights excluded) declares per axis, None for a
+    fixed or unnamed dim: what a load records as Model.input_dim_names, read before binding."""
+    weights = {i.name for i in parsed.proto.graph.initializer} | set(parsed.weights)
+    declared: dict[str, tuple[str | None, ...]] = {}
+    for value in parsed.proto.graph.input:
+        tensor = value.type.tensor_type
+        if value.name in weights or not value.type.HasField("tensor_type") \
+                or not tensor.HasField("shape"):
+            continue
+        declared[value.name] = tuple(
+            d.dim_param.strip() if d.HasField("dim_param") and d.dim_param.strip() not in
+            ("", "?", "-1") else None
+            for d in tensor.shape.dim
+        )
+    return declared
 
 
 def load_onnx(
@@ -234,6 +258,7 @@ def _bind(
     constants: dict[str, np.ndarray] = {
         init.name: _small_array(init, path) for init in graph.initializer
     }
+    _check_constants(graph, path)
     binder = DimBinder(dims or {}, strict=strict_dims, defaults=default_dims)
     declared_dims = _bind_inputs(graph, weights, binder, dict(input_shapes or {}))
     values = dict(input_values or {})
@@ -356,6 +381,23 @@ def _numel(init: onnx.TensorProto, path: Path) -> int:
             f"{path}: initializer {init.name!r} has a negative dim {list(init.dims)}"
         )
     return math.prod(init.dims)
+
+
+def _check_constants(graph: onnx.GraphProto, path: Path) -> None:
+    """Refuse a Constant node whose tensor has a negative dim (a corrupt file: shape inference
+    would carry the dim on and make every later size meaningless)."""
+    for node in graph.node:
+        for attr in node.attribute:
+            if node.op_type == "Constant" and attr.name in ("value", "sparse_value"):
+                dims = list(attr.t.dims if attr.name == "value" else attr.sparse_tensor.dims)
+                if any(d < 0 for d in dims):
+                    label = node.name or (node.output[0] if node.output else "Constant")
+                    raise ModelLoadError(
+                        f"{path}: Constant node {label!r} holds a tensor "
+                        f"with a negative dim {dims}; the file is corrupt: re-export the model"
+                    )
+            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
+                _check_constants(sub, path)
 
 
 def _small_array(init: onnx.TensorProto, path: Path) -> np.ndarray:
@@ -502,6 +544,13 @@ def _topological_order(graph: onnx.GraphProto, path: Path) -> list[int]:
     producer: dict[str, int] = {}
     for index, node in enumerate(graph.node):
         for name in node.output:
+            if name in producer:  # two writers: every later check would misread the graph
+                first = graph.node[producer[name]]
+                raise ModelLoadError(
+                    f"{path}: value {name!r} is written by nodes {first.name or first.op_type!r}"
+                    f" and {node.name or node.op_type!r}; a value has one producer in ONNX: "
+                    "rename one of the outputs"
+                )
             if name:
                 producer[name] = index
     deps = [

@@ -226,7 +226,8 @@ def fold_node(op_type: str, inputs: Arrays, attrs: dict[str, Any]) -> list[np.nd
         with np.errstate(all="ignore"):  # 1/0 and overflow end in a refusal, never a warning
             outputs = fn(inputs, attrs)
     except (FoldTooLarge, ValueError, TypeError, IndexError, KeyError, ZeroDivisionError,
-            FloatingPointError, OverflowError, AttributeError):  # AttributeError: omitted input
+            FloatingPointError, OverflowError, AttributeError,  # AttributeError: omitted input
+            RuntimeError):  # numpy: "only supports up to 32 dimensions" (broadcast_shapes)
         return None
     if any(np.asarray(o).size > MAX_FOLD_ELEMENTS or np.asarray(o).dtype == object
            for o in outputs):  # object: strings, or an omitted input passed through

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -269,6 +270,82 @@ def _all_resolved(graph: onnx.GraphProto, types: dict) -> bool:
     return all(_resolved(types.get(v.name)) for v in graph.output)
 
 
+# What onnx's C++ shape inference raises when a node's input or output count breaks its schema
+# (a Loop with no inputs makes it reserve a negative count): the C++ message names no node.
+CXX_ERRORS = frozenset({"vector::reserve", "vector::_M_default_append", "vector::_M_fill_insert",
+                        "cannot create std::vector larger than max_size()", "std::bad_alloc",
+                        "MemoryError"})
+_NO_OPSET = re.compile(r"node name (.*?)\. No opset import for domain (\S*) optype (\S+)")
+_NODE_NAMED = re.compile(r"node name: (.*?)\): ")
+
+
+def explain_failure(graph: onnx.GraphProto, opsets: dict[str, int], reason: str) -> str:
+    """A failure of onnx shape inference as what the user can fix. onnx's own messages name the
+    symptom ("Input 0 is out of bounds", "vector::reserve"); the cause is most often a node
+    whose input or output count its op's schema does not allow, or a node in a domain the
+    model does not import. Only the node onnx names is blamed; a C++ error names none, and
+    then the first node (subgraphs included) whose counts break its schema is."""
+    short = reason if len(reason) <= 200 else reason[:197] + "..."
+    found = _NO_OPSET.search(reason)
+    if found:
+        name, domain, op = found.groups()
+        if domain == "ai.onnx" and "" in opsets:
+            return (f"node {name!r} ({op}) writes its domain as 'ai.onnx' while the model "
+                    "imports the ONNX domain as '', and onnx shape inference does not take one "
+                    "for the other: write the node's domain as ''")
+        listed = ", ".join(repr(d) if d else "'' (ai.onnx)" for d in sorted(opsets))
+        return (f"node {name!r} ({op}) is in domain {domain!r}, which the model's opset_import "
+                f"does not list (it lists {listed}): fix the node's domain or import the "
+                "domain's opset")
+    named = _NODE_NAMED.search(reason)
+    if named is None and reason not in CXX_ERRORS:
+        return f"onnx shape inference failed: {reason[:300]}"
+    for node in _walk(graph):
+        if named is not None and node.name != named.group(1):
+            continue
+        mismatch = _count_mismatch(node, opsets)
+        if mismatch:
+            return (f"{_label(node)} has {mismatch}; onnx shape inference cannot run on it "
+                    f"({short}): fix the node or re-export the model")
+    if named is not None:
+        return f"onnx shape inference failed: {reason[:300]}"
+    return (f"onnx shape inference failed inside its C++ code ({reason}), which names no "
+            "node: a node's inputs, outputs or attributes do not fit its op; "
+            "onnx.checker.check_model(path, full_check=True) names it")
+
+
+def _count_mismatch(node: onnx.NodeProto, opsets: dict[str, int]) -> str:
+    """'0 inputs, its op takes 2' when the node's input or output count breaks its schema."""
+    domain = "" if node.domain == "ai.onnx" else node.domain or ""
+    if domain not in opsets:
+        return ""
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opsets[domain], domain)
+    except (onnx.defs.SchemaError, TypeError, OverflowError):
+        return ""
+    for what, count, low, high in (
+        ("inputs", len(node.input), schema.min_input, schema.max_input),
+        ("outputs", len(node.output), schema.min_output, schema.max_output),
+    ):
+        if not low <= count <= high:
+            wanted = f"{low}" if low == high else f"{low} or more" if high >= 2**31 - 1 \
+                else f"{low} to {high}"
+            return f"{count} {what}, its op takes {wanted}"
+    return ""
+
+
+def _label(node: onnx.NodeProto) -> str:
+    return f"node {node.name!r} ({node.op_type})" if node.name else f"a {node.op_type} node"
+
+
+def _walk(graph: onnx.GraphProto):  # noqa: ANN202 - every node, subgraph nodes after theirs
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
+                yield from _walk(sub)
+
+
 def infer(model: onnx.ModelProto, constants: dict[str, np.ndarray]) -> InferenceResult:
     """Infer every tensor's shape in `model` (weight-free, concrete inputs); mutates `model`."""
     graph = model.graph
@@ -284,7 +361,7 @@ def infer(model: onnx.ModelProto, constants: dict[str, np.ndarray]) -> Inference
         except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError,
                 ValueError, IndexError, MemoryError) as exc:  # C++ errors: std::length_error, ...
             reason = " ".join(str(exc).split()) or type(exc).__name__
-            raise ShapeInferenceError(f"onnx shape inference failed: {reason[:300]}") from None
+            raise ShapeInferenceError(explain_failure(graph, opsets, reason)) from None
         types = collect_types(inferred.graph)
         known_before = {name for name, t in types.items() if _resolved(t)}
         folded, _ = _propagate(graph, types, constants, opsets)

@@ -48,7 +48,8 @@ def combine(outcomes: Sequence, fmt: str) -> str:
     return "\n\n".join(o.rendered.rstrip("\n") for o in outcomes if not o.error) + "\n"
 
 
-def render(report, fmt: str, *, top: int = 15, timestamp: str | None = None) -> str:  # noqa: ANN001
+def render(report, fmt: str, *, top: int | None = None, timestamp: str | None = None,  # noqa: ANN001
+           verbose: bool = False) -> str:
     """The report in format `fmt`; options a format does not take are not passed to it."""
     try:
         module = importlib.import_module(FORMATS[fmt].module)
@@ -56,5 +57,6 @@ def render(report, fmt: str, *, top: int = 15, timestamp: str | None = None) -> 
         raise OutputError(f"unknown report format {fmt!r} (one of {', '.join(FORMATS)})") from None
     renderer = module.render
     accepted = inspect.signature(renderer).parameters
-    options = {k: v for k, v in (("top", top), ("timestamp", timestamp)) if k in accepted}
+    given = (("top", top), ("timestamp", timestamp), ("verbose", verbose))  # top None: default
+    options = {k: v for k, v in given if k in accepted and not (k == "top" and v is None)}
     return renderer(report, **options)

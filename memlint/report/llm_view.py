@@ -127,7 +127,7 @@ def serving_rows(s: Serving, structure: LlmStructure | None = None) -> Rows:
     if s.precision != "as in the graph":
         rows.append(("what-if", s.precision))
     rows += [
-        ("step", f"{units.seconds(s.step_latency_s)} predicted on {s.hardware}, "
+        ("step", f"{units.seconds(s.step_latency_s)} predicted, "
                  f"{units.percent(s.memory_bound_fraction)} memory-bound, intensity "
                  f"{units.intensity(s.intensity)}"),
         ("bytes per token", f"{units.nbytes(s.bytes_per_token)} moved per {per} "

@@ -11,22 +11,24 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections import Counter
 from collections.abc import Sequence
 
 from rich import box
 from rich.console import Console
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
 from memlint import units
 from memlint._version import __version__
 from memlint.core.report import Report
-from memlint.report.view import inert
+from memlint.report.view import best_fix, combined_saving, inert, layer_groups, short_fix
 from memlint.roofline import Bound
 
-DEFAULT_TOP = 15
+DEFAULT_TOP = 8  # operator rows (identical layers are one row): the report fits a screen
 
 
 def _kinds_line(counts) -> str:  # noqa: ANN001
@@ -36,7 +38,10 @@ def _kinds_line(counts) -> str:  # noqa: ANN001
     )
 
 
-def render_to(console: Console, report: Report, *, top: int = DEFAULT_TOP) -> None:
+def render_to(console: Console, report: Report, *, top: int | None = DEFAULT_TOP,
+              verbose: bool = False) -> None:
+    """The report for a terminal: header, summary, LLM sections, one line per finding (with
+    `verbose`: its evidence and every fix), the slowest operators with identical layers grouped."""
     summary, coverage, spec = report.summary, report.coverage, report.hardware
     console.print(
         Text.assemble(
@@ -44,8 +49,13 @@ def render_to(console: Console, report: Report, *, top: int = DEFAULT_TOP) -> No
             " on ", (inert(spec.display_name), "bold"), f" ({inert(spec.name)})",
         )
     )
-    bound = [f"{inert(d.name)}={d.value}" for d in report.model.dims if not d.assumed]
+    bound = [
+        f"{inert(d.name)}={d.value}" + (f" ({inert(d.source)})" if d.source else "")
+        for d in report.model.dims if not d.assumed
+    ]
     console.print(Text("dims: " + (", ".join(bound) or "none bound")))
+    if report.config_files:
+        console.print(Text("config: " + inert("; ".join(report.config_files))))
     if report.assumed_dims:
         console.print(
             Text(
@@ -96,40 +106,12 @@ def render_to(console: Console, report: Report, *, top: int = DEFAULT_TOP) -> No
     console.print(table)
     console.print()
     _llm(console, report)
-    _findings(console, report)
-
-    ranked = sorted(
-        (n for n in report.nodes if n.timing.predicted_latency_s > 0),
-        key=lambda n: (-n.timing.predicted_latency_s, n.name),
-    )[:top]
-    if ranked:
-        total = summary.predicted_latency_s or 1.0
-        nodes = Table(
-            title=f"top {len(ranked)} operators by predicted time",
-            title_justify="left",
-            box=box.SIMPLE_HEAD,
-            show_edge=False,
-            pad_edge=False,
-        )
-        nodes.add_column("node", overflow="fold", min_width=16)
-        for name, justify in (
-            ("op", "left"), ("FLOPs", "right"), ("bytes", "right"),
-            ("intensity", "right"), ("bound", "left"), ("time", "right"), ("share", "right"),
-        ):  # fmt: skip
-            nodes.add_column(name, justify=justify, no_wrap=True)
-        for n in ranked:
-            style = "red" if n.timing.bound is Bound.MEMORY else "green"
-            nodes.add_row(
-                escape(inert(n.name)),
-                escape(inert(f"{n.domain}::{n.op_type}" if n.domain else n.op_type)),
-                units.flops(n.cost.flops),
-                units.nbytes(n.cost.bytes_moved),
-                units.intensity(n.intensity),
-                Text(n.timing.bound.value, style=style),
-                units.seconds(n.timing.predicted_latency_s),
-                units.percent(n.timing.predicted_latency_s / total),
-            )
-        console.print(nodes)
+    if verbose:
+        _findings(console, report)
+    else:
+        _finding_lines(console, report)
+    _tally(console, report, verbose)
+    _operators(console, report, DEFAULT_TOP if top is None else top)
     console.print(
         Text(
             "Counts are unfused, per operator as written; times are roofline bounds "
@@ -137,6 +119,45 @@ def render_to(console: Console, report: Report, *, top: int = DEFAULT_TOP) -> No
             style="dim",
         )
     )
+
+
+def _operators(console: Console, report: Report, top: int) -> None:
+    """The slowest operators, identical layers as one row ('x12 /h.*/mlp/c_fc/MatMul')."""
+    groups = layer_groups(report.nodes)[:top]
+    if not groups:
+        return
+    total = report.summary.predicted_latency_s or 1.0
+    nodes = Table(
+        title=f"top {len(groups)} operators by predicted time (identical layers as one row)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=0,  # columns set apart by the box divider alone
+    )
+    nodes.add_column("n", justify="right", no_wrap=True)  # identical layers in the row
+    nodes.add_column("node", overflow="fold", min_width=16)
+    for name, justify in (
+        ("op", "left"), ("FLOPs", "right"), ("bytes", "right"),
+        ("FLOP/B", "right"), ("bound", "left"), ("time", "right"), ("share", "right"),
+    ):  # fmt: skip
+        nodes.add_column(name, justify=justify, no_wrap=True)
+    for group in groups:
+        n = group.first
+        style = "red" if n.timing.bound is Bound.MEMORY else "green"
+        count = len(group.members)
+        nodes.add_row(
+            f"{count}x" if count > 1 else "",
+            escape(inert(group.first.name if count == 1 else group.pattern)),
+            escape(inert(f"{n.domain}::{n.op_type}" if n.domain else n.op_type)),
+            units.flops(n.cost.flops),
+            units.nbytes(n.cost.bytes_moved),
+            "-" if n.intensity is None else f"{n.intensity:.3g}",
+            Text(n.timing.bound.value, style=style),
+            units.seconds(group.latency_s),
+            units.percent(group.latency_s / total),
+        )
+    console.print(nodes)
 
 
 def _llm(console: Console, report: Report) -> None:
@@ -167,8 +188,67 @@ def _llm(console: Console, report: Report) -> None:
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
+def _finding_lines(console: Console, report: Report) -> None:
+    """One line per finding, most costly first: code, rule, where, saving, the best fix (cut to
+    the width; -v prints every fix whole)."""
+    if not report.findings:
+        return
+    total = report.summary.predicted_latency_s
+    rows = []
+    for finding in report.findings:
+        fix = best_fix(finding)
+        saving = ""
+        if finding.saving_s:
+            share = f" {units.percent(finding.saving_s / total)}" if total else ""
+            saving = f"-{units.seconds(finding.saving_s)}{share}"
+        rows.append((finding, inert(_where(finding)), saving,
+                     inert(short_fix(fix.text)) if fix else ""))
+    code_w = max(len(inert(f.code)) for f, *_ in rows)
+    name_w = max(len(inert(f.name)) for f, *_ in rows)
+    saving_w = max(len(r[2]) for r in rows)
+    # what is left of the line goes to where (at most 40) and the best fix, cut with "..."
+    room = max(console.width - (code_w + name_w + saving_w + 8), 24)
+    where_w = min(max(len(r[1]) for r in rows), 40, room // 2)
+    fix_w = room - where_w
+    for finding, where, saving, fix in rows:
+        console.print(Text.assemble(
+            (inert(finding.code).ljust(code_w), _SEVERITY_STYLE[finding.severity.value]), "  ",
+            (inert(finding.name).ljust(name_w), "bold"), "  ", saving.rjust(saving_w), "  ",
+            _cut_middle(where, where_w).ljust(where_w), "  ", (_cut(fix, fix_w), "green"),
+        ), no_wrap=True, overflow="ignore")
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 3, 0)] + "..."
+
+
+def _cut_middle(text: str, width: int) -> str:
+    """A node name cut in its middle, keeping its count and its tail (the layer's own part):
+    'x12 /transformer/h.*/mlp/c_fc/MatMul' -> 'x12 /trans...mlp/c_fc/MatMul'."""
+    if len(text) <= width:
+        return text
+    keep = max(width - 3, 2)
+    head = keep // 3
+    return text[:head] + "..." + text[len(text) - (keep - head):]
+
+
+def _where(finding) -> str:  # noqa: ANN001 - a Finding
+    """The nodes of a finding in a few words: one name, 'x12 /h.*/mlp/MatMul', or '24 nodes'."""
+    if not finding.nodes:
+        return "the graph"
+    if len(finding.nodes) == 1:
+        return finding.nodes[0]
+    patterns = {_NUMBERS.sub("*", node) for node in finding.nodes}
+    if len(patterns) == 1:
+        return f"x{len(finding.nodes)} {patterns.pop()}"
+    return f"{len(finding.nodes)} nodes"
+
+
+_NUMBERS = re.compile(r"\d+")
+
+
 def _findings(console: Console, report: Report) -> None:
-    """Findings, most costly first: code, severity, nodes, the measured message, the fixes."""
+    """--verbose: each finding with its nodes, the measured message and every fix."""
     for finding in report.findings:
         where = finding.group or ", ".join(finding.nodes[:3]) + (
             f" and {len(finding.nodes) - 3} more" if len(finding.nodes) > 3 else ""
@@ -183,15 +263,23 @@ def _findings(console: Console, report: Report) -> None:
         if finding.source is not None:
             line.append(f"  ({inert(finding.source.file)}:{finding.source.line})", style="dim")
         console.print(line)
-        console.print(Text(f"  {inert(finding.message)}"))
+        console.print(Padding(Text(inert(finding.message)), (0, 0, 0, 2)))
         for fix in finding.fixes:
             saving = f" (saves {units.seconds(fix.saving_s)})" if fix.saving_s else ""
-            console.print(Text(f"  fix: {inert(fix.text)}{saving}", style="green"))
+            console.print(Padding(Text(f"fix: {inert(fix.text)}{saving}", style="green"),
+                                  (0, 0, 0, 2)))
         console.print()
+
+
+def _tally(console: Console, report: Report, verbose: bool) -> None:
+    """How many findings, what their fixes save together, and what was left out."""
     counts = Counter(f.severity.value for f in report.findings)
     parts = [f"{counts[s]} {s}" for s in ("error", "warning", "info") if counts[s]]
     label = "new finding(s)" if report.baseline is not None else "finding(s)"
     tally = f"{len(report.findings)} {label}" + (f" ({', '.join(parts)})" if parts else "")
+    combined = combined_saving(report)
+    if combined:
+        tally += f"; {combined[:1].lower()}{combined[1:]}"
     if report.hidden_as_noise:
         tally += (
             f"; {report.hidden_as_noise} below the noise threshold hidden "
@@ -205,6 +293,9 @@ def _findings(console: Console, report: Report) -> None:
             f"{len(report.baseline.fixed)} baseline entr{'y' if len(report.baseline.fixed) == 1 else 'ies'} fixed"
         )
     console.print(Text(tally, style="bold"))
+    if report.findings and not verbose:
+        console.print(Text("-v shows each finding's evidence and every fix; "
+                           "`memlint rule CODE` explains a rule", style="dim"))
     if report.baseline is not None and report.baseline.fixed:
         fixed = inert(", ".join(f"{e.code} {e.node}" for e in report.baseline.fixed[:5]))
         more = len(report.baseline.fixed) - 5
@@ -231,10 +322,12 @@ def terminal_console() -> Console:
     return console
 
 
-def render(report: Report, *, top: int = DEFAULT_TOP, width: int = 120) -> str:
+def render(report: Report, *, top: int | None = DEFAULT_TOP, width: int = 120,
+           verbose: bool = False) -> str:
     """Plain text (no colour), as written to a file."""
     buffer = io.StringIO()
-    render_to(Console(file=buffer, width=width, color_system=None, soft_wrap=False), report, top=top)
+    render_to(Console(file=buffer, width=width, color_system=None, soft_wrap=False), report,
+              top=top, verbose=verbose)
     # rich pads table cells; a file keeps no trailing blanks (editors and hooks strip them)
     return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
 
