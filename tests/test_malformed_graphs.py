@@ -178,3 +178,27 @@ def test_file_whose_bytes_are_not_a_model(tmp_path: Path, capsys) -> None:
         "the file is truncated "
         "or damaged (an interrupted download or copy) or another format: fetch or export it again"
     )
+
+
+def test_a_negative_inferred_size_is_unresolved_never_negative_bytes(tmp_path) -> None:
+    # Expand of a [1,4] float to the constant shape [-3, 4]: onnx's shape inference passes the
+    # -3 on, which made the output -12 elements, -48 B written and read downstream (a fuzzed
+    # GPT-2 then crashed ML106 dividing by its zero bytes moved). A negative dim is no size: the
+    # tensor is unresolved, and its nodes are reported as such.
+    import numpy as np
+    from onnx import numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Expand", ["x", "s"], ["y"], name="expand"),
+         helper.make_node("Relu", ["y"], ["z"], name="relu")], "g",
+        [_vi("x", [1, 4])], [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.array([-3, 4], dtype=np.int64), "s")],
+    )  # fmt: skip
+    path = tmp_path / "negative.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    report = memlint.lint(path, hw="a100")
+    assert {n.name: n.cost.status for n in report.nodes} == {
+        "expand": CostStatus.UNRESOLVED, "relu": CostStatus.UNRESOLVED}
+    for node in report.nodes:
+        counts = (*vars(node.cost.bytes_read).values(), *vars(node.cost.bytes_written).values())
+        assert min(counts) >= 0, node

@@ -639,6 +639,8 @@ def _build_graph(
 
     def add(name: str, kind: ValueKind) -> Value:
         elem, dims = types.get(name, (0, None))
+        if dims is not None and any(d is not None and d < 0 for d in dims):  # not a size:
+            dims = None  # unresolved (inference passes a negative Expand/Reshape target on)
         dtype = dtype_of(elem)
         if name in kv_ports and dtype not in NON_KV_DTYPES and name not in copies:
             kind = ValueKind.KV_CACHE
