@@ -235,9 +235,20 @@ def hunt_exports(cases: int, *, seed: int = 0, jobs: int = 2, minutes: float = 0
     start, slowest, ran = time.perf_counter(), 0.0, 0
     deadline = start + minutes * 60 if minutes > 0 else float("inf")
     with multiprocessing.get_context("fork").Pool(jobs, _worker_init, (paths,)) as pool:
-        for case, kind, message, signature, label, data, seconds in pool.imap_unordered(
-            run_case, range(seed * 1_000_000, seed * 1_000_000 + cases), chunksize=4
-        ):
+        results = pool.imap_unordered(  # chunks of 1: only then can it wait with a timeout
+            run_case, range(seed * 1_000_000, seed * 1_000_000 + cases)
+        )
+        while True:
+            try:  # wait in steps, so that a case that never ends cannot outlast the deadline
+                item = results.next(timeout=5)
+            except StopIteration:
+                break
+            except multiprocessing.TimeoutError:
+                if time.perf_counter() > deadline:
+                    pool.terminate()
+                    break
+                continue
+            case, kind, message, signature, label, data, seconds = item
             ran += 1
             kinds[kind] += 1
             slowest = max(slowest, seconds)
@@ -260,6 +271,9 @@ def hunt_exports(cases: int, *, seed: int = 0, jobs: int = 2, minutes: float = 0
                 pool.terminate()
                 break
     elapsed = time.perf_counter() - start
+    if ran < cases:
+        print(f"[exports] stopped at the time limit: {cases - ran} of {cases} mutants not run "
+              "or not finished (a case still running then is slow, or hangs)")
     print(f"exports: {ran} mutants in {elapsed:.0f} s with {jobs} job(s) "
           f"({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}); slowest "
           f"{slowest:.2f} s; {len(crashes)} crash signature(s)")

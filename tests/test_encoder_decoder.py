@@ -9,9 +9,9 @@ Tiny configs exported once per module from local save_pretrained dirs (~10 s).""
 from __future__ import annotations
 
 import json
-import warnings
 
 import pytest
+from clitools import optimum_export  # pytest puts tests/ on sys.path
 
 from memlint.analysis.structure import DimRole, detect
 from memlint.api import lint, load
@@ -32,7 +32,6 @@ ALL_DIMS = {"batch_size": 1, "decoder_sequence_length": 1, "encoder_sequence_len
 def exports(tmp_path_factory):
     """{"whisper": export dir, "t5": export dir}: encoder_model, decoder_model,
     decoder_with_past_model and decoder_model_merged .onnx files beside config.json."""
-    from optimum.exporters.onnx import main_export
 
     root = tmp_path_factory.mktemp("seq2seq")
     torch.manual_seed(0)
@@ -51,15 +50,7 @@ def exports(tmp_path_factory):
             decoder_start_token_id=0,
         )), "text2text-generation-with-past"),
     }  # fmt: skip
-    paths = {}
-    for name, (model, task) in models.items():
-        model.save_pretrained(root / f"{name}-hf")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            main_export(str(root / f"{name}-hf"), output=root / f"{name}-onnx", task=task,
-                        local_files_only=True)  # fmt: skip
-        paths[name] = root / f"{name}-onnx"
-    return paths
+    return optimum_export(root, models)
 
 
 def test_optimum_writes_the_four_models(exports):

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 from pathlib import Path
 
 import pytest
+from clitools import optimum_export  # pytest puts tests/ on sys.path
 
 from memlint.analysis.export_dims import BATCH_SOURCE, export_dims
 from memlint.api import lint
@@ -35,7 +35,6 @@ TOWER = {"hidden_size": HIDDEN, "intermediate_size": 64, "num_hidden_layers": LA
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
     """{"vit": folder, "clip": folder, "whisper": folder}: Optimum exports beside config.json."""
-    from optimum.exporters.onnx import main_export
 
     root = tmp_path_factory.mktemp("export-dims")
     torch.manual_seed(0)
@@ -57,15 +56,7 @@ def exports(tmp_path_factory):
             begin_suppress_tokens=[],
         )), "automatic-speech-recognition"),
     }  # fmt: skip
-    paths = {}
-    for name, (model, task) in models.items():
-        model.save_pretrained(root / f"{name}-hf")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            main_export(str(root / f"{name}-hf"), output=root / f"{name}-onnx", task=task,
-                        local_files_only=True)  # fmt: skip
-        paths[name] = root / f"{name}-onnx"
-    return paths
+    return optimum_export(root, models)
 
 
 def _sources(report) -> dict[str, str]:

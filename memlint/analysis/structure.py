@@ -29,7 +29,7 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -39,7 +39,7 @@ from memlint.analysis.hfconfig import HfConfig, config_file, read_config
 from memlint.analysis.kv_copies import cache_outputs, is_cache_or_copy
 from memlint.costs.registry import op_info_of
 from memlint.dims import dim_names_in
-from memlint.ir import EMPTY, DType, Graph, Model, Value, ValueKind
+from memlint.ir import EMPTY, DType, Graph, Model, Node, Value, ValueKind
 
 _SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:]*$")
 _BATCH = re.compile(r"batch", re.I)
@@ -426,9 +426,9 @@ def _query_heads(graph: Graph) -> int | None:
     return None
 
 
-def _gathered_table(graph: Graph, index_inputs: tuple[str, ...]) -> tuple[int, int] | None:
-    """(rows, width) of a 2-D weight table that a Gather indexes with one of `index_inputs`
-    (directly, or through views (Reshape, Unsqueeze, ...) and Casts of it)."""
+def _table_gathers(graph: Graph) -> Iterator[tuple[Node, Value, dict[str, Node]]]:
+    """Each Gather that reads rows of a 2-D weight table (axis 0), with the table and the map
+    from a tensor to its producer."""
     producers = {out: node for node in graph.nodes for out in node.outputs if out}
     for node in graph.nodes:
         if node.op_type != "Gather" or node.domain or len(node.inputs) < 2:
@@ -436,8 +436,14 @@ def _gathered_table(graph: Graph, index_inputs: tuple[str, ...]) -> tuple[int, i
         table = graph.value(node.inputs[0])
         if table is None or table.kind is not ValueKind.WEIGHT or not table.is_resolved:
             continue
-        if len(table.shape) != 2 or int(node.attributes.get("axis", 0)) != 0:
-            continue
+        if len(table.shape) == 2 and int(node.attributes.get("axis", 0)) == 0:
+            yield node, table, producers
+
+
+def _gathered_table(graph: Graph, index_inputs: tuple[str, ...]) -> tuple[int, int] | None:
+    """(rows, width) of a 2-D weight table that a Gather indexes with one of `index_inputs`
+    (directly, or through views (Reshape, Unsqueeze, ...) and Casts of it)."""
+    for node, table, producers in _table_gathers(graph):
         source, hops = node.inputs[1], 0
         while source not in index_inputs and source in producers and hops < 3:
             producer = producers[source]
@@ -453,15 +459,7 @@ def _gathered_table(graph: Graph, index_inputs: tuple[str, ...]) -> tuple[int, i
 def _sliced_position_table(graph: Graph) -> tuple[int, int] | None:
     """(rows, width) of a 2-D position table gathered by a Slice of a position-ids buffer (BERT
     exports: Gather(position_embeddings, Slice(position_ids buffer, 0, sequence_length)))."""
-    producers = {out: node for node in graph.nodes for out in node.outputs if out}
-    for node in graph.nodes:
-        if node.op_type != "Gather" or node.domain or len(node.inputs) < 2:
-            continue
-        table = graph.value(node.inputs[0])
-        if table is None or table.kind is not ValueKind.WEIGHT or not table.is_resolved:
-            continue
-        if len(table.shape) != 2 or int(node.attributes.get("axis", 0)) != 0:
-            continue
+    for node, table, producers in _table_gathers(graph):
         index = producers.get(node.inputs[1])
         if index is None or index.op_type != "Slice" or not index.inputs:
             continue
