@@ -202,3 +202,53 @@ def test_a_negative_inferred_size_is_unresolved_never_negative_bytes(tmp_path) -
     for node in report.nodes:
         counts = (*vars(node.cost.bytes_read).values(), *vars(node.cost.bytes_written).values())
         assert min(counts) >= 0, node
+
+
+def test_an_if_whose_branch_returns_its_own_output_ends(tmp_path) -> None:
+    # Found by bench/fuzz_exports.py (a broken subgraph in a GPT-2): a branch whose output names
+    # the If's own output was inlined as Identity(y) -> y, and the fusion analysis walked that
+    # view back to itself for ever. Now the branch adds no copy, and the lint ends.
+    import subprocess
+    import sys
+
+    import numpy as np
+    from onnx import numpy_helper
+
+    def branch(name: str) -> onnx.GraphProto:
+        return helper.make_graph([], name, [], [_vi("y", [2])])
+
+    graph = helper.make_graph(
+        [helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.array(True))),
+         helper.make_node("If", ["c"], ["y"], name="if", then_branch=branch("then"),
+                          else_branch=branch("else")),
+         helper.make_node("Relu", ["y"], ["z"], name="relu")], "g",
+        [_vi("x", [2])], [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+    )  # fmt: skip
+    path = tmp_path / "if.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    done = subprocess.run([sys.executable, "-m", "memlint.cli", str(path), "--isolated",
+                           "--fail-on", "never"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "relu" in done.stdout
+
+
+def test_fusion_walks_a_view_cycle_once() -> None:
+    # A view that is its own input (a malformed graph the frontend did not catch) must not
+    # hang the element-wise chain analysis.
+    from types import MappingProxyType
+
+    from memlint.analysis import fusion
+    from memlint.analysis.graph_index import GraphIndex
+    from memlint.core.report import analyse
+    from memlint.hardware import resolve
+    from memlint.ir import DType, Graph, Model, Node, Value, ValueKind
+
+    values = {n: Value(n, (2,), DType.FLOAT32, ValueKind.ACTIVATION) for n in ("a", "b")}
+    nodes = (Node("loop", "Identity", "", ("a",), ("a",)), Node("relu", "Relu", "", ("a",), ("b",)))
+    graph = Graph("g", nodes, MappingProxyType(values), ("a",), ("b",))
+    model = Model(graph=graph, source="cycle.onnx", format="onnx")
+    report = analyse(model, resolve("a100", ()))
+    index = GraphIndex(model, report.nodes)
+    assert fusion.source(index, "a") == "a"
+    assert {n.name for n in fusion.readers(index, "a")} == {"relu"}
+    fusion.find_chains(index)  # ends

@@ -73,22 +73,27 @@ def _reads_data(node: Node) -> bool:
 
 
 def source(ctx: GraphIndex, name: str) -> str:
-    """The tensor whose data `name` is, looking back through views."""
-    node = ctx.producer(name)
-    while node is not None and is_view(ctx, node):
+    """The tensor whose data `name` is, looking back through views (at most once through each:
+    a malformed graph may loop)."""
+    node, seen = ctx.producer(name), set()
+    while node is not None and is_view(ctx, node) and node.name not in seen:
+        seen.add(node.name)
         name = node.inputs[0]
         node = ctx.producer(name)
     return name
 
 
-def readers(ctx: GraphIndex, name: str) -> Iterator[Node]:
+def readers(ctx: GraphIndex, name: str, _seen: frozenset[str] = frozenset()) -> Iterator[Node]:
     """The nodes that read the data of `name`, looking forward through views (a view feeding a
-    graph output counts as a reader of its own); Shape/Size read no data."""
+    graph output counts as a reader of its own; each view followed once); Shape/Size read no
+    data."""
     for node in ctx.consumers(name):
         if is_view(ctx, node):
+            if node.name in _seen:
+                continue
             if ctx.is_graph_output(node.outputs[0]):
                 yield node
-            yield from readers(ctx, node.outputs[0])
+            yield from readers(ctx, node.outputs[0], _seen | {node.name})
         elif _reads_data(node):
             yield node
 
@@ -110,7 +115,8 @@ def find_chains(ctx: GraphIndex) -> list[Chain]:
         data_inputs = node.inputs[:1] if is_view(ctx, node) else node.inputs
         producers = [ctx.producer(source(ctx, v)) for v in data_inputs if v]
         producers = [p for p in producers if p is not None]
-        depth[node.name] = max((after[p.name] for p in producers), default=0)
+        # a producer not seen yet (a cycle in a malformed graph) counts as depth 0
+        depth[node.name] = max((after.get(p.name, 0) for p in producers), default=0)
         result = ctx.result(node.name)
         candidate = is_fusible(node) and result is not None and (
             result.cost.status is CostStatus.MODELLED

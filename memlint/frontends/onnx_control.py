@@ -144,7 +144,9 @@ def _inline(
                 copy.input[i] = rename[name]
         inlined.append(copy)
     for source, target in rename.items():
-        if source not in produced:  # an outer value or initializer passed straight through
+        # an outer value or initializer passed straight through (a branch output named as the
+        # If's own output needs no copy: an Identity of a value onto itself would be a cycle)
+        if source not in produced and source != target:
             inlined.append(helper.make_node("Identity", [source], [target],
                                             name=f"{node.name or 'If'}/{target}"))
     return inlined
