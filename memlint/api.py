@@ -65,6 +65,7 @@ def lint(
     example_kwargs: Mapping[str, Any] | None = None,
     scenario: ScenarioRequest | Mapping[str, Any] | None = None,
     confirm: Confirm | None = None,
+    decode: int | None = None,
 ) -> Report:
     """Lint a model for the device `hw` and return the Report (`report.to_dict()` is the JSON
     report's document).
@@ -88,6 +89,12 @@ def lint(
     thresholds and a baseline (memlint.config; no configuration file is read by the library).
     confirm runs the model and joins measured times to the report (memlint.confirm).
 
+    A torch step with a KV cache gets the LLM sections too (docs/torch.md): pass its inputs
+    (a transformers cache or a tuple cache in example_kwargs; linted at their shapes), or give a
+    Hugging Face model no inputs and memlint builds the step for the scenario: decode=N is a
+    decode step after N cached tokens (scenario={"phase": "decode", "context": N}), and with
+    neither, the default decode step.
+
     Raises MemlintError (with one clear line) when the tool cannot do its job.
     """
     spec = hw if isinstance(hw, HardwareSpec) else resolve(hw, hw_files)
@@ -110,17 +117,11 @@ def lint(
             else request.find_crossover,
         ))  # fmt: skip
     else:
-        if request.flags:
-            raise ConfigError(
-                f"{', '.join(request.flags)}: LLM scenarios re-bind the dims of an ONNX model; "
-                "a torch model is linted at the shapes of its example inputs"
-            )
-        model = load(
-            source, dims, input_shapes, strict_dims,
-            default_dims={**config.dims, **(default_dims or {})},
-            example_inputs=example_inputs, example_kwargs=example_kwargs,
+        report = _lint_torch(
+            source, spec, request, config, dims=dims, input_shapes=input_shapes,
+            strict_dims=strict_dims, tf32=tf32, default_dims=default_dims,
+            example_inputs=example_inputs, example_kwargs=example_kwargs, decode=decode,
         )  # fmt: skip
-        report = check(analyse(model, spec, tf32=tf32), config)
     if confirm is not None:
         from memlint.confirm import measure
 
@@ -129,6 +130,53 @@ def lint(
             provider=confirm.provider, progress=confirm.progress, announce=confirm.announce,
         ))  # fmt: skip
     return report
+
+
+def _lint_torch(
+    source: Any, spec: HardwareSpec, request: ScenarioRequest, config: Config, *,
+    dims: Mapping[str, int] | None, input_shapes: Mapping[str, tuple[int, ...]] | None,
+    strict_dims: bool, tf32: bool, default_dims: Mapping[str, int] | None,
+    example_inputs: Any, example_kwargs: Mapping[str, Any] | None, decode: int | None,
+) -> Report:
+    """A torch source linted, with the LLM sections when it is a step with a KV cache
+    (memlint.llm.torch_step)."""
+    from memlint.llm.session import sections
+    from memlint.llm.torch_step import lint_step
+
+    if decode is not None:
+        if isinstance(decode, bool) or not isinstance(decode, int) or decode < 0:
+            raise ConfigError(f"decode={decode!r}: expected the cached tokens, a whole number >= 0")
+        if request.phase not in (None, "decode") or request.context not in (None, decode):
+            raise ConfigError(f"decode={decode} contradicts the scenario's phase or context")
+        request = dataclasses.replace(request, phase="decode", context=decode)
+    if isinstance(source, (str, os.PathLike, Model)) and request.flags:
+        raise ConfigError(
+            f"{', '.join(request.flags)}: a .pt2 program or a loaded Model is linted at the "
+            "shapes it has; LLM scenarios apply to ONNX models and Hugging Face torch models"
+        )
+    bind = {"dims": dims, "strict_dims": strict_dims,
+            "default_dims": {**config.dims, **(default_dims or {})}}  # fmt: skip
+
+    def capture(obj: Any, args: Any, kwargs: Mapping[str, Any] | None) -> Model:
+        return load(obj, input_shapes=input_shapes, example_inputs=args, example_kwargs=kwargs,
+                    **bind)  # fmt: skip
+
+    def analyse_model(model: Model) -> Report:
+        return check(analyse(model, spec, tf32=tf32), config)
+
+    report, run = lint_step(
+        source, spec=spec, request=request, analyse_model=analyse_model, capture=capture,
+        example_inputs=example_inputs, example_kwargs=example_kwargs, strict_dims=strict_dims,
+    )  # fmt: skip
+    if run is None:
+        return report
+    return dataclasses.replace(report, llm=sections(
+        run, sweeps=request.sweeps, generate_tokens=request.generate,
+        weights_dtype=request.weights_dtype, kv_dtype=request.kv_dtype, tp=request.tp,
+        exact=request.exact,
+        find_crossover=bool(request.sweeps) if request.find_crossover is None
+        else request.find_crossover,
+    ))  # fmt: skip
 
 
 def lint_llm(
@@ -156,9 +204,11 @@ def lint_llm(
     from memlint.analysis.structure import detect
     from memlint.llm.scenario import (
         Evaluator,
+        assumed_dims,
         check_sequence_positions,
         scenario_dims,
         scenario_inputs,
+        strict_dims_error,
     )
     from memlint.llm.scenario import resolve as resolve_scenario
     from memlint.llm.session import LlmLint
@@ -182,7 +232,11 @@ def lint_llm(
         structure, phase=phase, batch=batch, context=context, prompt=prompt, dims=given
     )
     model = first
+    assumed: dict[str, str] = {}  # dims only the scenario's defaults set, with their source
     if scenario is not None:
+        assumed = assumed_dims(structure, scenario, given, phase_given=phase is not None)
+        if strict_dims and assumed:
+            raise strict_dims_error(structure, scenario, assumed)
         wanted = {**given, **scenario_dims(structure, scenario)}
         bound = {b.name: b.value for b in first.dims if not b.assumed}
         values = scenario_inputs(structure, scenario)  # a merged decoder's branch flag
@@ -195,7 +249,8 @@ def lint_llm(
             structure = dataclasses.replace(detect(model), cache_flags=structure.cache_flags)
     elif strict_dims:
         model = load(source, dims, input_shapes, strict_dims=True, default_dims=defaults)
-    report = check(analyse(_with_sources(model, sources), spec, tf32=tf32), config)
+    model = _with_sources(_with_assumed(model, assumed), sources)
+    report = check(analyse(model, spec, tf32=tf32), config)
     evaluator = None
     if structure.has_kv_cache:
         known = {b.name for b in first.dims}  # a config dim the model lacks binds nothing
@@ -218,6 +273,17 @@ def _export_dims(source: Any) -> tuple:  # tuple[memlint.analysis.export_dims.Ex
     if not isinstance(source, ParsedOnnx):
         return ()
     return export_dims(str(source.path), declared_input_dims(source))
+
+
+def _with_assumed(model: Model, assumed: Mapping[str, str]) -> Model:
+    """`model` with each dim only an LLM scenario default set marked assumed, its source the
+    default ("LLM default context")."""
+    if not assumed:
+        return model
+    return dataclasses.replace(model, dims=tuple(
+        dataclasses.replace(b, assumed=True, source=assumed[b.name]) if b.name in assumed else b
+        for b in model.dims
+    ))  # fmt: skip
 
 
 def _with_sources(model: Model, sources: Mapping[str, str]) -> Model:
@@ -285,10 +351,13 @@ def load(
             "the shapes to lint instead"
         )
     fx = torch_frontend()
+    from memlint.frontends.torch_logs import kept_logs
+
     bind = {"dims": dims, "default_dims": default_dims, "strict_dims": strict_dims}
-    if isinstance(source, (str, os.PathLike)):
-        return fx.capture_pt2(source, **bind).model
-    return fx.capture(source, example_inputs, example_kwargs, **bind).model
+    with kept_logs():  # torch's own log lines never reach the terminal (--debug shows them)
+        if isinstance(source, (str, os.PathLike)):
+            return fx.capture_pt2(source, **bind).model
+        return fx.capture(source, example_inputs, example_kwargs, **bind).model
 
 
 def parse(source: str | os.PathLike[str] | Any) -> Any:

@@ -19,11 +19,21 @@ import click
 from memlint import __version__
 from memlint.errors import MemlintError, OutputError
 from memlint.report import FORMATS
-from memlint.runner import DEFAULT_FAIL_ON, LintRequest
+
+# `memlint --version` and `--help` import click and this module only: the linting modules
+# (memlint.runner and below: numpy, onnx) are imported by the commands that lint.
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 FAIL_ON = ("error", "warning", "info", "never")
 __all__ = ["DEFAULT_FAIL_ON", "cli", "main", "run"]
+
+
+def __getattr__(name: str):  # noqa: ANN202 - DEFAULT_FAIL_ON lives in memlint.runner
+    if name == "DEFAULT_FAIL_ON":
+        from memlint.runner import DEFAULT_FAIL_ON
+
+        return DEFAULT_FAIL_ON
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _DefaultCommandGroup(click.Group):
@@ -57,7 +67,8 @@ _LINT_OPTIONS = (
     click.option("--hw-file", "hw_files", multiple=True, type=click.Path(path_type=Path), help="Extra hardware spec file (TOML/YAML); repeatable."),
     click.option("--dim", "dims", multiple=True, metavar="NAME=VALUE", help="Bind a symbolic dim; repeatable."),
     click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D0,D1,...", help="Whole shape of an input whose dims have no name; repeatable."),
-    click.option("--strict-dims", is_flag=True, help="Fail instead of assuming 1 for unbound dims."),
+    click.option("--strict-dims", is_flag=True, help="Fail instead of assuming 1 for unbound dims or an LLM "
+                 "scenario's defaults (batch, context, decode step)."),
     click.option("--tf32", is_flag=True, default=None, help="Let fp32 matmuls run at the TF32 tensor-core peak."),
     click.option("--select", multiple=True, metavar="CODES", help="Only these rule codes or prefixes (comma-separated; replaces the config's)."),
     click.option("--ignore", multiple=True, metavar="CODES", help="Skip these rule codes or prefixes (comma-separated; adds to the config's)."),
@@ -92,6 +103,7 @@ def _request(options: dict, **extra) -> LintRequest:  # noqa: ANN003
     """The LintRequest for the lint options in `options` (click's values by LintRequest and
     ScenarioRequest field name) plus `extra`."""
     from memlint.core.llm import ScenarioRequest
+    from memlint.runner import LintRequest
 
     values = {k: v for k, v in {**options, **extra}.items() if k != "debug"}
     scenario = {f.name: values.pop(f.name) for f in dataclasses.fields(ScenarioRequest)
@@ -203,13 +215,18 @@ def _check_one(model: Path, request: LintRequest, fmt: str, output: Path | None,
 
 @contextlib.contextmanager
 def _progress_bar():  # noqa: ANN202 - yields progress(done, total, phase)
-    """A transient progress bar on stderr for a measured run (shown once it reports)."""
+    """A transient progress bar on stderr for a measured run (shown once it reports); none
+    when stderr is no terminal (a CI log gets no bar, and no blank line where it was)."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield lambda done, total, phase: None
+        return
     with Progress(TextColumn("{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
+                  console=console, transient=True) as bar:
         task = bar.add_task("", total=None, visible=False)
 
         def progress(done: int, total: int, phase: str) -> None:

@@ -190,7 +190,8 @@ def run(ctx: RuleContext, config: Config, ruleset: RuleSet | None = None) -> Out
     raw = [_with_severity(f, config) for f in raw]
     kept, suppressed, unused = _suppress(raw, config.suppress)
     grouped = _group(kept, ctx)
-    visible = [f for f in grouped if not _is_noise(f, config)]
+    by_saving = {rule.code for rule in rules if rule.noise_by_saving}
+    visible = [f for f in grouped if not _is_noise(f, config, ctx, by_saving)]
     visible.sort(key=lambda f: (-f.saving_s, -(f.time_s or 0.0), f.code, f.nodes))
     return Outcome(
         findings=tuple(visible),
@@ -223,8 +224,11 @@ def _check(rule: Rule, ctx: RuleContext, *, lenient: bool = False) -> list[Findi
         except Exception as exc:  # noqa: BLE001
             raise RuleError(f"{where} crashed: {type(exc).__name__}: {exc}") from exc
     else:
-        for node in ctx.graph.nodes:
-            if node.qualified_op not in rule.op_types:
+        # each node's qualified op read once for every rule (a rule visits a few op types)
+        ops = ctx.shared("engine.qualified_ops", lambda: [n.qualified_op for n in ctx.graph.nodes])
+        wanted = rule.op_types
+        for node, op in zip(ctx.graph.nodes, ops):
+            if op not in wanted:
                 continue
             try:
                 found.extend(list(rule.check(ctx, node)))  # type: ignore[call-arg]
@@ -328,7 +332,10 @@ def _merge(members: list[Finding], ctx: RuleContext) -> Finding:
     )
 
 
-def _is_noise(finding: Finding, config: Config) -> bool:
+def _is_noise(
+    finding: Finding, config: Config, ctx: RuleContext, by_saving: set[str] = frozenset()
+) -> bool:  # type: ignore[assignment]
     if finding.time_s is None:  # about the graph as a whole (capacity, coverage): always shown
         return False
-    return (finding.share or 0.0) < config.min_share and finding.saving_s < config.min_saving_s
+    share = ctx.share(finding.saving_s) if finding.code in by_saving else (finding.share or 0.0)
+    return share < config.min_share and finding.saving_s < config.min_saving_s

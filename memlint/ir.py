@@ -14,13 +14,17 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, TypeVar, Union
+from typing import TYPE_CHECKING, Any, TypeVar, Union
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 _T = TypeVar("_T")
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
+# Node attribute a frontend sets (1) on a scatter that updates its data input's buffer in place
+# (a torch graph's index_copy_ into a StaticCache): its cost is the updates, not the buffer.
+IN_PLACE = "memlint.in_place"
 
 
 class DType(enum.Enum):
@@ -59,6 +63,10 @@ class DType(enum.Enum):
         self.bits = bits
         self.is_float = is_float
 
+    # Members are singletons compared by identity: hash them in C (Enum's own __hash__ is a
+    # Python call, and costs keyed by dtype are looked up once per node).
+    __hash__ = object.__hash__
+
     @classmethod
     def from_label(cls, label: str) -> DType:
         for member in cls:
@@ -73,6 +81,8 @@ class ComputeUnit(enum.Enum):
     TENSOR = "tensor"
     VECTOR = "vector"
 
+    __hash__ = object.__hash__  # see DType
+
 
 class ValueKind(enum.Enum):
     """What a tensor is, for the split of bytes moved."""
@@ -80,6 +90,8 @@ class ValueKind(enum.Enum):
     WEIGHT = "weights"
     ACTIVATION = "activations"
     KV_CACHE = "kv_cache"
+
+    __hash__ = object.__hash__  # see DType
 
 
 Shape = tuple[Union[int, None], ...]
@@ -94,23 +106,27 @@ class Value:
     dtype: DType
     kind: ValueKind = ValueKind.ACTIVATION
 
+    # Read for every tensor by several passes: each tests its shape in C (`None in shape`).
     @property
     def is_resolved(self) -> bool:
-        return self.shape is not None and all(d is not None for d in self.shape)
+        shape = self.shape
+        return shape is not None and None not in shape
 
     @property
     def numel(self) -> int | None:
-        if not self.is_resolved:
+        shape = self.shape
+        if shape is None or None in shape:
             return None
-        return math.prod(self.shape)  # type: ignore[arg-type]
+        return math.prod(shape)
 
     @property
     def nbytes(self) -> int | None:
         """Bytes at the dtype's bit width, rounded up to whole bytes (two int4 per byte)."""
-        numel = self.numel
-        if numel is None or self.dtype.bits == 0:
+        shape = self.shape
+        bits = self.dtype.bits
+        if shape is None or None in shape or bits == 0:
             return None
-        return (numel * self.dtype.bits + 7) // 8
+        return (math.prod(shape) * bits + 7) // 8
 
 
 @dataclass(frozen=True)
@@ -159,8 +175,9 @@ class Graph:
 @dataclass(frozen=True)
 class DimBinding:
     """How a symbolic dim got its value: bound by the user, or assumed. `source` names the file
-    and key a value came from when the exporter's own files gave it ("config.json image_size");
-    empty for a value the caller bound or memlint assumed."""
+    and key a value came from when the exporter's own files gave it ("config.json image_size"),
+    or, for an assumed dim, the LLM scenario default that set it ("LLM default context"); empty
+    for a value the caller bound or memlint assumed to be 1."""
 
     name: str
     value: int

@@ -92,6 +92,10 @@ class Rule:
     severity: ClassVar[Severity] = Severity.WARNING
     op_types: ClassVar[frozenset[str] | None] = None  # None: graph scope
     options: ClassVar[Mapping[str, Option]] = EMPTY
+    # True: a finding is noise when what its fix saves (not the time of the nodes it names) is
+    # under both thresholds; for rules whose nodes can take much time while fixing them saves
+    # little (ML102: a chain one kernel would not shorten much)
+    noise_by_saving: ClassVar[bool] = False
     fix: ClassVar[str]
     bad: ClassVar[Example]
     good: ClassVar[Example]

@@ -23,6 +23,27 @@ ATTENTION = (
     "writes its output in the [batch, sequence, hidden] layout, so this copy disappears"
 )
 HEAD_PERMS = frozenset({(0, 2, 1, 3), (0, 2, 3, 1)})  # [b, s, heads, d] <-> [b, heads, s, d]
+SDPA = "torch.nn.functional.scaled_dot_product_attention"
+# A torch module's fixes (memlint.analysis.artifact), by the start of the copy's pattern: torch
+# APIs instead of ONNX rewrites.
+TORCH_GQA = f"{SDPA}(..., enable_gqa=True) reads each KV head once for its group, not repeat_kv"
+TORCH_FIXES = (
+    ("cancelling Transpose pair",
+     "remove both permutes, they compose to the identity (torch.compile drops them)"),
+    ("weight Transpose",
+     ("transpose the weight once when the module is built (a parameter in the layout the "
+      "kernel reads), not on every call")),
+    ("Transpose into MatMul operand",
+     ("keep the transpose a view: torch.matmul reads a transposed operand without a copy (no "
+      ".contiguous() before it), and torch.compile folds the permute")),
+    ("Transpose of the KV cache",
+     f"{SDPA} reads K as it is (no K^T copy) and keeps the scores on chip"),
+    ("attention head split/merge Transpose",
+     (f"if this is attention: {SDPA} takes the heads as a transposed view; else {FOLD} "
+      "(torch.compile)")),
+    ("Expand of the KV cache", TORCH_GQA),
+    ("Tile of the KV cache", TORCH_GQA),
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +62,14 @@ def classify(ctx: RuleContext, node: Node) -> Copy | None:
     if node.op_type == "Cast":
         return _cast(ctx, node)
     return _expand(ctx, node)
+
+
+def for_torch(copy: Copy) -> Copy:
+    """The copy with a torch module's fix, where its pattern has one."""
+    for start, fix in TORCH_FIXES:
+        if copy.pattern.startswith(start):
+            return Copy(copy.pattern, copy.nodes, fix)
+    return copy
 
 
 def perm(ctx: RuleContext, node: Node) -> tuple[int, ...]:

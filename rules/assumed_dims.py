@@ -14,7 +14,9 @@ class AssumedDims(Rule):
     ## What it does
     Lists the symbolic dims (batch size, sequence length, past length, ...) of the model's inputs
     that were neither given with `--dim` / `--input-shape` nor in the config, and the value
-    memlint assumed for each (1).
+    memlint assumed for each: 1, or for a decoder with a KV cache linted at its default LLM
+    scenario the scenario's default, named (`past_sequence_length=1023 (LLM default context)`:
+    the batch, the context, the decode step's one new token).
 
     ## Why is this bad?
     Whether an operator is memory-bound depends on these sizes: a projection is a GEMV at batch 1
@@ -23,7 +25,9 @@ class AssumedDims(Rule):
 
     ## How to fix
     Bind each dim to the size you deploy with, e.g. `--dim batch_size=8 --dim
-    sequence_length=1 --dim past_sequence_length=2047`, or set `dims` in `[tool.memlint]`.
+    sequence_length=1 --dim past_sequence_length=2047`, or set `dims` in `[tool.memlint]`; for
+    an LLM's defaults, `--batch`, `--context` and `--phase` do the same. `--strict-dims` makes
+    any assumed dim, an LLM default included, exit 2.
 
     ## Known limits
     Dims of intermediate tensors that inference could not express in the inputs' dims are not
@@ -45,11 +49,16 @@ class AssumedDims(Rule):
         assumed = [d for d in ctx.model.dims if d.assumed]
         if not assumed:
             return
-        listing = ", ".join(f"{d.name}={d.value}" for d in assumed)
+        listing = ", ".join(f"{d.name}={d.value}" + (f" ({d.source})" if d.source else "")
+                            for d in assumed)
         flags = " ".join(f"--dim {d.name}=N" for d in assumed)
+        defaults = [d for d in assumed if d.source]  # an LLM scenario's defaults
+        scenario = " (or the scenario flags --batch, --context, --phase)" if defaults else ""
+        flags = f"Bind them with --dim{scenario}: {flags}"
         yield self.finding(
             ctx,
             f"{len(assumed)} symbolic dim(s) not bound, assumed {listing}",
-            evidence=[Metric("assumed_dims", len(assumed))],
-            fixes=[Fix(f"Bind them: {flags}")],
+            evidence=[Metric("assumed_dims", len(assumed)),
+                      *([Metric("llm_default_dims", len(defaults))] if defaults else [])],
+            fixes=[Fix(flags)],
         )

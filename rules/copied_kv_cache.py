@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from memlint import units
+from memlint.analysis.artifact import artifact
 from memlint.analysis.kv_copies import is_cache_or_copy
 from memlint.costs import ByteCounts, CostStatus, OpCost
 from memlint.findings import Finding, Fix, Metric, Severity
@@ -43,7 +44,8 @@ class CopiedKvCache(Rule):
     with IOBinding), or a static cache (transformers StaticCache) updated with `index_copy_` /
     scatter; in torch, a preallocated cache tensor written at the current position. For the
     repeat_kv copy: a kernel that reads the unexpanded KV heads (onnxruntime
-    GroupQueryAttention, torch `scaled_dot_product_attention(..., enable_gqa=True)`).
+    GroupQueryAttention, torch `scaled_dot_product_attention(..., enable_gqa=True)`). A torch
+    module is pointed at its own cache and SDPA first, an ONNX graph at onnxruntime's.
 
     ## Known limits
     The in-place estimate reads and writes the new tokens once in one kernel; a fused attention
@@ -117,19 +119,28 @@ class CopiedKvCache(Rule):
                 Metric("kv_bytes_per_token", per_token, "B"),
                 Metric("in_place_bytes", in_place.bytes_moved, "B"),
             ],
-            fixes=[Fix(text, saving_s) for text in FIXES],
+            fixes=[Fix(text, saving_s) for text in _fixes(ctx)],
             signature=f"Concat axis={axis} " + " ".join(
                 f"{v.dtype.label}{list(v.shape)}" for v in (past, *new, present) if v
             ),
         )
 
 
-FIXES = (
+ORT_GQA = (
     "Use onnxruntime GroupQueryAttention (com.microsoft) with one buffer for past and present "
-    "(past_present_share_buffer), bound with IOBinding, so only the new tokens are written.",
-    "Use a static cache (transformers StaticCache) updated in place with index_copy_ / scatter, "
-    "or preallocate the cache tensor in torch and write the current position.",
+    "(past_present_share_buffer), bound with IOBinding, so only the new tokens are written "
+    "(onnxruntime-genai's model builder writes the decoder this way)."
 )
+STATIC_CACHE = (
+    "Use a static cache (transformers StaticCache) updated in place with index_copy_ / scatter, "
+    "or preallocate the cache tensor in torch and write the current position."
+)
+
+
+def _fixes(ctx: RuleContext) -> list[str]:
+    """Best first: a torch module updates its own cache in place; an ONNX graph gets
+    onnxruntime's in-place cache first, the static cache of a re-export second."""
+    return [STATIC_CACHE] if artifact(ctx).is_torch else [ORT_GQA, STATIC_CACHE]
 
 
 def _repeated(rule: Rule, ctx: RuleContext, node: Node) -> Iterator[Finding]:
@@ -154,7 +165,7 @@ def _repeated(rule: Rule, ctx: RuleContext, node: Node) -> Iterator[Finding]:
         evidence=[Metric("cache_bytes", source.nbytes, "B"), Metric("copy_bytes", out.nbytes, "B"),
                   Metric("repeats", times), Metric("bytes_moved", moved, "B"),
                   Metric("copy_time_s", copy_s, "s"), Metric("share", ctx.share(copy_s), "fraction")],
-        fixes=[Fix(GQA_FIX, copy_s)],
+        fixes=[Fix(TORCH_GQA_FIX if artifact(ctx).is_torch else GQA_FIX, copy_s)],
         signature=f"{node.op_type} {source.dtype.label}{list(source.shape)} -> {list(out.shape)}",
     )
 
@@ -162,6 +173,11 @@ def _repeated(rule: Rule, ctx: RuleContext, node: Node) -> Iterator[Finding]:
 GQA_FIX = (
     "Attend with a kernel that reads the unexpanded KV heads: onnxruntime GroupQueryAttention "
     "(com.microsoft), or torch scaled_dot_product_attention(..., enable_gqa=True)."
+)
+TORCH_GQA_FIX = (
+    "Attend with a kernel that reads the unexpanded KV heads: torch "
+    "scaled_dot_product_attention(..., enable_gqa=True) instead of repeat_kv (onnxruntime "
+    "GroupQueryAttention after export)."
 )
 # Ops that pass the cache on as it is, or re-encoded (keep_io_types puts Casts around it).
 _THROUGH = frozenset({"Cast", "Transpose"})

@@ -6,6 +6,8 @@ import math
 from collections.abc import Iterator
 
 from memlint import units
+from memlint.analysis.artifact import Artifact, artifact
+from memlint.analysis.attention import attention_node_names
 from memlint.analysis.liveness import MemoryFootprint, resident_weights
 from memlint.findings import Finding, Fix, Metric, Severity
 from memlint.rulebase import Example, Option, Rule, RuleContext
@@ -42,6 +44,8 @@ class ExceedsDeviceMemory(Rule):
     Quantize the weights (int8 / int4 weight-only: the message says whether the total then fits),
     shard the model over N devices with tensor parallelism (N is the smallest count where
     weights/N + KV/N + activations fit), or lower batch x context (see ML104 for the largest batch).
+    The tools named fit the model: onnxruntime's quantizer for an ONNX graph, torchao for a torch
+    module; serving stacks (vLLM, TensorRT-LLM) and GPTQ/AWQ only for an LLM decoder.
 
     ## Known limits
     The liveness model is an unfused runtime without in-place buffer reuse; runtimes with memory
@@ -104,7 +108,8 @@ class ExceedsDeviceMemory(Rule):
             message,
             nodes=[mem.peak_node] if mem.peak_node else [],
             evidence=evidence,
-            fixes=[*_quantization_fixes(ctx, mem, usable), _parallel_fix(mem, usable, devices)],
+            fixes=[*_quantization_fixes(ctx, mem, usable),
+                   _parallel_fix(ctx, mem, usable, devices)],
         )
 
 
@@ -118,7 +123,7 @@ def _devices(mem: MemoryFootprint, usable: float) -> int | None:
 
 
 def _quantization_fixes(ctx: RuleContext, mem: MemoryFootprint, usable: float) -> list[Fix]:
-    fixes = []
+    fixes, made = [], artifact(ctx)
     weights = resident_weights(ctx.graph)
     for bits in (8, 4):
         quantized = sum(
@@ -132,27 +137,40 @@ def _quantization_fixes(ctx: RuleContext, mem: MemoryFootprint, usable: float) -
         total = quantized + mem.kv_cache_bytes + mem.peak_activation_bytes
         verdict = "fits" if total <= usable else f"still {units.nbytes(total - usable)} over"
         fixes.append(Fix(
-            f"int{bits} weight-only quantization of the matrices (onnxruntime MatMulNBits, "
-            f"GPTQ/AWQ): weights {units.nbytes(quantized)}, total {units.nbytes(total)}: {verdict}."
+            f"int{bits} weight-only quantization of the matrices ({_quantizers(made)}): "
+            f"weights {units.nbytes(quantized)}, total {units.nbytes(total)}: {verdict}."
         ))
     return fixes
 
 
-def _parallel_fix(mem: MemoryFootprint, usable: float, devices: int | None) -> Fix:
+def _quantizers(made: Artifact) -> str:
+    tools = "torchao" if made.is_torch else "onnxruntime MatMulNBits"
+    return tools + (", GPTQ/AWQ" if made.llm_decoder else "")
+
+
+def _parallel_fix(ctx: RuleContext, mem: MemoryFootprint, usable: float,
+                  devices: int | None) -> Fix:
+    """Tensor parallelism; serving stacks and batch x context for an LLM decoder; fused
+    attention where the graph materialises attention scores."""
+    made = artifact(ctx)
+    lower = "batch x context" if made.llm_decoder else "batch"
     if mem.peak_activation_bytes >= usable:
+        fused = (", or use fused attention (FlashAttention) so score tensors are not materialised"
+                 if attention_node_names(ctx) else "")
         return Fix(
             f"Tensor parallelism does not fit it at any N: live activations alone "
             f"({units.nbytes(mem.peak_activation_bytes)} at {mem.peak_node}) exceed "
-            f"{units.nbytes(usable)}; lower batch x context, or use fused attention "
-            f"(FlashAttention) so score tensors are not materialised."
+            f"{units.nbytes(usable)}; lower the {lower}{fused}."
         )
     if devices is None:
         return Fix(
-            f"Tensor parallelism does not fit it on up to {MAX_DEVICES} devices; lower batch x "
-            f"context or shrink the KV cache (see ML104)."
+            f"Tensor parallelism does not fit it on up to {MAX_DEVICES} devices; lower the "
+            f"{lower}" + (" or shrink the KV cache (see ML104)." if made.llm_decoder else ".")
         )
     per_device = (mem.weight_bytes + mem.kv_cache_bytes) / devices + mem.peak_activation_bytes
+    how = (f"vLLM --tensor-parallel-size {devices}, TensorRT-LLM tp_size" if made.llm_decoder
+           else "torch.distributed.tensor.parallel, DeepSpeed")
     return Fix(
-        f"Shard over {devices} devices with tensor parallelism (vLLM --tensor-parallel-size "
-        f"{devices}, TensorRT-LLM tp_size): {units.nbytes(per_device)} per device."
+        f"Shard over {devices} devices with tensor parallelism ({how}): "
+        f"{units.nbytes(per_device)} per device."
     )

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from memlint import units
+from memlint.analysis.artifact import artifact
 from memlint.analysis.attention import attention_node_names
 from memlint.costs import CostStatus
 from memlint.findings import Finding, Fix, Metric, Severity
 from memlint.ir import Node
 from memlint.rulebase import Example, Option, Rule, RuleContext
 
-from ._copies import classify, perm
+from ._copies import classify, for_torch, perm
 
 
 class LayoutCopy(Rule):
@@ -33,6 +34,8 @@ class LayoutCopy(Rule):
     Read operands transposed (Gemm transB, com.microsoft FusedMatMul), pre-transpose weights at
     export, delete cancelling pairs and round-trip Casts, use a GQA-aware attention kernel
     (GroupQueryAttention, SDPA enable_gqa) instead of repeat_kv, and let consumers broadcast.
+    A torch module is told the torch way: transposes left as views for torch.matmul,
+    `scaled_dot_product_attention` (with `enable_gqa=True` for repeat_kv), torch.compile.
 
     ## Known limits
     Copies of weights that are folded at load time cost nothing per run and are not reported.
@@ -66,6 +69,8 @@ class LayoutCopy(Rule):
         copy = classify(ctx, node)
         if copy is None:
             return  # the second node of a pair, reported with the first
+        if artifact(ctx).is_torch:
+            copy = for_torch(copy)
         results = [ctx.result(n.name) for n in copy.nodes]
         if any(r is None or r.cost.status is not CostStatus.MODELLED for r in results):
             return

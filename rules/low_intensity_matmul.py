@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from memlint import units
+from memlint.analysis.artifact import Artifact, artifact
 from memlint.costs import CostStatus, OpCost
 from memlint.findings import Finding, Fix, Metric, Severity
 from memlint.ir import Node
@@ -41,18 +42,21 @@ class LowIntensityMatmul(Rule):
     bytes alone. This is the memory wall of LLM decoding.
 
     ## How to fix
-    Serve M >= M* rows per weight read: batch requests (continuous batching). Its saving is per
-    M rows: their time now minus their share (M/M*) of one run at M*; the fix also says how the
-    per-row time drops. Store float weights narrower, weight-only (matmuls: int8 or int4 with
-    MatMulNBits, torchao, GPTQ/AWQ; convs: int8): the saving re-times the op with its weight
-    bytes scaled to 8 (4) bits of the current width, compute peak unchanged. At M <= 8,
-    speculative decoding verifies k draft tokens in one pass, multiplying M by k.
+    Serve M >= M* rows per weight read: batch requests (an LLM decoder: continuous batching in
+    vLLM, TGI, TensorRT-LLM; any other model: a server's dynamic batching). Its saving is per M
+    rows: their time now minus their share (M/M*) of one run at M*; the fix also says how the
+    per-row time drops. Store the weights narrower, weight-only (matmuls: int8 or int4, with
+    onnxruntime's MatMulNBits quantizer for an ONNX graph, torchao for a torch module, GPTQ/AWQ
+    for an LLM; convs: int8): the saving re-times the op with its weight bytes scaled to 8 (4)
+    bits of the current width, compute peak unchanged. Weights already int8 get the int4 step,
+    int4 weights none. Fixes are listed by saving, best first. An LLM decoder at M <= 8 also
+    gets speculative decoding, which verifies k draft tokens in one pass, multiplying M by k.
 
     ## Known limits
-    Weights that reach the product through an op (DequantizeLinear of QDQ weights, a Transpose)
-    are activations to this rule. Integer weights (MatMulInteger, MatMulNBits, QLinear ops) get
-    no quantization fix. The what-ifs scale every weight byte of the op (bias, scales alike) and
-    do not count dequantization arithmetic.
+    Weights that reach the product through an op other than a folded DequantizeLinear (a
+    Transpose) are activations to this rule. Integer convolution weights get no quantization
+    fix. The what-ifs scale every weight byte of the op (bias, scales alike) and do not count
+    dequantization arithmetic. "LLM decoder" means a KV cache among the graph inputs.
     """
 
     code = "ML101"
@@ -108,21 +112,28 @@ class LowIntensityMatmul(Rule):
 
 def _fixes(ctx: RuleContext, cost: OpCost, time_s: float, found: Product, m_star: int | None
            ) -> tuple[list[Fix], list[tuple[str, float]]]:
-    """Batching, weight-only quantization (with the saving of each width), speculation."""
-    rows, fixes = found.rows, []
+    """Batching, narrower weights (with the saving of each width), speculation for an LLM
+    decoder; the tools named fit the artifact (memlint.analysis.artifact). Best first: by
+    saving, a fix without an estimate last."""
+    made, rows, fixes = artifact(ctx), found.rows, []
     if m_star is not None and m_star > rows:
         batched = ctx.retime(with_rows(cost, m_star / rows)).predicted_latency_s
+        how = ("Batch requests (continuous batching: vLLM, TGI, TensorRT-LLM)" if made.llm_decoder
+               else "Batch more inputs per call (a server's dynamic batching, e.g. Triton "
+                    "Inference Server's)")
         fixes.append(Fix(
-            f"Batch requests (continuous batching: vLLM, TGI, TensorRT-LLM) so that >= {m_star} "
-            f"rows share each weight read: per-row time drops from "
+            f"{how} so that >= {m_star} rows share each weight read: per-row time drops from "
             f"{units.seconds(time_s / rows)} to {units.seconds(batched / m_star)}",
             time_s - batched * rows / m_star,
         ))
-    steps = () if not found.weight.dtype.is_float else _CONV_QUANT if found.is_conv else _QUANT
+    steps = _CONV_QUANT if found.is_conv else _QUANT
+    if not found.weight.dtype.is_float and found.is_conv:
+        steps = ()  # integer convolution weights: no narrower kernel to point at
     quant = [(label, time_s - ctx.retime(with_weight_bytes(cost, bits / found.weight_bits))
               .predicted_latency_s) for label, bits in steps if bits < found.weight_bits]
-    fixes += [Fix(_quant_text(label, found), saving) for label, saving in quant]
-    if rows <= SPECULATIVE_MAX_ROWS:
+    fixes += [Fix(_quant_text(label, found, made), saving) for label, saving in quant]
+    fixes.sort(key=lambda f: -f.saving_s)
+    if made.llm_decoder and rows <= SPECULATIVE_MAX_ROWS:
         fixes.append(Fix(
             "Speculative decoding (draft model, Medusa, EAGLE): verifying k draft tokens in one "
             f"pass reads the weights once for {rows}*k rows"
@@ -130,13 +141,17 @@ def _fixes(ctx: RuleContext, cost: OpCost, time_s: float, found: Product, m_star
     return fixes, quant
 
 
-def _quant_text(label: str, found: Product) -> str:
+def _quant_text(label: str, found: Product, made: Artifact) -> str:
+    bits = label[3:]
     if found.is_conv:
-        tools = "int8 QDQ weights: onnxruntime quantize_static, TensorRT"
+        tools = ("PT2E int8 quantization (torch.ao, XNNPACK/X86 quantizer), TensorRT"
+                 if made.is_torch else "int8 QDQ weights: onnxruntime quantize_static, TensorRT")
+    elif made.is_torch:
+        tools = f"torchao quantize_ with {label.capitalize()}WeightOnlyConfig"
     else:
-        tools = (f"onnxruntime matmul_nbits_quantizer -> MatMulNBits bits={label[3:]}, "
-                 f"torchao {label.capitalize()}WeightOnlyConfig")
-        tools += ", GPTQ/AWQ" if label == "int4" else ""
+        tools = f"onnxruntime matmul_nbits_quantizer -> MatMulNBits bits={bits}"
+    if label == "int4" and made.llm_decoder and not found.is_conv:
+        tools += ", GPTQ/AWQ"
     return f"Store the weights as {label} ({tools}); compute stays in {found.a.dtype.label}"
 
 

@@ -5,19 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from memlint import units
+from memlint.analysis.artifact import Producer, artifact, optimizer_command
 from memlint.analysis.attention import attention_block
 from memlint.costs import ByteCounts, CostStatus, OpCost
 from memlint.findings import Finding, Fix, Metric, Severity
 from memlint.ir import ComputeUnit, Node, ValueKind
 from memlint.rulebase import Example, Rule, RuleContext
 
-FIXES = (
-    "Export with torch.nn.functional.scaled_dot_product_attention (FlashAttention / "
-    "memory-efficient backend) so the scores stay on chip.",
-    "Fuse with onnxruntime.transformers.optimizer (optimize_model) into com.microsoft "
-    "MultiHeadAttention / GroupQueryAttention.",
-    "Build with TensorRT, whose fused multi-head attention (MHA) kernels keep the scores on chip.",
-)
+TENSORRT = ("Build with TensorRT, whose fused multi-head attention (MHA) kernels keep the scores "
+            "on chip.")
+OPSET_23 = ("scaled_dot_product_attention becomes the ONNX Attention op (opset 23), which "
+            "runtimes run as one fused kernel")
 
 
 class MaterializedAttention(Rule):
@@ -38,11 +36,17 @@ class MaterializedAttention(Rule):
     kernel does the same FLOPs with the scores kept on chip and reads Q, K, V and the mask once.
 
     ## How to fix
-    Export with `torch.nn.functional.scaled_dot_product_attention` (the FlashAttention or
-    memory-efficient backend at run time), fuse the ONNX graph with
-    `onnxruntime.transformers.optimizer` into com.microsoft MultiHeadAttention /
-    GroupQueryAttention, or build with TensorRT, whose fused multi-head attention keeps the scores
-    on chip.
+    The fixes fit the graph (memlint.analysis.artifact), best first. An ONNX graph (a
+    torch.onnx or Optimum export, or another): fuse it with onnxruntime's transformer optimizer
+    (`python -m onnxruntime.transformers.optimizer`, `optimize_model`) into com.microsoft
+    Attention / MultiHeadAttention, or for a decoder GroupQueryAttention with one KV buffer
+    (onnxruntime-genai's model builder writes it); a graph the optimizer already rewrote is told
+    how to get the block it left unfused (the model builder for a decoder, the optimizer rerun
+    with the model's heads and hidden size for an encoder). Then TensorRT, whose fused
+    multi-head attention keeps the scores on chip, and a re-export at opset 23, where torch.onnx
+    writes `scaled_dot_product_attention` as the ONNX Attention op. A torch module: call
+    `torch.nn.functional.scaled_dot_product_attention` (FlashAttention or memory-efficient
+    backend), or let torch.compile (Inductor) rewrite the eager pattern into it.
 
     ## Known limits
     The fused estimate keeps the block's FLOPs and times all of them at the matmuls' peak on the
@@ -58,8 +62,9 @@ class MaterializedAttention(Rule):
     name = "materialized-attention"
     severity = Severity.WARNING
     op_types = frozenset({"Softmax"})
-    fix = ("Export with torch.nn.functional.scaled_dot_product_attention, or fuse with "
-           "onnxruntime.transformers.optimizer (com.microsoft MultiHeadAttention).")
+    fix = ("Fuse the attention: onnxruntime.transformers.optimizer (com.microsoft "
+           "MultiHeadAttention / GroupQueryAttention) for ONNX, "
+           "torch.nn.functional.scaled_dot_product_attention in torch.")
     bad = Example(
         "g (float[1,4,64,32] q, float[1,4,32,64] kt, float[1,4,64,32] v) => (float[1,4,64,32] y) "
         "{ s = MatMul(q, kt)\n p = Softmax <axis = -1> (s)\n y = MatMul(p, v) }"
@@ -120,10 +125,44 @@ class MaterializedAttention(Rule):
                 Metric("fused_flops", fused.flops, "FLOP"),
                 Metric("fused_time_s", fused_s, "s"),
             ],
-            fixes=[Fix(text, saving_s) for text in FIXES],
+            fixes=[Fix(text, saving_s) for text in _fixes(ctx)],
             signature=" ".join([*(n.op_type for n in block), *(
                 f"{v.dtype.label}{list(v.shape)}" for v in operands if v and v.shape
             )]),
         )
 
 
+def _fixes(ctx: RuleContext) -> list[str]:
+    """Best first, for what the graph is: a torch module gets torch's fused attention; an ONNX
+    graph onnxruntime's optimizer (GroupQueryAttention for a decoder), unless the optimizer
+    already ran on it and left the block unfused; then TensorRT and a re-export."""
+    made = artifact(ctx)
+    if made.is_torch:
+        return [
+            ("Call torch.nn.functional.scaled_dot_product_attention instead of MatMul, softmax, "
+             "MatMul (FlashAttention / memory-efficient backend): the scores stay on chip."),
+            ("torch.compile (Inductor) rewrites common eager-attention patterns into "
+             "scaled_dot_product_attention."),
+        ]
+    builder = ("onnxruntime-genai's model builder (`python -m onnxruntime_genai.models.builder "
+               "-m MODEL -o OUT -p fp16 -e cuda`)")
+    unfused = "the transformer optimizer already ran on this graph and left this block unfused"
+    if made.producer is Producer.ORT_OPTIMIZED and made.llm_decoder:
+        first = (f"Build the decoder with {builder}: it writes com.microsoft GroupQueryAttention "
+                 f"with one KV buffer for past and present; {unfused}.")
+    elif made.producer is Producer.ORT_OPTIMIZED:
+        first = (f"Rerun onnxruntime's transformer optimizer on the export with this model's "
+                 f"settings (`{optimizer_command(ctx)}`): {unfused}, and its attention fusion "
+                 f"matches only the patterns it knows.")
+    else:
+        first = (f"Fuse with onnxruntime's transformer optimizer (`{optimizer_command(ctx)}`, or "
+                 "optimize_model) into com.microsoft " + (
+                     f"MultiHeadAttention; GroupQueryAttention with one KV buffer for past and "
+                     f"present comes from {builder}." if made.llm_decoder
+                     else "Attention / MultiHeadAttention."))
+    if made.producer is Producer.TORCH_ONNX:
+        export = ("Re-export with torch.onnx.export(..., dynamo=True, opset_version=23): "
+                  f"{OPSET_23}.")
+    else:
+        export = (f"Re-export from the framework with a fused attention op (torch: {OPSET_23}).")
+    return [first, TENSORRT, export]

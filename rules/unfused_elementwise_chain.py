@@ -33,7 +33,8 @@ class UnfusedElementwiseChain(Rule):
     com.microsoft Gelu / BiasGelu / FastGelu / SkipLayerNormalization /
     SimplifiedLayerNormalization and ONNX LayerNormalization; torch.compile (Inductor) and
     TensorRT fuse point-wise chains on their own. For a torch.fx graph the finding names torch's
-    fused op (torch.nn.functional.gelu, layer_norm, rms_norm) and torch.compile instead.
+    fused op (torch.nn.functional.gelu, layer_norm, rms_norm) and torch.compile instead; a graph
+    the onnxruntime optimizer already rewrote (and left this chain unfused) gets TensorRT.
 
     ## Known limits
     Chains that feed or read a Softmax are left to ML103 (attention). Metadata views (Reshape,
@@ -42,11 +43,17 @@ class UnfusedElementwiseChain(Rule):
     by a chain) do not join. Grouping is conservative: a side path through another kernel that
     is longer than the chain itself can split a chain a compiler would still fuse. The fused
     time is the roofline of the summed FLOPs and the fused bytes; a reduction whose row does not
-    fit on chip needs a second read, which is not counted.
+    fit on chip needs a second read, which is not counted. A chain one kernel would not shorten
+    (the fused bytes no fewer than as written: a squeeze-excitation gate x * sigmoid(s), s a
+    pooled vector broadcast over x) is no finding; SiLU is x * sigmoid(x) at one shape, and a
+    broadcast gate is named a sigmoid gate. Noise is judged by what fusing saves, not by the
+    time of the chain's nodes: a chain whose fix saves less than both thresholds
+    (--min-share of the predicted time, --min-saving-s) is hidden.
     """
 
     code = "ML102"
     name = "unfused-elementwise-chain"
+    noise_by_saving = True
     severity = Severity.WARNING
     op_types = None
     fix = "Fuse the chain: onnxruntime transformers optimizer, torch.compile or TensorRT."
@@ -80,6 +87,8 @@ class UnfusedElementwiseChain(Rule):
             time_s = sum(r.timing.predicted_latency_s for r in results)
             fused_s = ctx.retime(fused).predicted_latency_s
             saving_s = max(time_s - fused_s, 0.0)
+            if saving_s <= 0.0 or fused.bytes_moved >= written_b:
+                continue  # one kernel would move as much: nothing to fuse for
             pattern = recognise(ctx, chain)
             ops = [n.op_type for n in chain.nodes]
             tensor = f"{main.dtype.label}{list(main.shape or ())}"

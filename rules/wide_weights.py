@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from memlint import units
+from memlint.analysis.artifact import Artifact, artifact
 from memlint.errors import ConfigError
 from memlint.findings import Finding, Fix, Metric, Severity
 from memlint.ir import DType
@@ -15,18 +16,30 @@ from memlint.rulebase import Example, Option, Rule, RuleContext, with_weight_byt
 from ._products import QUANTIZABLE_OPS, weight_inputs
 
 TARGET_BITS = {"fp16": 16, "bf16": 16, "int8": 8, "int4": 4}
-# (step, bits, fix): every float weight goes to at most 16 bits; products' weights to `bits`
-_STEPS = (
-    ("fp16", 16, "Convert the weights to fp16/bf16: onnxruntime.transformers.float16."
-                 "convert_float_to_float16 (or onnxconverter_common.float16), keep_io_types=True; "
-                 "torch: model.half() / .to(torch.bfloat16)"),
-    ("int8", 8, "Quantize matmul weights to int8 weight-only: onnxruntime matmul_nbits_quantizer "
-                "(MatMulNBitsQuantizer, DefaultWeightOnlyQuantConfig(bits=8)) -> MatMulNBits, or "
-                "torchao Int8WeightOnlyConfig"),
-    ("int4", 4, "Quantize matmul weights to int4 weight-only: onnxruntime matmul_nbits_quantizer "
-                "(formerly matmul_4bits_quantizer) -> MatMulNBits, torchao Int4WeightOnlyConfig, "
-                "or GPTQ/AWQ (auto-gptq, autoawq)"),
-)
+# (step, bits): every float weight goes to at most 16 bits; products' weights to `bits`
+_STEPS = (("fp16", 16), ("int8", 8), ("int4", 4))
+
+
+def _step_fix(step: str, made: Artifact) -> str:
+    """How to take `step`, with the tools of the artifact: torch's for a torch module,
+    onnxruntime's for an ONNX graph; GPTQ/AWQ for an LLM decoder's int4."""
+    if step == "fp16":
+        how = ("model.half() / model.to(torch.bfloat16)" if made.is_torch else
+               "onnxruntime.transformers.float16.convert_float_to_float16 (or "
+               "onnxconverter_common.float16), keep_io_types=True")
+        return f"Convert the weights to fp16/bf16: {how}"
+    if made.is_torch:
+        how = f"torchao quantize_(model, {step.capitalize()}WeightOnlyConfig())"
+    elif step == "int8":
+        how = ("onnxruntime matmul_nbits_quantizer (MatMulNBitsQuantizer, "
+               "DefaultWeightOnlyQuantConfig(bits=8)) -> MatMulNBits")
+    else:
+        how = "onnxruntime matmul_nbits_quantizer (formerly matmul_4bits_quantizer) -> MatMulNBits"
+    if step == "int4" and made.llm_decoder:
+        how += ", or GPTQ/AWQ (auto-gptq, autoawq)"
+    return f"Quantize matmul weights to {step} weight-only: {how}"
+
+
 _EXAMPLE = (
     'g (float["batch",1024] x) => (float["batch",1024] y) <float[1024,1024] w> '
     "{ y = MatMul(x, w) }"
@@ -54,9 +67,10 @@ class WideWeights(Rule):
     every run: fp32 weights stream twice the bytes of fp16 and eight times those of int4.
 
     ## How to fix
-    Convert the model to fp16/bf16 (onnxruntime.transformers float16, onnxconverter_common);
-    then store matmul weights as int8 or int4 weight-only (onnxruntime's MatMulNBits quantizer,
-    torchao, GPTQ/AWQ) and check accuracy.
+    Convert the model to fp16/bf16 (an ONNX graph: onnxruntime.transformers float16,
+    onnxconverter_common; a torch module: `model.half()`); then store matmul weights as int8 or
+    int4 weight-only (onnxruntime's MatMulNBits quantizer, torchao for a torch module, GPTQ/AWQ
+    for an LLM decoder) and check accuracy. The fixes are listed by saving, best first.
 
     ## Known limits
     Compute stays at the current peak: the fp16 step does not count the halved activations or
@@ -107,8 +121,10 @@ class WideWeights(Rule):
         # fp16 model must not make "convert to fp16" a fix worth nanoseconds.
         wide_time = sum(time_by_dtype[d] for d in wide)
         widest = max(d.bits for d in wide if time_by_dtype[d] >= SIGNIFICANT * wide_time)
-        savings = [(step, text, sum(_saving(ctx, r.name, bits, splits[r.name]) for r in readers))
-                   for step, bits, text in _STEPS if bits < widest]
+        made = artifact(ctx)
+        savings = [(step, _step_fix(step, made),
+                    sum(_saving(ctx, r.name, bits, splits[r.name]) for r in readers))
+                   for step, bits in _STEPS if bits < widest]
         weight_time = sum(time_by_dtype.values())
         concerned = sorted(  # the nodes that read the wide weights, the heaviest readers first
             (r for r in readers if any(d in wide and n for d, n in splits[r.name])),
@@ -132,7 +148,9 @@ class WideWeights(Rule):
         ]
         evidence += [Metric(f"saving_{step}_s", s, "s") for step, _, s in savings]
         yield self.finding(ctx, message, nodes=[r.name for r in concerned], evidence=evidence,
-                           fixes=[Fix(text, s) for _, text, s in savings], time_s=time_s)
+                           fixes=sorted((Fix(text, s) for _, text, s in savings),
+                                        key=lambda fix: -fix.saving_s),  # best first
+                           time_s=time_s)
 
 
 def _bytes_by_input(ctx: RuleContext, name: str) -> list[tuple[DType, int]]:

@@ -64,7 +64,7 @@ def test_scenario_flags_refused_where_they_cannot_apply():
     with pytest.raises(LlmError, match="no KV-cache inputs"):
         memlint.lint(SAMPLES / "small_cnn.onnx", scenario={"batch": 4})
     model = api.load(SAMPLES / "small_cnn.onnx")  # an ir.Model cannot be re-bound
-    with pytest.raises(ConfigError, match="--batch, --sweep: LLM scenarios re-bind"):
+    with pytest.raises(ConfigError, match="--batch, --sweep: a .pt2 program or a loaded Model"):
         memlint.lint(model, scenario={"batch": 2, "sweeps": "batch=1,2"})
 
 

@@ -301,3 +301,98 @@ def test_a_negative_input_size_is_refused_and_minus_one_is_unknown(tmp_path: Pat
     unknown = memlint(model(-1), "--isolated", "--fail-on", "never")  # exporters' "unknown"
     assert unknown.returncode == 0, unknown.stderr
     assert "x[1]" in unknown.stdout  # assumed 1, and the report says so
+
+
+# -- failures of the libraries memlint drives: their logs kept, memlint's one line -----------
+
+
+@pytest.fixture(scope="module")
+def saved_program(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch = pytest.importorskip("torch")
+
+    class Linear(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(16, 16)
+
+        def forward(self, x):
+            return self.fc(x)
+
+    path = tmp_path_factory.mktemp("pt2") / "good.pt2"
+    torch.export.save(torch.export.export(Linear(), (torch.randn(2, 16),)), path)
+    return path
+
+
+def test_a_corrupt_pt2_is_one_line_without_torchs_traceback(tmp_path: Path, saved_program):
+    garbage = tmp_path / "garbage.pt2"
+    garbage.write_bytes(bytes(range(256)) * 12)
+    # torch logs a traceback ("Ran into the following error when deserializing") for both;
+    # memlint keeps it and quotes its error instead of "check the warnings above"
+    done = memlint(garbage)
+    assert_one_error_line(done, "garbage.pt2: not a readable torch.export program",
+                          "PytorchStreamReader failed reading zip archive")
+    data = saved_program.read_bytes()
+    for name, cut in (("head.pt2", data[:2000]), ("tail.pt2", data[:-100])):
+        (tmp_path / name).write_bytes(cut)
+        done = memlint(tmp_path / name)
+        line = assert_one_error_line(done, f"{name}: not a readable torch.export program")
+        assert "warnings above" not in line and "W1" not in done.stderr
+    assert memlint(saved_program, "--fail-on", "never").returncode == 0
+
+
+def test_a_torch_capture_failure_is_one_line(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    package = tmp_path / "badmods"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "import torch\n\n\n"
+        "class Branchy(torch.nn.Module):  # data-dependent control flow: no capture can take it\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc = torch.nn.Linear(8, 8)\n\n"
+        "    def forward(self, x):\n"
+        "        if x.sum() > 0:\n"
+        "            return self.fc(x)\n"
+        "        return x\n\n\n"
+        "def make():\n    return Branchy()\n\n\n"
+        "def inputs():\n    return (torch.randn(2, 8),)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "memlint.cli", "badmods:make", "--example-inputs",
+         "badmods:inputs"], capture_output=True, text=True, timeout=TIMEOUT_S, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)}, check=False,
+    )
+    # torch's symbolic-shapes logger warns before export fails ("Unable to find user code"):
+    # kept, so the only line is memlint's, naming both captures that failed
+    assert_one_error_line(done, "badmods:make: torch.export failed",
+                          "the torch.fx.symbolic_trace fallback failed too")
+
+
+def test_a_confirm_runtime_error_prints_no_onnxruntime_log(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    # a Conv whose input channels come from a dim: bound to 1 against a 3-channel kernel, it
+    # lints, and onnxruntime refuses it at run time (logging a coloured [E:onnxruntime:] line)
+    weight = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "c", 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "conv.onnx")
+    done = memlint(tmp_path / "conv.onnx", "--dim", "c=1", "--confirm", "--hw", "cpu",
+                   "--isolated")
+    assert "onnxruntime:" not in done.stderr and "\x1b[" not in done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert done.returncode == 2 and len(errors) == 1, done.stderr
+    assert errors[0].startswith("memlint: error: onnxruntime failed to run the model")
+    assert "Input channels C is not equal to kernel channels" in errors[0]
+    # what else stderr holds is memlint's announcement of the run, and no blank line
+    assert [line for line in done.stderr.splitlines() if line not in errors] == [
+        ("memlint: measuring with onnxruntime CPUExecutionProvider (cpu) against the "
+         "generic-cpu spec")]

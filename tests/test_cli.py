@@ -209,8 +209,10 @@ def test_json_report_of_gpt2_small_decode_step():
     assert summary["bytes_by_kind"]["weights"] > 400e6  # ~495 MB of fp32 weights read
     assert summary["dims"]["past_sequence_length"] == 1023
     # a decoder's unbound batch and new-token dims take the decode-step scenario (batch 1, one
-    # token), stated in the LLM section, not silently assumed
-    assert summary["assumed_dims"] == []
+    # token), stated in the LLM section; the batch no flag gave is the scenario's default, marked
+    # assumed with its source (the bound context says it is a decode step: one new token)
+    assert summary["assumed_dims"] == ["batch_size"]
+    assert summary["dim_sources"] == {"batch_size": "LLM default batch"}
     assert (summary["dims"]["batch_size"], summary["dims"]["sequence_length"]) == (1, 1)
     scenario = report["llm"]["serving"]["scenario"]
     assert (scenario["phase"], scenario["batch"], scenario["context"]) == ("decode", 1, 1023)

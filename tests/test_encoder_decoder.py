@@ -64,7 +64,9 @@ def test_optimum_writes_the_four_models(exports):
 def _fully_modelled(report) -> None:
     coverage = report.coverage
     assert coverage.nodes_modelled == coverage.nodes_total, report.coverage
-    assert report.assumed_dims == ()
+    # no dim silently left at 1: what the flags did not give is the scenario's, marked so
+    assert [d.name for d in report.model.dims if d.assumed and not d.source] == []
+    assert all(d.source.startswith("LLM default") for d in report.model.dims if d.assumed)
 
 
 @pytest.mark.parametrize("name", ["whisper", "t5"])
@@ -199,6 +201,8 @@ def test_cli_on_the_export_folder(exports, name, tmp_path):
     doc = json.loads(out.read_text())
     coverage = doc["summary"]["coverage"]
     assert coverage["nodes_modelled"] == coverage["nodes_total"]
-    assert doc["summary"]["assumed_dims"] == []
+    assumed = doc["summary"]["assumed_dims"]  # the default decode step's, each with its source
+    assert assumed and all(doc["summary"]["dim_sources"][n].startswith("LLM default")
+                           for n in assumed)
     assert doc["llm"]["serving"]["scenario"]["encoder_length"] == (
         1500 if name == "whisper" else 512)

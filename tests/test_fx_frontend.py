@@ -23,6 +23,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
+from memlint.analysis.kv_copies import copies  # noqa: E402
 from memlint.api import lint  # noqa: E402
 from memlint.costs import CostStatus  # noqa: E402
 from memlint.errors import DimError, ModelLoadError  # noqa: E402
@@ -219,10 +220,12 @@ class RepeatKv(nn.Module):
 def test_materialised_expand_reads_its_source():
     report = lint(RepeatKv(), example_inputs=(torch.randn(1, 8, 512, 64),))
     expand = only(report, "Expand")
-    # reads the 1*8*512*64 fp32 source (1 MiB), writes 3x that; all KV cache (the input is
-    # named past_key)
+    # reads the 1*8*512*64 fp32 source (1 MiB) of the KV cache (the input is named past_key),
+    # writes 3x that: a copy of the cache, activation traffic as in an ONNX graph ("the KV
+    # cache is the cache")
     assert expand.cost.bytes_read.kv_cache == 1_048_576
-    assert expand.cost.bytes_written.kv_cache == 3 * 1_048_576
+    assert expand.cost.bytes_written.kv_cache == 0
+    assert expand.cost.bytes_written.activations == 3 * 1_048_576
     copy = next(f for f in report.findings if f.code == "ML107")
     assert "GQA repeat_kv" in copy.message
 
@@ -240,7 +243,11 @@ def test_kv_cache_inputs_and_what_passes_them_on():
     assert values["past_key_values"].kind is ValueKind.KV_CACHE
     assert values["k"].kind is ValueKind.ACTIVATION
     concat = only(report, "Concat")
-    assert values[ir_node(report, concat.name).outputs[0]].kind is ValueKind.KV_CACHE
+    # the cat of the cache and the new key is a copy of the cache (as an ONNX present),
+    # activation traffic, which memlint.analysis.kv_copies finds again
+    out = ir_node(report, concat.name).outputs[0]
+    assert values[out].kind is ValueKind.ACTIVATION
+    assert out in copies(report.model.graph)
     assert "ML105" in {f.code for f in report.findings}  # copied-kv-cache sees the Concat
 
 
@@ -358,7 +365,7 @@ class WithOpts(nn.Module):
 def test_export_failure_falls_back_to_symbolic_trace(caplog):
     with caplog.at_level(logging.WARNING, logger="memlint"):
         report = lint(WithOpts(), example_inputs=(torch.randn(2, 8), Opts(2.0)))
-    assert "falling back to torch.fx.symbolic_trace" in caplog.text
+    assert "captured with torch.fx.symbolic_trace" in caplog.text
     assert report.model.metadata["capture"].startswith("torch.fx.symbolic_trace")
     assert only(report, "Gemm").cost.flops == 2 * 2 * 4 * 8 + 2 * 4
     assert report.model.graph.inputs == ("x",)
@@ -452,7 +459,12 @@ def test_block_through_fx_matches_its_onnx_export(tmp_path):
     assert via_fx.summary.bytes_by_kind.weights == pytest.approx(
         via_onnx.summary.bytes_by_kind.weights, rel=1e-3
     )
-    assert {f.code for f in via_fx.findings} == {f.code for f in via_onnx.findings}
+    # The exporter's separate bias Adds make unfused chains (bias Add + GELU) that fusing
+    # saves real time on; torch's addmm has the bias inside, and the one chain left (residual
+    # Add + LayerNorm) saves ~1 ns, under ML102's noise threshold. Everything else agrees.
+    fx_codes, onnx_codes = {f.code for f in via_fx.findings}, {f.code for f in via_onnx.findings}
+    assert fx_codes == onnx_codes - {"ML102"}
+    assert "ML102" in onnx_codes
 
 
 # --- the Done-when check: Hugging Face GPT-2 ---------------------------------------------------

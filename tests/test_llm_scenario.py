@@ -141,3 +141,72 @@ def test_scenario_at_clears_defaults():
     moved = base.at(batch=8)
     assert moved.defaulted == ("context",) and moved.batch == 8 and moved.origin == "flags"
     assert (moved.total_tokens, moved.tokens_per_step) == (256, 8)
+
+
+# --- scenario defaults are assumptions: marked everywhere, refused by --strict-dims -----------
+
+
+def test_scenario_defaults_are_marked_assumed_with_their_source():
+    from memlint.api import lint
+
+    report = lint(GPT2)  # no flag, no --dim: the default decode step
+    assert report.dims == {"batch_size": 1, "past_sequence_length": 255, "sequence_length": 1}
+    assert report.assumed_dims == ("batch_size", "past_sequence_length", "sequence_length")
+    summary = report.to_dict()["summary"]
+    assert summary["assumed_dims"] == ["batch_size", "past_sequence_length", "sequence_length"]
+    assert summary["dim_sources"] == {
+        "batch_size": "LLM default batch", "past_sequence_length": "LLM default context",
+        "sequence_length": "LLM default decode step",
+    }  # fmt: skip
+    (ml902,) = [f for f in report.findings if f.code == "ML902"]
+    assert "past_sequence_length=255 (LLM default context)" in ml902.message
+    assert "--context" in ml902.fixes[0].text
+    # what flags give is no assumption; the decode step's token follows from a given context
+    given = lint(GPT2, scenario={"batch": 2, "context": 100})
+    assert given.assumed_dims == () and "dim_sources" not in given.to_dict()["summary"]
+    assert not [f for f in given.findings if f.code == "ML902"]
+    # a prefill's prompt and its context, both defaults, with the total that follows them
+    prefill = lint(GPT2, scenario={"phase": "prefill", "batch": 1})
+    assert prefill.to_dict()["summary"]["dim_sources"] == {
+        "sequence_length": "LLM default prompt"}
+
+
+def test_strict_dims_refuses_scenario_defaults_in_one_line():
+    import subprocess
+
+    from clitools import MEMLINT
+
+    def run(*args: str):
+        return subprocess.run([*MEMLINT, str(GPT2), "--strict-dims", "--fail-on", "never", *args],
+                              capture_output=True, text=True, check=False)
+
+    refused = run()
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.count("\n") == 1, refused.stderr
+    assert refused.stderr.startswith(
+        "memlint: error: --strict-dims: the LLM scenario would assume batch_size=1 (LLM default "
+        "batch), past_sequence_length=255 (LLM default context), sequence_length=1 (LLM default "
+        "decode step); set --batch B, --context C, --phase decode or --dim batch_size=N")
+    partly = run("--batch", "4")
+    assert partly.returncode == 2 and "batch_size" not in partly.stderr
+    assert "--context C" in partly.stderr and "--batch B" not in partly.stderr
+    assert run("--batch", "4", "--context", "100").returncode == 0
+    dims = ("--dim", "batch_size=1", "--dim", "past_sequence_length=9", "--dim",
+            "sequence_length=1")
+    assert run(*dims).returncode == 0
+
+
+def test_the_header_marks_scenario_defaults_assumed():
+    from memlint.api import lint
+    from memlint.report import render
+    from memlint.report.text import render as render_text
+
+    report = lint(GPT2)
+    text = render_text(report, width=200)
+    assert ("dims: batch_size=1 (assumed: LLM default batch), past_sequence_length=255 "
+            "(assumed: LLM default context), sequence_length=1 (assumed: LLM default decode "
+            "step)") in text
+    assert "set to 1" not in text
+    markdown = render(report, "markdown")
+    assert "past\\_sequence\\_length=255 (assumed: LLM default context)" in markdown
+    assert "Assumed LLM scenario defaults" in markdown

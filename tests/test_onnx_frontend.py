@@ -769,9 +769,11 @@ def test_gpt2_small_graph_only_decode_step_is_memory_bound_with_kv_bytes():
     assert not (SAMPLES / "gpt2_small_graph_only.onnx.data").exists()
     report = lint(path, hw="a100", dims={"past_sequence_length": 1023})
     # a decoder with a KV cache is linted at its decode step (as on the command line): the
-    # batch is the scenario's default, the one new token the decode step's, none assumed
+    # batch is the scenario's default (assumed), the one new token the decode step's that the
+    # bound context asks for
     assert report.dims == {"batch_size": 1, "sequence_length": 1, "past_sequence_length": 1023}
-    assert report.assumed_dims == () and report.llm.serving.scenario.defaulted == ("batch",)
+    assert report.assumed_dims == ("batch_size",)
+    assert report.llm.serving.scenario.defaulted == ("batch",)
     matmuls = [n for n in report.nodes if n.op_type == "MatMul"]
     assert len(matmuls) == 12 * 6 + 1  # c_attn, QK, AV, c_proj, c_fc, c_proj per layer + lm_head
     assert {n.timing.bound for n in matmuls} == {Bound.MEMORY}

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import markupsafe
 import pytest
 
 from memlint import api
@@ -85,7 +86,7 @@ def test_page_has_every_section(gpt2_report, gpt2_html):
     assert page.count('<article class="finding') == len(gpt2_report.findings) > 0
     assert "NVIDIA A100 SXM4 80GB" in page and "nvidia-a100-sxm4-80gb" in page
     for line in gpt2_report.findings[0].message, *(f.text for f in gpt2_report.findings[0].fixes):
-        assert htmllib.escape(line, quote=False) in page
+        assert str(markupsafe.escape(line)) in page  # as autoescape writes it: ' is &#39;
     # dims are printed bound, and the conventions are stated
     assert "batch_size=4" in page and "past_sequence_length=128" in page
     assert htmllib.escape(view.CONVENTIONS[0], quote=False) in page
@@ -267,7 +268,8 @@ def test_roofline_chart(gpt2_report):
     for p in chart.points:
         assert chart.left <= p.cx <= chart.right and chart.top <= p.cy <= chart.bottom
         assert chart_module._R_MIN <= p.r <= chart_module._R_MAX
-    assert max(p.r for p in chart.points) == chart_module._R_MAX  # the slowest node
+    # area is predicted time: the slowest spot (or copies) gets the largest circle
+    assert max(p.r for p in (*chart.points, *chart.strip)) == chart_module._R_MAX
     # memory-bound nodes sit on the bandwidth diagonal: attained = bandwidth x intensity
     lm_head = next(p for p in chart.points if p.title.startswith("/lm_head/MatMul\n"))
     assert "1.93 FLOP/B" in lm_head.title and "3.94 TFLOP/s attained" in lm_head.title
@@ -283,7 +285,7 @@ def test_chart_caps_drawn_points(gpt2_report):
     placed = sum(1 for n in gpt2_report.nodes if chart_module.on_chart(n))
     drawn = sum(
         int(m.group(1).replace(",", ""))
-        if (m := re.search(r"each of ([\d,]+) nodes", p.title))
+        if (m := re.search(r"([\d,]+) nodes at this spot", p.title))
         else 1
         for p in capped.points
     )
@@ -412,5 +414,78 @@ def test_table_controls_in_headless_chromium(gpt2_report, tmp_path):
     # following a link to a node clears filters that hide it and opens the page that holds it
     assert check["revealed"][:2] == [True, ""]
     assert check["revealed"][2].endswith("page 2 of 2")
-    # hovering the slowest circle shows its node in the tooltip (its <title> moved to data-tip)
-    assert check["tooltip"] == [False, "/lm_head/MatMul", False]
+    # hovering the slowest circle shows its nodes in the tooltip (its <title> moved to data-tip):
+    # the attention MatMuls of both layers, one spot whose area is their summed time
+    assert check["tooltip"] == [False, "x2 /transformer/h.*/attn/MatMul", False]
+
+
+# --- readable evidence, one LLM heading, a chart that separates points and shows copies -------
+
+
+def test_evidence_shows_labels_not_raw_keys(gpt2_report, gpt2_html):
+    wide = next(f for f in gpt2_report.findings if f.code == "ML106")
+    assert wide.metric("saving_fp16_s") is not None  # the key stays in the data (JSON, SARIF)
+    assert '<td title="saving_fp16_s">Saving at fp16</td>' in gpt2_html
+    assert '<td title="weight_bytes_float32">float32 weights</td>' in gpt2_html
+    shown = re.findall(r'<table class="evidence">(.*?)</table>', gpt2_html, re.S)
+    cells = [c for table in shown for c in re.findall(r'<td title="[^"]*">([^<]*)</td>', table)]
+    assert cells and not [c for c in cells if re.fullmatch(r"[a-z0-9_]+", c)], cells
+
+
+def test_every_builtin_evidence_key_has_a_label():
+    from memlint.engine import builtin_rule_classes
+    from memlint.frontends.onnx_text import load_example
+    from memlint.hardware import resolve
+    from memlint.report.labels import evidence_label, is_known
+
+    names = set()
+    config = Config(min_share=0.0, min_saving_s=0.0)
+    for rule in builtin_rule_classes():
+        example = rule.bad
+        report = api.check(api.analyse(load_example(example), resolve(example.hw)), config)
+        names |= {m.name for f in report.findings for m in f.evidence}
+    for model in ("gpt2_decoder_step", "bert_encoder", "small_cnn"):
+        report = api.lint(ROOT / "sample_models" / f"{model}.onnx", config=config)
+        names |= {m.name for f in report.findings for m in f.evidence}
+    assert {"saving_fp16_s", "intensity", "score_passes", "kv_bytes_per_token"} <= names
+    assert sorted(n for n in names if not is_known(n)) == []
+    assert evidence_label("saving_int4_s") == "Saving at int4"
+    assert evidence_label("my_plugin_metric_s") == "My plugin metric"  # a plugin's key
+
+
+def test_llm_serving_is_one_heading(gpt2_html):
+    headings = re.findall(r"<h[1-6][^>]*>([^<]*)</h[1-6]>", gpt2_html)
+    assert headings.count("LLM serving") == 1, headings
+    assert '<a href="#llm">LLM serving</a>' in gpt2_html  # the nav link to it
+
+
+def test_chart_spreads_overlapping_circles_and_plots_copies(gpt2_report):
+    chart = chart_module.roofline_chart(gpt2_report)
+    # a decode step's matmuls all sit near one intensity: moved apart until none overlaps,
+    # each with a line back to its spot
+    for i, a in enumerate(chart.points):
+        for b in chart.points[i + 1:]:
+            gap = math.hypot(a.cx - b.cx, a.cy - b.cy) - a.r - b.r
+            assert gap >= 0.5, (a.title.splitlines()[0], b.title.splitlines()[0], gap)
+    moved = [p for p in chart.points if p.moved]
+    assert moved and all((p.x0, p.y0) != (p.cx, p.cy) for p in moved)
+    # identical layers share a circle whose area is their summed time
+    shared = [p for p in chart.points if "nodes at this spot" in p.title]
+    assert shared and all("each; together" in p.title for p in shared)
+    # copies (0 FLOP: the KV-cache Concats, Transposes) are in the strip, largest first
+    copies = [n for n in gpt2_report.nodes if chart_module.in_strip(n)]
+    assert copies and chart.strip and chart.strip_height > 0
+    assert chart.strip[0].title.startswith("x4 /transformer/h.*/attn/Concat_*")
+    assert [p.r for p in chart.strip] == sorted((p.r for p in chart.strip), reverse=True)
+    assert chart.height > chart.strip_top + chart.strip_height - 1
+    assert "without arithmetic" in chart.note and "strip below" in chart.note
+    page = html.render(gpt2_report)
+    assert page.count('class="leader"') == len(moved)
+    assert 'class="strip-bg"' in page and "No arithmetic (0 FLOP/B)" in page
+
+
+def test_a_model_without_copies_has_no_strip():
+    report = chain_report(3)  # Adds only: every node does arithmetic
+    chart = chart_module.roofline_chart(report)
+    assert chart.strip == () and chart.strip_height == 0 and chart.height == chart_module._H
+    assert 'class="strip-bg"' not in html.render(report)

@@ -73,7 +73,8 @@ def test_content(gpt2_report, gpt2_md):
     assert "(saves 1.03 us)" in text
     # details: every finding's evidence, the slowest operators, conventions
     assert "<summary>Evidence and fixes of all 9 findings</summary>" in text
-    assert "| past\\_bytes | 262 kB |" in text
+    assert "| Past KV cache | 262 kB |" in text  # the evidence's label, not its key
+    assert "past\\_bytes" not in text
     assert "<summary>Top 15 operators by predicted time</summary>" in text
     assert (
         "| /lm\\_head/MatMul | MatMul | 1.02 MFLOP | 530 kB | 1.93 FLOP/B | memory | 260 ns "

@@ -65,7 +65,8 @@ def test_fp32_gemv_numbers():
     # Batching to 20 rows: flops 94,371,840 -> compute 4.8396 us; bytes 9437184 + 20*15360 =
     # 9,744,384 -> memory 4.7790 us; compute-bound, 4.8396 us for 20 rows. Saving for our one
     # row: 4.63587 us - 4.8396 us / 20 = 4.39389 us.
-    batch = _fix(f, "Batch requests")
+    batch = _fix(f, "Batch more inputs per call")  # no KV cache: not an LLM, no vLLM advice
+    assert "vLLM" not in batch.text
     assert batch.saving_s == pytest.approx(time - 94_371_840 / FP32_PEAK / 20)
     assert "per-row time drops from 4.64 us to 242 ns" in batch.text
     # int8: weight bytes 9437184 * 8/32 = 2,359,296 -> saves 7,077,888 B / BW = 3.4712 us;
@@ -74,7 +75,12 @@ def test_fp32_gemv_numbers():
     assert _fix(f, "Store the weights as int8").saving_s == pytest.approx(7_077_888 / BW)
     assert _fix(f, "Store the weights as int4").saving_s == pytest.approx(8_257_536 / BW)
     assert "int4 weights save 4.05 us" in f.message
-    assert any(x.text.startswith("Speculative decoding") for x in f.fixes)  # M = 1 <= 8
+    assert not any("Speculative decoding" in x.text for x in f.fixes)  # not a decoder
+    # best first: batching 4.39 us > int4 4.05 us > int8 3.47 us; an ONNX graph gets
+    # onnxruntime's quantizer, not torchao
+    assert [x.saving_s for x in f.fixes] == sorted((x.saving_s for x in f.fixes), reverse=True)
+    assert "MatMulNBits" in _fix(f, "Store the weights as int4").text
+    assert "torchao" not in _fix(f, "Store the weights as int4").text
 
 
 # BERT-large-shaped projections (hidden 1024, FFN 4096) in fp16.
@@ -124,7 +130,7 @@ def test_no_batch_reaches_the_ridge_but_weights_dominate():
     [f] = _findings(text)
     assert "no batch makes it compute-bound (M = 1)" in f.message
     assert f.metric("rows_compute_bound") is None
-    assert not any(x.text.startswith("Batch requests") for x in f.fixes)
+    assert not any(x.text.startswith("Batch") for x in f.fixes)
     # int8 saves 131072 * 3/4 = 98,304 B (compute 65536/19.5e12 = 3.4 ns stays below memory).
     assert _fix(f, "Store the weights as int8").saving_s == pytest.approx(98_304 / BW)
 

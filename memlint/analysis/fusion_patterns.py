@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from memlint.analysis.artifact import Producer, artifact
 from memlint.analysis.fusion import TINY_ELEMENTS, Chain, source
 from memlint.analysis.graph_index import GraphIndex
 from memlint.ir import Node, ValueKind
@@ -28,11 +29,16 @@ class Pattern:
 
 
 def recognise(ctx: GraphIndex, chain: Chain) -> Pattern:
-    """The chain's pattern, with the fix for the graph's framework: the onnxruntime optimizer
-    for an ONNX file, torch's fused ops and torch.compile for a torch.fx graph."""
+    """The chain's pattern, with the fix for the graph's framework (memlint.analysis.artifact):
+    the onnxruntime optimizer for an ONNX file (TensorRT where the optimizer already ran and
+    left the chain), torch's fused ops and torch.compile for a torch.fx graph."""
     pattern = _recognise(ctx, chain)
-    if ctx.model.format == "fx":
+    made = artifact(ctx)
+    if made.is_torch:
         return Pattern(pattern.name, _torch_fix(pattern.name))
+    if made.producer is Producer.ORT_OPTIMIZED and pattern.fix.startswith(ORT[:10]):
+        return Pattern(pattern.name, "TensorRT fuses it into one kernel (onnxruntime's transformer "
+                       "optimizer already ran on this graph and left it unfused)")
     return pattern
 
 
@@ -89,6 +95,11 @@ def _recognise(ctx: GraphIndex, chain: Chain) -> Pattern:
     if ops.keys() & {"Gelu", "FastGelu", "BiasGelu"} and bias:
         return Pattern("bias Add + GELU", f"{ORT.format(model_type)} folds the bias into "
                        f"BiasGelu / FastGelu's bias input; {ANY}")
+    if "Sigmoid" in ops and "Mul" in ops and not _is_silu(ctx, chain):
+        return Pattern("sigmoid gate (x * sigmoid(s), s broadcast)",
+                       "torch.compile (Inductor) or TensorRT fuse the gate's sigmoid into the "
+                       "Mul that applies it (and into the op before it); in ONNX, export the "
+                       "gate as one op or leave it: the small gate costs little")
     if "Sigmoid" in ops and "Mul" in ops:
         return Pattern("SiLU/SwiGLU" if ops["Mul"] >= 2 else "SiLU",
                        "torch.compile (Inductor) or TensorRT fuse SiLU and the gating Mul into "
@@ -99,10 +110,27 @@ def _recognise(ctx: GraphIndex, chain: Chain) -> Pattern:
                    "kernel; ONNX Runtime fuses only the named patterns, so export a fused op")
 
 
+def _is_silu(ctx: GraphIndex, chain: Chain) -> bool:
+    """x * sigmoid(x): a Mul of a Sigmoid's output with that Sigmoid's own input, at one
+    shape. A squeeze-excitation gate multiplies a feature map by the sigmoid of another (pooled,
+    broadcast) tensor: not a SiLU."""
+    sigmoids = {n.outputs[0]: n.inputs[0] for n in chain.nodes
+                if n.op_type == "Sigmoid" and n.inputs and n.outputs}
+    for node in chain.nodes:
+        if node.op_type != "Mul" or len(node.inputs) != 2:
+            continue
+        a, b = node.inputs
+        for gate, other in ((a, b), (b, a)):
+            if sigmoids.get(gate) == other:
+                x, y = ctx.value(gate), ctx.value(other)
+                if x is not None and y is not None and x.shape == y.shape:
+                    return True
+    return False
+
+
 def _model_type(ctx: GraphIndex) -> str:
     """The optimizer's --model_type: gpt2 for a decoder with a KV cache, else bert."""
-    values = (ctx.value(name) for name in ctx.graph.inputs)
-    return "gpt2" if any(v is not None and v.kind is ValueKind.KV_CACHE for v in values) else "bert"
+    return artifact(ctx).ort_model_type
 
 
 def _is_bias(ctx: GraphIndex, node: Node) -> bool:

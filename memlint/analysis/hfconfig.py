@@ -88,6 +88,12 @@ def read_config(path: Path | None) -> HfConfig | None:
     data = read_json_object(path)
     if data is None:
         return None
+    return config_from_dict(data, str(path))
+
+
+def config_from_dict(data: dict, path: str) -> HfConfig:
+    """The figures of a config held in memory (a torch model's `config.to_dict()`); `path`
+    names where it came from in reports."""
     text = data.get("text_config")
     scopes = [data] + ([text] if isinstance(text, dict) else [])
 
@@ -102,4 +108,4 @@ def read_config(path: Path | None) -> HfConfig | None:
     values = {name: first(keys) for name, keys in _CONFIG_KEYS.items()}
     if values["num_key_value_heads"] is None and data.get("multi_query") is True:
         values["num_key_value_heads"] = 1  # Falcon-style multi-query attention
-    return HfConfig(path=str(path), model_type=str(data.get("model_type", "")), **values)
+    return HfConfig(path=path, model_type=str(data.get("model_type", "")), **values)

@@ -179,13 +179,16 @@ class LlmStructure:
 
 
 def detect(
-    model: Model, *, config_path: str | Path | None = None, use_config: bool = True
+    model: Model, *, config_path: str | Path | None = None, use_config: bool = True,
+    config: HfConfig | None = None,
 ) -> LlmStructure:
     """The structure of `model`. config.json next to the model file is read when it exists
-    (or `config_path` when given); use_config=False reads the graph alone (no file access, as
-    a rule would want)."""
+    (or `config_path` when given, or `config` when the caller holds it: a torch model's own);
+    use_config=False reads the graph alone (no file access, as a rule would want)."""
     graph = model.graph
-    config = read_config(config_file(model.source, config_path)) if use_config else None
+    if config is None and use_config:
+        config = read_config(config_file(model.source, config_path))
+    said = "config.json" if config is None or config.path.endswith(".json") else config.path
     kv = tuple(_kv_tensor(v, model) for v in _kv_inputs(graph))
     kv_outputs = cache_outputs(graph)
     tokens = tuple(name for name in TOKEN_INPUTS if name in model.input_dim_names)
@@ -199,11 +202,11 @@ def detect(
             figures[key], sources[key] = graph_value, f"graph ({how})"
             if config_value is not None and config_value != graph_value:
                 notes.append(
-                    f"{key}: the graph has {graph_value} ({how}), config.json says "
+                    f"{key}: the graph has {graph_value} ({how}), {said} says "
                     f"{config_value}; using the graph's"
                 )
         elif config_value is not None:
-            figures[key], sources[key] = config_value, "config.json"
+            figures[key], sources[key] = config_value, said
         else:
             figures[key] = None
 

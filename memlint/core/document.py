@@ -78,8 +78,9 @@ def _node(node: NodeResult) -> dict[str, Any]:
 
 
 def _dim_sources(report: Report) -> dict[str, Any]:
-    """{"dim_sources": {dim: "config.json image_size"}} for the dims an export's own files gave;
-    nothing when none did (the document of other models is unchanged)."""
+    """{"dim_sources": {dim: "config.json image_size"}} for the dims an export's own files gave,
+    and for the LLM scenario defaults (also in assumed_dims): {dim: "LLM default context"};
+    nothing when there are none (the document of other models is unchanged)."""
     sources = {d.name: d.source for d in report.model.dims if d.source}
     return {"dim_sources": dict(sorted(sources.items()))} if sources else {}
 

@@ -31,6 +31,9 @@ Counts used (FLOPs per output element unless stated; everything on the vector un
 
 Bytes: each input read once and each output written once at its dtype ("as written": Scatter and
 TensorScatter read and write the whole tensor they update), except:
+- A scatter the frontend marks in place (attribute memlint.in_place: a torch graph's index_copy_
+  into a StaticCache, functionalized by torch.export) reads its indices and updates and writes
+  the updates into the buffer, under the buffer's kind (the KV cache's new tokens).
 - ConstantOfShape and EyeLike only write: their input gives a shape.
 - Gather, GatherElements, GatherND and Slice read only the part of `data` they return (output
   elements at data's dtype, under data's kind, at most all of it) plus their index inputs: an
@@ -56,7 +59,7 @@ from memlint.costs.registry import (
     register,
     register_metadata,
 )
-from memlint.ir import Value, ValueKind
+from memlint.ir import IN_PLACE, Value, ValueKind
 
 MS = "com.microsoft"
 NCHWC = "com.microsoft.nchwc"
@@ -152,10 +155,21 @@ def _gather_block_quantized(ctx: CostContext) -> OpCost:
 @register("Scatter", "ScatterElements", "ScatterND", info=MOVEMENT)
 def _scatter(ctx: CostContext) -> OpCost:
     reduction = text_attr(ctx, "reduction", "none")
+    updates = ctx.inputs[-1] if len(ctx.inputs) > 1 else None  # (data, [indices,] updates)
+    flops = 0 if reduction == "none" or updates is None else updates.numel
+    if ctx.attr(IN_PLACE, 0) and updates is not None and updates.nbytes is not None:
+        # the update of a buffer in place (a torch graph's index_copy_ into a StaticCache):
+        # reads the indices and the updates, writes the updates into the buffer's own bytes
+        data = ctx.input(0)
+        kind = data.kind if data is not None else updates.kind
+        return ctx.cost(
+            flops, bytes_read=ByteCounts.of(ctx.inputs[1:]),
+            bytes_written=ByteCounts.single(kind, updates.nbytes),
+            note="in place: the updates written into the buffer",
+        )  # fmt: skip
     if reduction == "none":
         return ctx.cost(0, note="a copy")
-    updates = ctx.input(2)
-    return ctx.cost(updates.numel if updates else 0, note=f"reduction={reduction}")
+    return ctx.cost(flops, note=f"reduction={reduction}")
 
 
 def interpolation_flops(mode: str, axes: int) -> int:

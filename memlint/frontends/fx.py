@@ -21,8 +21,10 @@ imports torch.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import inspect
+import io
 import logging
 import operator
 import os
@@ -37,13 +39,15 @@ from typing import Any
 
 import torch
 from torch import fx
-from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+from torch._subclasses.fake_tensor import FakeTensor
 from torch.export import ExportedProgram
-from torch.fx.experimental.symbolic_shapes import ShapeEnv
 from torch.utils import _pytree as pytree
 
 from memlint.errors import ModelLoadError, first_line
+from memlint.frontends import fx_cache, fx_decode, fx_moe
+from memlint.frontends.fx_fake import fake_meta_state, fake_tensor
 from memlint.frontends.fx_graph import Builder, Dims, Input, value_of
+from memlint.frontends.torch_logs import kept_logs, logged_error
 from memlint.ir import Model, ValueKind
 
 log = logging.getLogger(__name__)
@@ -145,12 +149,12 @@ def read_pt2(path: str | os.PathLike[str]) -> ExportedProgram:
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such file")
-    try:
-        with warnings.catch_warnings(), _no_unpickling():
+    try:  # torch logs a damaged archive's traceback: kept, its error quoted in ours
+        with warnings.catch_warnings(), _no_unpickling(), kept_logs() as logs:
             warnings.simplefilter("ignore")
             return torch.export.load(str(path))
     except Exception as exc:  # noqa: BLE001 - any failure to read is a bad input file
-        reason = first_line(exc)
+        reason = logged_error(logs) or first_line(exc)
         raise ModelLoadError(f"{path}: not a readable torch.export program ({reason})") from None
 
 
@@ -215,7 +219,7 @@ def load_factory(spec: str, example_inputs: str | None = None) -> TorchSource:
         )
     if example_inputs is None:
         needs = isinstance(obj, torch.nn.Module) and not isinstance(obj, fx.GraphModule)
-        if needs:
+        if needs and not fx_decode.is_hf_generative(obj):  # memlint builds an HF model's step
             raise ModelLoadError(
                 f"{spec}: a module needs --example-inputs package.module:make_inputs"
             )
@@ -241,24 +245,33 @@ def _capture(
     """torch.export first; symbolic_trace + fake-tensor propagation when export fails."""
     training = module.training
     module.eval()  # memlint lints inference: dropout off, batch norm on running stats
+    step = contextlib.nullcontext()
+    if user_inputs is None and fx_cache.holds_cache(args, kwargs):  # a decode step's cache
+        flat = fx_cache.flatten(module.forward, args, kwargs)
+        step = fx_cache.flat_forward(module, flat)
+        args, kwargs, user_inputs = flat.tensors, {}, [Input(name) for name in flat.names]
     try:
-        with _fake_meta_state(module) as mode, warnings.catch_warnings():
+        with fake_meta_state(module) as mode, warnings.catch_warnings(), step, \
+                fx_moe.expected_routing(module) as routing, _whole_stacks():
             if mode is not None:  # no real weights: the example inputs become fake too
                 args, kwargs = pytree.tree_map_only(
-                    torch.Tensor, lambda t: _fake(mode, t), (args, kwargs)
+                    torch.Tensor, lambda t: fake_tensor(mode, t), (args, kwargs)
                 )
             warnings.simplefilter("ignore")
-            try:
-                program = torch.export.export(module, args, kwargs, strict=False)
+            try:  # torch prints the graph it had when export fails: keep it off stderr
+                with contextlib.redirect_stderr(io.StringIO()):
+                    program = torch.export.export(module, args, kwargs, strict=False)
             except Exception as exc:  # noqa: BLE001 - any export failure: fall back, saying why
                 reason = first_line(exc)
-                log.warning(
-                    "%s: torch.export failed (%s); falling back to torch.fx.symbolic_trace with "
-                    "shapes propagated on fake tensors", label, reason,
+                captured = _fallback(module, args, kwargs, label, binding, reason, user_inputs)
+                log.warning(  # said once the fallback worked (else its error says both)
+                    "%s: torch.export failed (%s); captured with torch.fx.symbolic_trace and "
+                    "shapes propagated on fake tensors instead", label, reason,
                 )  # fmt: skip
-                return _fallback(module, args, kwargs, label, binding, reason, user_inputs)
+                return captured
             example = tuple(pytree.tree_leaves((args, kwargs)))
-            return _from_program(program, label, "torch.export", binding, user_inputs, example)
+            captured = _from_program(program, label, "torch.export", binding, user_inputs, example)
+            return _noting_routing(captured, routing)
     finally:
         module.train(training)
 
@@ -290,7 +303,19 @@ def _from_program(
     saved = getattr(program, "example_inputs", None)  # what torch.export recorded, if anything
     if not example and saved is not None:
         example = tuple(pytree.tree_leaves(saved))
-    return _build(program.graph_module, inputs, binding, label, capture, program, example)
+    # outputs that write back into an input (index_copy_ into a StaticCache, functionalized)
+    mutated = frozenset(getattr(program.graph_signature, "user_inputs_to_mutate", {}) or ())
+    return _build(program.graph_module, inputs, binding, label, capture, program, example,
+                  mutated)  # fmt: skip
+
+
+def _noting_routing(captured: Captured, routing: fx_moe.Routing) -> Captured:
+    """The captured model with the MoE routing it was captured at in its metadata ("moe")."""
+    if not routing.blocks:
+        return captured
+    model = captured.model
+    metadata = MappingProxyType({**model.metadata, "moe": routing.describe()})
+    return dataclasses.replace(captured, model=dataclasses.replace(model, metadata=metadata))
 
 
 def _fallback(
@@ -303,7 +328,7 @@ def _fallback(
     except Exception as exc:  # noqa: BLE001 - both captures failed: one clear line
         raise ModelLoadError(
             f"{label}: torch.export failed ({reason}); the torch.fx.symbolic_trace fallback "
-            f"failed too ({first_line(exc)})"
+            f"failed too ({first_line(exc)}){_next_step(reason)}"
         ) from None
     placeholders = [n.name for n in lowered.graph.nodes if n.op == "placeholder"]
     given = list(user_inputs or ())
@@ -315,11 +340,28 @@ def _fallback(
     return _build(lowered, specs, binding, label, capture)
 
 
+def _next_step(reason: str) -> str:
+    """What to do about a capture failure, where memlint knows."""
+    if "data-dependent" in reason or "nonzero" in reason:
+        return (
+            ". Next step: the model branches or sizes a tensor on its data (nonzero, .item(), "
+            "a loop over a mask); write that part with static shapes or torch.cond, or lint an "
+            "ONNX export of the model (docs/torch.md, 'When capture fails')"
+        )
+    if "Unsupported input type" in reason:
+        return (
+            ". Next step: pass that input as tensors (a tuple or dict of tensors); "
+            "transformers caches are handled (docs/torch.md)"
+        )
+    return ". Next step: see docs/torch.md, 'When capture fails'"
+
+
 def _build(
     gm: fx.GraphModule, inputs: Mapping[str, Input], binding: Dims, label: str, how: str,
     program: ExportedProgram | None = None, example: tuple[Any, ...] = (),
+    in_place: frozenset[str] = frozenset(),
 ) -> Captured:
-    builder = Builder(gm, inputs, binding)
+    builder = Builder(gm, inputs, binding, in_place)
     model = builder.model(label, how)
     origins = MappingProxyType({k: tuple(v) for k, v in builder.origins.items()})
     return Captured(model, gm, origins, program, example)
@@ -475,40 +517,32 @@ def _holds_tensor(value: Any) -> bool:
 
 
 @contextlib.contextmanager
-def _fake_meta_state(module: torch.nn.Module) -> Iterator[FakeTensorMode | None]:
-    """While capturing, the module's meta-device parameters and buffers are fake CPU tensors
-    (shapes without storage, so a 7B model costs nothing; "cpu" because model code such as
-    torch.autocast(device_type=x.device.type) refuses "meta"). Yields the fake mode, or None
-    when nothing is on the meta device."""
-    slots = [
-        (table, name, tensor)
-        for sub in module.modules()
-        for table in (sub._parameters, sub._buffers)
-        for name, tensor in table.items()
-        if tensor is not None and tensor.device.type == "meta"
-    ]
-    if not slots:
-        yield None
+def _whole_stacks() -> Iterator[None]:
+    """While inside, torch.export records every frame of a node's stack from the first
+    forward on (helpers and nested functions included), not only the frames of functions named
+    `forward`, so a node's location is the line that runs it, not the line in forward that
+    calls a helper (memlint.frontends.fx_graph.source_location picks the innermost user
+    frame). torch's tracers keep forward frames only when `_record_forward_stack_traces_only`
+    is set; without that private hook (another torch), locations stay as torch records them."""
+    tracer = getattr(fx.proxy, "TracerBase", None)
+    real = getattr(tracer, "_filter_traceback_frames", None)
+    if real is None:
+        yield
         return
-    mode = FakeTensorMode(shape_env=ShapeEnv())
+
+    def every_frame(self: Any, summary: Any) -> Any:
+        only = getattr(self, "_record_forward_stack_traces_only", False)
+        self._record_forward_stack_traces_only = False
+        try:
+            return real(self, summary)
+        finally:
+            self._record_forward_stack_traces_only = only
+
+    tracer._filter_traceback_frames = every_frame
     try:
-        for table, name, tensor in slots:
-            fake = _fake(mode, tensor)
-            if isinstance(tensor, torch.nn.Parameter):
-                fake = torch.nn.Parameter(fake, requires_grad=tensor.requires_grad)
-            table[name] = fake
-        yield mode
+        yield
     finally:
-        for table, name, tensor in slots:
-            table[name] = tensor
-
-
-def _fake(mode: FakeTensorMode, tensor: torch.Tensor) -> torch.Tensor:
-    if isinstance(tensor, FakeTensor):
-        return tensor
-    if tensor.device.type == "meta":
-        return FakeTensor(mode, tensor.detach(), torch.device("cpu"))
-    return mode.from_tensor(tensor)
+        tracer._filter_traceback_frames = real
 
 
 __all__ = ["Captured", "TorchSource", "capture", "capture_pt2", "from_dynamo", "load_factory",

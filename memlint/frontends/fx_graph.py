@@ -7,6 +7,7 @@ frame on each node. memlint.frontends.fx captures the graph and calls it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import operator
@@ -24,8 +25,18 @@ from torch.utils import _pytree as pytree
 
 from memlint.errors import DimError
 from memlint.frontends.fx_ops import Call, Emit, lowering_of
-from memlint.frontends.onnx import KV_NAME, KV_PASSTHROUGH, KV_SCALING, NON_KV_DTYPES
-from memlint.ir import DimBinding, DType, Graph, Model, Node, SourceLocation, Value, ValueKind
+from memlint.frontends.onnx import KV_NAME, KV_VIEWS, NON_KV_DTYPES
+from memlint.ir import (
+    IN_PLACE,
+    DimBinding,
+    DType,
+    Graph,
+    Model,
+    Node,
+    SourceLocation,
+    Value,
+    ValueKind,
+)
 
 log = logging.getLogger("memlint.frontends.fx")
 
@@ -46,7 +57,12 @@ class Input:
 class Builder:
     """One pass over an aten graph: values from the fake tensors, nodes from the op table."""
 
-    def __init__(self, gm: fx.GraphModule, inputs: Mapping[str, Input], binding: Dims) -> None:
+    def __init__(
+        self, gm: fx.GraphModule, inputs: Mapping[str, Input], binding: Dims,
+        in_place: frozenset[str] = frozenset(),
+    ) -> None:  # fmt: skip
+        # fx nodes whose result writes back into an input: a scatter among them is in place
+        self.in_place = in_place
         self.gm = gm
         self.inputs = inputs
         self.dims = binding
@@ -150,6 +166,10 @@ class Builder:
         made_nodes = self.origins.setdefault(node.name, [])
         for emit in emits:
             kind = self._kind(emit)
+            if node.name in self.in_place and emit.op_type in _SCATTERS and emit.inputs:
+                emit = dataclasses.replace(emit, attributes={**emit.attributes, IN_PLACE: 1})
+                data = self.values.get(emit.inputs[0])
+                kind = data.kind if data is not None else kind  # the buffer itself
             for out in emit.outputs:
                 if out and out not in self.values:
                     if out in made:
@@ -174,16 +194,15 @@ class Builder:
         return self.names.get(node, node.name)
 
     def _kind(self, emit: Emit) -> ValueKind:
-        """KV cache passed on, all-weight (constant) inputs, or an activation (as for ONNX)."""
+        """A view of the KV cache is the cache; anything else made from it (a cat with the new
+        tokens, a repeat_kv expand, a transpose, a cast) is a copy, an activation, as for ONNX
+        (memlint.analysis.kv_copies finds the copies again). All-weight (constant) inputs give a
+        weight; else an activation."""
         ins = [self.values[n] for n in emit.inputs if n in self.values]
-        kv = [v for v in ins if v.kind is ValueKind.KV_CACHE]
-        if kv and not emit.domain:
-            if emit.op_type in KV_PASSTHROUGH or emit.op_type in {"Identity", "Dropout"}:
-                return ValueKind.KV_CACHE
-            others = [v for v in ins if v.kind is not ValueKind.KV_CACHE]
-            scaling = all(v.kind is ValueKind.WEIGHT or v.numel == 1 for v in others)
-            if emit.op_type in KV_SCALING and scaling:
-                return ValueKind.KV_CACHE
+        if ins and ins[0].kind is ValueKind.KV_CACHE and not emit.domain and (
+            emit.op_type in KV_VIEWS or emit.op_type == "Dropout"
+        ):
+            return ValueKind.KV_CACHE
         if ins and len(ins) == len([n for n in emit.inputs if n]) and all(
             v.kind is ValueKind.WEIGHT for v in ins
         ):
@@ -213,6 +232,9 @@ class Builder:
         self.used[base] = count
         self.used[name] = 0
         return name
+
+
+_SCATTERS = frozenset({"ScatterND", "ScatterElements", "Scatter"})
 
 
 class Dims:

@@ -517,6 +517,10 @@ LOWERINGS: dict[str, Lowering] = {
     "diagonal_scatter": op("ScatterND", "self", "src"),
     "as_strided_scatter": op("ScatterND", "self", "src"),
     "index_copy": op("ScatterND", "self", "index", "source"),
+    "index_add": lambda c: [  # out[index[i]] += alpha * source[i] along dim
+        c.emit("ScatterND", (c.tensor("self"), c.tensor("index"), c.tensor("source")),
+               attributes={"reduction": "add"})
+    ],
     "constant_pad_nd": op("Pad", "self"),
     "pad": op("Pad", "self"),
     "repeat": op("Tile", "self"),

@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from memlint.analysis.structure import DimRole, LlmStructure
 from memlint.core.llm import Phase, Scenario
 from memlint.core.report import Report, analyse
+from memlint.errors import DimError
 from memlint.frontends.onnx import load_onnx
 from memlint.hardware import HardwareSpec
-from memlint.ir import EMPTY
+from memlint.ir import EMPTY, Model
 from memlint.llm import LlmError
 from memlint.llm.whatif import Precision, apply_precision
 
@@ -49,9 +50,14 @@ _WHAT = {
 def default_context(structure: LlmStructure) -> tuple[int, str]:
     """The context of the default decode step (also the default prompt of a prefill), and how
     it was chosen."""
-    if structure.max_positions:
-        chosen = max(min(DEFAULT_CONTEXT, structure.max_positions - 1), 1)
-        return chosen, f"min({DEFAULT_CONTEXT}, {structure.max_positions} positions - 1)"
+    return default_context_for(structure.max_positions)
+
+
+def default_context_for(max_positions: int | None) -> tuple[int, str]:
+    """default_context for a model of `max_positions` positions (None: unknown)."""
+    if max_positions:
+        chosen = max(min(DEFAULT_CONTEXT, max_positions - 1), 1)
+        return chosen, f"min({DEFAULT_CONTEXT}, {max_positions} positions - 1)"
     return DEFAULT_CONTEXT, f"{DEFAULT_CONTEXT} (the model's positions are unknown)"
 
 
@@ -275,16 +281,62 @@ def scenario_dims(structure: LlmStructure, scenario: Scenario) -> dict[str, int]
     return dims
 
 
+# How to set each role instead of taking its default (the CLI flag, or --dim).
+_FLAG = {
+    DimRole.BATCH: "--batch B", DimRole.PAST: "--context C", DimRole.ENCODER: "--dim",
+}
+
+
+def assumed_dims(
+    structure: LlmStructure, scenario: Scenario, given: Mapping[str, int], *, phase_given: bool
+) -> dict[str, str]:
+    """The dims that only the scenario's defaults set (no flag, --dim or config gave them),
+    each with its source ("LLM default context"): the batch, the context, a prefill's prompt,
+    an encoder length, and the one new token of the default decode step (no --phase, and
+    nothing said about the context either); a total length follows them. `given` holds every
+    dim the caller bound."""
+    roles: dict[DimRole, str] = {}
+    for name, role in (("batch", DimRole.BATCH), ("context", DimRole.PAST),
+                       ("prompt", DimRole.NEW_TOKENS), ("encoder", DimRole.ENCODER)):
+        if name in scenario.defaulted:
+            roles[role] = f"LLM default {name}"
+    if not phase_given and "context" in scenario.defaulted and scenario.phase is Phase.DECODE:
+        roles[DimRole.NEW_TOKENS] = "LLM default decode step"
+    if DimRole.PAST in roles or DimRole.NEW_TOKENS in roles:
+        roles[DimRole.TOTAL] = "LLM default context + new tokens"
+    return {name: why for role, why in roles.items() for name in structure.dims_of(role)
+            if name not in given}
+
+
+def strict_dims_error(structure: LlmStructure, scenario: Scenario,
+                      assumed: Mapping[str, str]) -> DimError:
+    """The --strict-dims refusal of a scenario that rests on defaults: one line naming the dims
+    and the flags that set them."""
+    values = scenario_dims(structure, scenario)
+    roles = {structure.dim_roles.get(name) for name in assumed}
+    flags = [flag for role, flag in _FLAG.items() if role in roles and role is not DimRole.ENCODER]
+    if DimRole.NEW_TOKENS in roles:
+        flags.append("--phase decode" if scenario.phase is Phase.DECODE else "--prompt P")
+    listing = ", ".join(f"{name}={values.get(name, '?')} ({why})"
+                        for name, why in sorted(assumed.items()))
+    dims = " ".join(f"--dim {name}=N" for name in sorted(assumed))
+    return DimError(f"--strict-dims: the LLM scenario would assume {listing}; set "
+                    f"{', '.join(flags) + ' or ' if flags else ''}{dims}")
+
+
 class Evaluator:
     """Lints one model at many scenarios: load with the scenario's dims, analyse on `spec`, then
     apply the precision what-if. Reports are kept per scenario, and `loads` counts the loads.
 
     `dims` are the user's other --dim bindings (dims that play no LLM role), kept at every point.
+    `loader` makes the model of a scenario instead of loading `source` (a torch step captured
+    again with inputs built for the scenario: memlint.llm.torch_step); with neither, only the
+    scenarios remembered can be reported.
     """
 
     def __init__(
         self,
-        source: str | os.PathLike[str],
+        source: str | os.PathLike[str] | None,
         spec: HardwareSpec,
         structure: LlmStructure,
         *,
@@ -293,6 +345,7 @@ class Evaluator:
         tf32: bool = False,
         precision: Precision | None = None,
         encoder_length: int | None = None,
+        loader: Callable[[Scenario], Model] | None = None,
     ) -> None:
         if not structure.has_kv_cache:
             raise no_kv_cache(structure, ["LLM scenarios"])
@@ -306,6 +359,7 @@ class Evaluator:
         self.precision = precision or Precision()
         # An encoder-decoder's encoder length, for scenarios made without one (generation steps)
         self.encoder_length = encoder_length
+        self.loader = loader
         self.loads = 0
         self._reports: dict[tuple, Report] = {}
 
@@ -313,7 +367,7 @@ class Evaluator:
         return Evaluator(
             self.source, self.spec, self.structure, dims=self.dims,
             input_shapes=self.input_shapes, tf32=self.tf32, precision=precision,
-            encoder_length=self.encoder_length,
+            encoder_length=self.encoder_length, loader=self.loader,
         )  # fmt: skip
 
     def complete(self, scenario: Scenario) -> Scenario:
@@ -335,9 +389,18 @@ class Evaluator:
         check_positions(self.structure, scenario)
         key = _key(scenario)
         if key not in self._reports:
-            model = load_onnx(self.source, dims=self.dims_for(scenario),
-                              input_shapes=self.input_shapes or None,
-                              input_values=scenario_inputs(self.structure, scenario) or None)
+            if self.loader is not None:
+                model = self.loader(scenario)
+            elif self.source is None:
+                raise LlmError(
+                    f"{scenario.describe()}: a torch step is linted at the shapes of its example "
+                    "inputs; for other scenarios let memlint build the step (a Hugging Face model "
+                    "without example inputs, e.g. memlint.lint(model, decode=1023))"
+                )
+            else:
+                model = load_onnx(self.source, dims=self.dims_for(scenario),
+                                  input_shapes=self.input_shapes or None,
+                                  input_values=scenario_inputs(self.structure, scenario) or None)
             self.loads += 1
             report = analyse(model, self.spec, tf32=self.tf32)
             self._reports[key] = apply_precision(report, self.precision)
@@ -350,7 +413,7 @@ def _key(scenario: Scenario) -> tuple:
 
 
 __all__ = [
-    "DEFAULT_CONTEXT", "DEFAULT_ENCODER_LENGTH", "Evaluator", "Phase", "Scenario",
-    "check_positions", "default_context", "no_kv_cache", "require_kv_cache", "resolve",
-    "scenario_dims", "scenario_inputs",
+    "DEFAULT_CONTEXT", "DEFAULT_ENCODER_LENGTH", "Evaluator", "Phase", "Scenario", "assumed_dims",
+    "check_positions", "default_context", "default_context_for", "no_kv_cache", "require_kv_cache",
+    "resolve", "scenario_dims", "scenario_inputs", "strict_dims_error",
 ]  # fmt: skip

@@ -49,18 +49,26 @@ def render_to(console: Console, report: Report, *, top: int | None = DEFAULT_TOP
             " on ", (inert(spec.display_name), "bold"), f" ({inert(spec.name)})",
         )
     )
-    bound = [
-        f"{inert(d.name)}={d.value}" + (f" ({inert(d.source)})" if d.source else "")
-        for d in report.model.dims if not d.assumed
-    ]
-    console.print(Text("dims: " + (", ".join(bound) or "none bound")))
+    dims_line = Text("dims: ")
+    # an LLM scenario's default is assumed too, and says so (in yellow) on the dims line
+    shown = [d for d in report.model.dims if not d.assumed or d.source]
+    for i, d in enumerate(sorted(shown, key=lambda d: d.assumed)):
+        text = f"{inert(d.name)}={d.value}"
+        if d.assumed:
+            dims_line.append(f"{text} (assumed: {inert(d.source)})", style="yellow")
+        else:
+            dims_line.append(text + (f" ({inert(d.source)})" if d.source else ""))
+        if i < len(shown) - 1:
+            dims_line.append(", ")
+    console.print(dims_line if shown else Text("dims: none bound"))
     if report.config_files:
         console.print(Text("config: " + inert("; ".join(report.config_files))))
-    if report.assumed_dims:
+    unbound = [d.name for d in report.model.dims if d.assumed and not d.source]
+    if unbound:
         console.print(
             Text(
                 f"assumed dims (set to 1; bind them with --dim NAME=VALUE or --input-shape): "
-                f"{inert(', '.join(report.assumed_dims))}",
+                f"{inert(', '.join(unbound))}",
                 style="bold yellow",
             )
         )

@@ -35,7 +35,8 @@ from memlint._version import __version__
 from memlint.core.report import CONVENTIONS, NodeResult, Report
 from memlint.findings import Finding, Fix, Metric
 from memlint.ir import SourceLocation
-from memlint.report.chart import CHART_POINTS, Chart, on_chart, roofline_chart
+from memlint.report.chart import CHART_POINTS, Chart, in_strip, on_chart, roofline_chart
+from memlint.report.labels import evidence_label
 from memlint.report.families import (  # noqa: F401 - family_of, css_key: part of the view API
     FAMILIES,
     css_key,
@@ -143,8 +144,9 @@ class Bar:
 
 @dataclass(frozen=True)
 class MetricView:
-    name: str
+    name: str  # the evidence key, as JSON and SARIF have it
     value: str
+    label: str = ""  # what a person reads (memlint.report.labels)
 
 
 @dataclass(frozen=True)
@@ -274,7 +276,7 @@ def build(
     anchor_of = {}
     for row in rows:
         anchor_of.setdefault(row.name, row.anchor)
-    charted = {family_of(n) for n in report.nodes if on_chart(n)}
+    charted = {family_of(n) for n in report.nodes if on_chart(n) or in_strip(n)}
     present = {family_of(n) for n in report.nodes}
     return ReportView(
         llm=llm_blocks(report),
@@ -531,11 +533,16 @@ def _coverage_notes(report: Report) -> tuple[str, ...]:
             f"Bytes of unmodelled and unresolved nodes (lower bound): "
             f"{units.nbytes(coverage.bytes_lower_bound)}."
         )
-    if report.assumed_dims:
+    unbound = sorted(d.name for d in report.model.dims if d.assumed and not d.source)
+    if unbound:
         notes.append(
-            "Assumed dims (set to 1; bind them with --dim NAME=VALUE): "
-            + ", ".join(sorted(report.assumed_dims))
-            + "."
+            "Assumed dims (set to 1; bind them with --dim NAME=VALUE): " + ", ".join(unbound) + "."
+        )
+    defaults = sorted(d.name for d in report.model.dims if d.assumed and d.source)
+    if defaults:
+        notes.append(
+            "Assumed LLM scenario defaults (set them with --batch, --context, --phase or --dim "
+            "NAME=VALUE): " + ", ".join(defaults) + "."
         )
     notes.extend(f"{line}." for line in report.model.control_flow)  # If nodes and their branch
     return tuple(notes)
@@ -644,7 +651,8 @@ def _finding(rank: int, finding: Finding, anchor_of: dict[str, str]) -> FindingV
         time=units.seconds(finding.time_s) if finding.time_s is not None else "-",
         share=units.percent(finding.share) if finding.share is not None else "-",
         saving=units.seconds(finding.saving_s) if finding.saving_s else "-",
-        evidence=tuple(MetricView(m.name, evidence_value(m)) for m in finding.evidence),
+        evidence=tuple(MetricView(m.name, evidence_value(m), evidence_label(m.name))
+                       for m in finding.evidence),
         fixes=fixes,
         best_fix=best,
         source=_source(finding.source),

@@ -1,0 +1,265 @@
+"""Decode steps with a KV cache: transformers' Cache objects and tuple caches as named tensors.
+
+torch.export takes inputs that are pytrees of tensors; a transformers `Cache` (DynamicCache,
+StaticCache, EncoderDecoderCache, the sliding-window and hybrid caches) is not one, and only
+DynamicCache has a pytree registration in transformers (process-global, so memlint does not add
+its own). Instead, while a step is captured, the module's `forward` takes the cache's tensors as
+plain inputs, named as Optimum names an export's (`past_key_values.N.key` / `.value`;
+`past_key_values.N.decoder.key` / `.encoder.key` for an encoder-decoder's self- and
+cross-attention caches), rebuilds a cache of the same classes around them (copies of the example's
+layers, so sliding windows, static lengths and offsets are kept) and calls the real forward; the
+cache the step returns comes back as tensors too. Those names are what memlint's structure
+analysis reads, so the LLM features (scenario, serving figures, KV rules) work on a torch decode
+step as on an ONNX one.
+
+A tuple cache (`past_key_values=((k, v), ...)`, or 4-tuples with the cross-attention K/V) is a
+pytree already; it is flattened the same way so that its tensors get the same names and roles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from memlint.frontends.onnx import KV_NAME
+
+_KV = ("key", "value")
+
+
+@dataclass(frozen=True)
+class Flat:
+    """A call with its caches as tensors: the tensors in order with their names, and how to
+    make the call's (args, kwargs) again from tensors in that order."""
+
+    names: tuple[str, ...]
+    tensors: tuple[torch.Tensor, ...]
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+
+    def call(self, flat: Sequence[torch.Tensor]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        it = iter(flat)
+        args = tuple(_fill(a, it) for a in self.args)
+        kwargs = {k: _fill(v, it) for k, v in self.kwargs.items()}
+        return args, kwargs
+
+
+class _Slot:
+    """Where a tensor goes back when the call is rebuilt."""
+
+    __slots__ = ()
+
+
+_SLOT = _Slot()
+
+
+def holds_cache(args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+    """Does the call pass a transformers cache object (which torch.export cannot take), or a
+    tuple cache under a cache-like name, or ask for the cache back (`use_cache=True`: a
+    transformers model returns a cache object, which torch.export cannot return)?"""
+    return any(_is_cache(v) for v in (*args, *kwargs.values())) or any(
+        _is_tuple_cache(k, v) for k, v in kwargs.items()
+    ) or kwargs.get("use_cache") is True
+
+
+def flatten(forward: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Flat:
+    """The call `forward(*args, **kwargs)` with every tensor as a named input: cache tensors by
+    their layer and role, other tensors by the argument that holds them."""
+    bound = inspect.signature(forward).bind_partial(*args, **kwargs)
+    names: list[str] = []
+    tensors: list[torch.Tensor] = []
+    n_args = len(args)
+    arg_names = list(bound.arguments)[:n_args]
+    templates_args = tuple(
+        _template(name, value, names, tensors)
+        for name, value in zip(arg_names, args)
+    )
+    templates_kwargs = {k: _template(k, v, names, tensors) for k, v in kwargs.items()}
+    return Flat(tuple(names), tuple(tensors), templates_args, templates_kwargs)
+
+
+@contextlib.contextmanager
+def flat_forward(module: torch.nn.Module, flat: Flat) -> Iterator[None]:
+    """While inside, `module.forward` takes `flat.tensors` positionally and returns the tensors
+    of its output (caches flattened). The module itself is captured, so parameter names and
+    module paths are its own."""
+    had = "forward" in module.__dict__
+    real = module.forward
+
+    def forward(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        args, kwargs = flat.call(tensors)
+        return tuple(_output_tensors(real(*args, **kwargs)))
+
+    forward.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(f"t{i}", inspect.Parameter.POSITIONAL_ONLY)
+         for i in range(len(flat.tensors))]
+    )
+    module.forward = forward  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        if had:
+            module.forward = real  # type: ignore[method-assign]
+        else:
+            del module.forward
+
+
+# --- templates --------------------------------------------------------------------------------
+
+
+def _template(name: str, value: Any, names: list[str], tensors: list[torch.Tensor]) -> Any:
+    """`value` with each tensor replaced by a slot (recorded in `names`/`tensors` in order)."""
+    if _is_cache(value):
+        return _cache_template(name, value, names, tensors)
+    if _is_tuple_cache(name, value):
+        return _tuple_template(name, value, names, tensors)
+    return _generic(name, value, names, tensors)
+
+
+def _generic(name: str, value: Any, names: list[str], tensors: list[torch.Tensor]) -> Any:
+    if isinstance(value, torch.Tensor):
+        names.append(name)
+        tensors.append(value)
+        return _SLOT
+    if isinstance(value, (tuple, list)):
+        made = [_generic(f"{name}.{i}", v, names, tensors) for i, v in enumerate(value)]
+        return type(value)(made) if isinstance(value, list) else tuple(made)
+    if isinstance(value, dict):
+        return {k: _generic(f"{name}.{k}", v, names, tensors) for k, v in value.items()}
+    return value
+
+
+def _cache_template(name: str, cache: Any, names: list[str], tensors: list[torch.Tensor]) -> Any:
+    """A shallow copy of the cache whose layers' key/value tensors are slots."""
+    made = copy.copy(cache)
+    if hasattr(cache, "self_attention_cache"):  # EncoderDecoderCache
+        made.self_attention_cache = _layers(
+            name, "decoder.", cache.self_attention_cache, names, tensors
+        )
+        made.cross_attention_cache = _layers(
+            name, "encoder.", cache.cross_attention_cache, names, tensors
+        )
+        made.is_updated = dict(getattr(cache, "is_updated", {}))
+        return made
+    return _layers(name, "", cache, names, tensors)
+
+
+def _layers(name: str, role: str, cache: Any, names: list[str], tensors: list[torch.Tensor]) -> Any:
+    made = copy.copy(cache)
+    made.layers = []
+    for index, layer in enumerate(cache.layers):
+        layer = copy.copy(layer)
+        for kv in _KV:
+            attr = kv + "s"  # layer.keys, layer.values
+            tensor = getattr(layer, attr, None)
+            if isinstance(tensor, torch.Tensor) and tensor.numel() > 0:
+                names.append(f"{name}.{index}.{role}{kv}")
+                tensors.append(tensor)
+                setattr(layer, attr, _SLOT)
+        made.layers.append(layer)
+    return made
+
+
+def _tuple_template(name: str, value: Any, names: list[str], tensors: list[torch.Tensor]) -> Any:
+    """((k, v), ...) per layer; a 4-tuple layer holds the cross-attention K/V after its own."""
+    layers = []
+    for index, layer in enumerate(value):
+        roles = ("key", "value") if len(layer) == 2 else (
+            "decoder.key", "decoder.value", "encoder.key", "encoder.value")
+        made = []
+        for role, tensor in zip(roles, layer):
+            names.append(f"{name}.{index}.{role}")
+            tensors.append(tensor)
+            made.append(_SLOT)
+        layers.append(type(layer)(made) if isinstance(layer, list) else tuple(made))
+    return type(value)(layers) if isinstance(value, list) else tuple(layers)
+
+
+def _fill(template: Any, it: Iterator[torch.Tensor]) -> Any:
+    """The template with its slots filled from `it`, in the order they were made."""
+    if template is _SLOT:
+        return next(it)
+    if isinstance(template, (tuple, list)):
+        made = [_fill(v, it) for v in template]
+        return type(template)(made) if isinstance(template, list) else tuple(made)
+    if isinstance(template, dict):
+        return {k: _fill(v, it) for k, v in template.items()}
+    if _is_cache(template):
+        made = copy.copy(template)
+        if hasattr(template, "self_attention_cache"):
+            made.self_attention_cache = _fill_layers(template.self_attention_cache, it)
+            made.cross_attention_cache = _fill_layers(template.cross_attention_cache, it)
+            made.is_updated = dict(template.is_updated)
+            return made
+        return _fill_layers(template, it)
+    return template
+
+
+def _fill_layers(cache: Any, it: Iterator[torch.Tensor]) -> Any:
+    made = copy.copy(cache)
+    made.layers = []
+    for layer in cache.layers:
+        layer = copy.copy(layer)
+        for kv in _KV:
+            if getattr(layer, kv + "s", None) is _SLOT:
+                setattr(layer, kv + "s", next(it))
+        made.layers.append(layer)
+    return made
+
+
+# --- outputs ----------------------------------------------------------------------------------
+
+
+def _output_tensors(value: Any) -> Iterator[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif _is_cache(value):
+        parts = (value.self_attention_cache, value.cross_attention_cache) if hasattr(
+            value, "self_attention_cache") else (value,)
+        for part in parts:
+            for layer in part.layers:
+                for kv in _KV:
+                    tensor = getattr(layer, kv + "s", None)
+                    if isinstance(tensor, torch.Tensor):
+                        yield tensor
+    elif isinstance(value, Mapping):  # dicts and transformers' ModelOutput
+        for item in value.values():
+            yield from _output_tensors(item)
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _output_tensors(item)
+
+
+# --- recognising caches -----------------------------------------------------------------------
+
+
+def _is_cache(value: Any) -> bool:
+    """A transformers Cache (duck-typed: transformers is not imported for this)."""
+    if hasattr(value, "self_attention_cache") and hasattr(value, "cross_attention_cache"):
+        return True
+    layers = getattr(value, "layers", None)
+    return (
+        isinstance(layers, list) and bool(layers)
+        and all(hasattr(layer, "keys") and hasattr(layer, "values")
+                and not isinstance(layer, Mapping) for layer in layers)
+        and not isinstance(value, torch.nn.Module)
+    )  # fmt: skip
+
+
+def _is_tuple_cache(name: str, value: Any) -> bool:
+    return (
+        bool(KV_NAME.search(name)) and isinstance(value, (tuple, list)) and bool(value)
+        and all(
+            isinstance(layer, (tuple, list)) and len(layer) in (2, 4)
+            and all(isinstance(t, torch.Tensor) for t in layer)
+            for layer in value
+        )
+    )  # fmt: skip
+
+
+__all__ = ["Flat", "flat_forward", "flatten", "holds_cache"]

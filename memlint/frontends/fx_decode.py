@@ -1,0 +1,172 @@
+"""The inputs of a Hugging Face model's serving step, built by memlint for a scenario.
+
+`memlint.lint(model, decode=1023)` (or a scenario, or no example inputs at all) lints a
+transformers model at a decode step after `context` cached tokens, or a prefill of `prompt`
+tokens after `context` cached ones, at `batch` sequences. The cache is the model's own: a prefill
+of `context` tokens is run on fake tensors (no arithmetic, no memory: shapes only), so the cache
+has the classes, layer kinds (sliding window, static, hybrid) and shapes that `generate()` would
+give, and its tensors are then made as zeros (or on the meta device, for a model built there).
+An encoder-decoder (T5, BART, Whisper) gets its encoder's output as `encoder_outputs` at the
+scenario's encoder length, and its EncoderDecoderCache holds the cross-attention K/V of that
+length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from memlint.errors import ModelLoadError, first_line
+from memlint.frontends.fx_fake import fake_meta_state
+from memlint.frontends.fx_moe import expected_routing
+
+
+@dataclass(frozen=True)
+class Step:
+    """A step to build: sequences, new tokens per sequence, cached tokens, encoder length."""
+
+    batch: int = 1
+    new_tokens: int = 1
+    context: int = 0
+    encoder_length: int | None = None
+
+
+def is_hf_generative(obj: Any) -> bool:
+    """A transformers model that generates with a KV cache (memlint can build its steps)."""
+    config = getattr(obj, "config", None)
+    can_generate = getattr(obj, "can_generate", None)
+    try:
+        generates = bool(can_generate()) if callable(can_generate) else False
+    except Exception:  # noqa: BLE001 - a model that cannot say is not one memlint builds for
+        generates = False
+    return (
+        isinstance(obj, torch.nn.Module) and generates and config is not None
+        and hasattr(config, "to_dict") and bool(getattr(config, "use_cache", True))
+    )  # fmt: skip
+
+
+def is_encoder_decoder(obj: Any) -> bool:
+    """An encoder-decoder (T5, BART, Whisper): its step is the decoder's, fed the encoder's
+    output."""
+    return bool(getattr(getattr(obj, "config", None), "is_encoder_decoder", False))
+
+
+def config_dict(obj: Any) -> dict[str, Any] | None:
+    """The model's Hugging Face config as a dict (what config.json would hold), or None."""
+    config = getattr(obj, "config", None)
+    if config is None or not hasattr(config, "to_dict"):
+        return None
+    try:
+        data = config.to_dict()
+    except Exception:  # noqa: BLE001 - a config that cannot be read is no config
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def step_inputs(model: torch.nn.Module, step: Step) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """(args, kwargs) of `model`'s forward for `step`; ModelLoadError (one line) when the model
+    cannot take them."""
+    if step.batch < 1 or step.new_tokens < 1 or step.context < 0:
+        raise ModelLoadError(f"cannot build a step of {step}: sizes must be positive")
+    config = model.config
+    meta = _on_meta(model)
+    encoder_decoder = is_encoder_decoder(model)
+    tokens = "decoder_input_ids" if encoder_decoder else "input_ids"
+    encoder = None
+    if encoder_decoder:
+        encoder = (step.batch, step.encoder_length or 1, _first(config, "d_model", "hidden_size"))
+    kwargs: dict[str, Any] = {tokens: _zeros((step.batch, step.new_tokens), torch.long, meta)}
+    if encoder is not None:
+        kwargs["encoder_outputs"] = (_zeros(encoder, _dtype(model), meta),)
+    if step.context:  # the prefill runs on fake tensors made from real (CPU) ones
+        prefill: dict[str, Any] = {tokens: torch.zeros((step.batch, step.context), dtype=torch.long)}
+        if encoder is not None:
+            prefill["encoder_outputs"] = (torch.zeros(encoder, dtype=_dtype(model)),)
+        cache = _fake_cache(model, {**prefill, "use_cache": True}, step.context)
+        kwargs["past_key_values"] = _materialise(cache, meta)
+    kwargs["use_cache"] = True
+    return (), kwargs
+
+
+def _fake_cache(model: torch.nn.Module, kwargs: dict[str, Any], tokens: int) -> Any:
+    """The cache a prefill with `kwargs` leaves, computed on fake tensors."""
+    training = model.training
+    model.eval()
+    try:
+        with fake_meta_state(model) as mode, expected_routing(model):
+            mode = mode or FakeTensorMode(allow_non_fake_inputs=True)
+            with mode, torch.no_grad():
+                fake = {k: _to_fake(mode, v) for k, v in kwargs.items()}
+                out = model(**fake)
+    except Exception as exc:  # noqa: BLE001 - user model code: one line
+        raise ModelLoadError(
+            f"{type(model).__name__}: cannot build its KV cache by a prefill of {tokens} tokens "
+            f"({first_line(exc)}); pass example_inputs with past_key_values instead"
+        ) from None
+    finally:
+        model.train(training)
+    cache = getattr(out, "past_key_values", None)
+    if cache is None:
+        raise ModelLoadError(
+            f"{type(model).__name__}: returned no past_key_values with use_cache=True; pass "
+            "example_inputs for the step to lint"
+        )
+    return cache
+
+
+def _to_fake(mode: FakeTensorMode, value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return mode.from_tensor(value)
+    if isinstance(value, tuple):
+        return tuple(_to_fake(mode, v) for v in value)
+    return value
+
+
+def _materialise(cache: Any, meta: bool) -> Any:
+    """The fake cache with every tensor made real (zeros) or on the meta device."""
+    parts = [cache]
+    if hasattr(cache, "self_attention_cache"):
+        parts = [cache.self_attention_cache, cache.cross_attention_cache]
+    for part in parts:
+        for layer in getattr(part, "layers", ()):
+            for attr in ("keys", "values"):
+                tensor = getattr(layer, attr, None)
+                if isinstance(tensor, torch.Tensor):
+                    setattr(layer, attr, _zeros(tuple(int(d) for d in tensor.shape), tensor.dtype, meta))
+            if hasattr(layer, "device"):
+                layer.device = torch.device("meta" if meta else "cpu")
+    return cache
+
+
+def _zeros(shape: tuple[int, ...], dtype: torch.dtype, meta: bool) -> torch.Tensor:
+    if meta:
+        return torch.empty(shape, dtype=dtype, device="meta")
+    return torch.zeros(shape, dtype=dtype)
+
+
+def _on_meta(model: torch.nn.Module) -> bool:
+    return any(p.device.type == "meta" for p in model.parameters())
+
+
+def _dtype(model: torch.nn.Module) -> torch.dtype:
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
+def _first(config: Any, *names: str) -> int:
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    raise ModelLoadError(
+        f"{type(config).__name__}: no {' or '.join(names)} to size the encoder's output; pass "
+        "example_inputs"
+    )
+
+
+__all__ = ["Step", "config_dict", "is_encoder_decoder", "is_hf_generative", "step_inputs"]

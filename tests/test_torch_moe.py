@@ -1,0 +1,104 @@
+"""Mixture-of-experts models captured through torch at their expected routing.
+
+Small configs, random weights. The weight bytes a step reads are derived from the model's own
+parameter counts and the routing formula, independently of memlint's byte counting: every
+parameter and buffer once (fp32), minus the experts a step does not run (E - n per MoE block,
+n = min(E, ceil(E(1 - (1 - k/E)^T))) for T tokens), minus the embedding table but the rows the
+step's tokens gather.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+import memlint  # noqa: E402
+from memlint.frontends.fx_moe import expected_experts, moe_blocks  # noqa: E402
+
+BASE = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "vocab_size": 256, "max_position_embeddings": 256,
+        "tie_word_embeddings": False}  # fmt: skip
+
+
+def _qwen2_moe():
+    return transformers.Qwen2MoeForCausalLM(transformers.Qwen2MoeConfig(
+        **BASE, intermediate_size=128, num_experts=8, num_experts_per_tok=2,
+        moe_intermediate_size=32, shared_expert_intermediate_size=64))
+
+
+def _olmoe():
+    return transformers.OlmoeForCausalLM(transformers.OlmoeConfig(
+        **BASE, intermediate_size=32, num_experts=8, num_experts_per_tok=2))
+
+
+def _deepseek_v3():  # a dense first layer, then routed + shared experts; MLA attention
+    return transformers.DeepseekV3ForCausalLM(transformers.DeepseekV3Config(
+        **{**BASE, "num_key_value_heads": 4}, intermediate_size=128, moe_intermediate_size=32,
+        n_routed_experts=8, num_experts_per_tok=2, n_shared_experts=1, kv_lora_rank=16,
+        q_lora_rank=32, qk_rope_head_dim=8, qk_nope_head_dim=16, v_head_dim=16,
+        first_k_dense_replace=1, n_group=2, topk_group=1))
+
+
+def _gpt_oss():  # experts stacked in one module
+    return transformers.GptOssForCausalLM(transformers.GptOssConfig(
+        **BASE, intermediate_size=32, num_local_experts=8, num_experts_per_tok=2, head_dim=16,
+        sliding_window=128))
+
+
+MODELS = {"qwen2_moe": _qwen2_moe, "olmoe": _olmoe, "deepseek_v3": _deepseek_v3,
+          "gpt_oss": _gpt_oss}  # fmt: skip
+
+
+def _numel(tensors) -> int:
+    return sum(t.numel() for t in tensors)
+
+
+def _expected_weight_bytes(model, tokens: int) -> int:
+    # buffers of the model's own rotary embedding (Qwen2-MoE also keeps an unused one per layer)
+    used = (b for name, b in model.named_buffers()
+            if not (".layers." in name and name.endswith("rotary_emb.inv_freq")))
+    total = _numel(model.parameters()) + _numel(used)
+    for _, block, _, k in moe_blocks(model):
+        if hasattr(block, "gate_up_proj"):  # stacked: [E, ...] per parameter
+            experts = int(block.gate_up_proj.shape[0])
+            per_expert = _numel(block.parameters()) // experts
+            k = model.config.num_experts_per_tok
+        else:
+            experts = len(block.experts)
+            per_expert = _numel(block.experts[0].parameters())
+        total -= (experts - expected_experts(experts, k, tokens)) * per_expert
+    table = model.get_input_embeddings().weight
+    total -= table.numel() - tokens * table.shape[1]  # a Gather reads the rows it returns
+    return 4 * total
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_moe_decode_step_reads_the_experts_it_runs(name):
+    torch.manual_seed(0)
+    model = MODELS[name]().eval()
+    report = memlint.lint(model, decode=24, hw="h100")
+    coverage = report.coverage
+    assert coverage.nodes_modelled == coverage.nodes_total, dict(coverage.unmodelled_ops)
+    blocks = len(moe_blocks(model))
+    assert report.model.metadata["moe"].startswith(f"{blocks} MoE blocks of 8 experts, top-2")
+    assert "runs 2 experts per block" in report.model.metadata["moe"]
+    # torch lifts scalar constants of gpt-oss's attention into the graph (2 fp32, 8 B): weights
+    # the parameter count does not hold
+    lifted = 8 if name == "gpt_oss" else 0
+    assert report.summary.bytes_read.weights == _expected_weight_bytes(model, tokens=1) + lifted
+
+
+def test_moe_batch_64_runs_every_expert_as_the_formula_says():
+    """A decode step at batch 64 touches E(1 - (1 - k/E)^64) = 7.99990 of 8 experts (top-2)
+    on average: all 8 run, and the step reads every expert's weights."""
+    assert 8 * (1 - (1 - 2 / 8) ** 64) == pytest.approx(8, abs=1e-6)
+    assert math.ceil(8 * (1 - 0.75**64) - 1e-9) == 8 == expected_experts(8, 2, 64)
+    torch.manual_seed(0)
+    model = _olmoe().eval()
+    report = memlint.lint(model, decode=8, scenario={"batch": 64}, hw="h100")
+    assert "a step of 64 token(s) runs 8 experts per block" in report.model.metadata["moe"]
+    assert report.summary.bytes_read.weights == _expected_weight_bytes(model, tokens=64)
