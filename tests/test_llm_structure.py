@@ -154,3 +154,22 @@ def _spec():
     from memlint.hardware import resolve as resolve_hw
 
     return resolve_hw("a100", ())
+
+
+def test_config_sliding_windows_and_experts():
+    """Which layers slide, from the config keys transformers writes; and a mixture of
+    experts' routed experts and top-k."""
+    from memlint.analysis.hfconfig import config_from_dict
+
+    gemma2 = config_from_dict({"sliding_window": 4096, "num_hidden_layers": 4, "layer_types": [
+        "sliding_attention", "full_attention", "sliding_attention", "full_attention"]}, "c")
+    assert gemma2.windows(4) == {0: 4096, 2: 4096}
+    mistral = config_from_dict({"sliding_window": 4096, "num_hidden_layers": 3}, "c")
+    assert mistral.windows(3) == {0: 4096, 1: 4096, 2: 4096}  # no layer_types: every layer
+    qwen2 = config_from_dict({"sliding_window": 4096, "use_sliding_window": False}, "c")
+    assert qwen2.windows(2) == {}
+    assert config_from_dict({"sliding_window": None}, "c").windows(2) == {}
+    mixtral = config_from_dict({"num_local_experts": 8, "num_experts_per_tok": 2}, "c")
+    assert (mixtral.num_experts, mixtral.num_experts_per_tok) == (8, 2)
+    deepseek = config_from_dict({"n_routed_experts": 256, "num_experts_per_tok": 8}, "c")
+    assert deepseek.num_experts == 256

@@ -420,3 +420,34 @@ def test_cli_builds_the_step_of_a_hugging_face_factory(tmp_path, monkeypatch, ca
     serving = document["llm"]["serving"]
     assert serving["scenario"]["batch"] == 4 and serving["scenario"]["context"] == 100
     assert document["summary"]["bytes_by_kind"]["kv_cache"] >= 4 * 100 * KV_PER_TOKEN
+
+
+def test_gemma2_alternating_sliding_window_kv_bytes_at_8k():
+    """Done when (issue 21): alternating sliding-window layers, KV bytes at context 8k exact.
+    4 layers, sliding_attention / full_attention alternating, window W = 4096; per layer and
+    token 2 (K, V) x 2 KV heads x 16 x 4 B = 256 B. At 8,192 cached tokens the full layers keep
+    8,192 tokens and the sliding ones W - 1 = 4,095 (what transformers' sliding cache keeps):
+    2 x 8,192 x 256 + 2 x 4,095 x 256 = 6,290,944 B per sequence."""
+    torch.manual_seed(0)
+    config = transformers.Gemma2Config(**{**DECODER, "num_hidden_layers": 4,
+                                          "max_position_embeddings": 16384},
+                                       head_dim=HEAD_DIM, sliding_window=4096)  # fmt: skip
+    assert config.layer_types == ["sliding_attention", "full_attention"] * 2
+    model = transformers.Gemma2ForCausalLM(config).eval()
+    report = memlint.lint(model, decode=8192, hw="h100")
+    expected = 2 * 8192 * 256 + 2 * 4095 * 256
+    serving = report.llm.serving
+    assert serving.scenario.context == 8192
+    assert serving.kv_bytes_at_context == expected == 6_290_944
+    assert (serving.sliding_layers, serving.window) == (2, 4096)
+    # the graph's cache inputs hold exactly that, and the step reads it
+    graph = report.model.graph
+    held = sum(graph.value(n).nbytes for n in graph.inputs
+               if graph.value(n).kind is ValueKind.KV_CACHE)  # fmt: skip
+    assert held == expected
+    assert _kv_read(report) >= expected
+    assert report.llm.structure.windows == {0: 4096, 2: 4096}
+    from memlint.report import render
+
+    text = " ".join(render(report, "text").split())  # unwrapped
+    assert "2 sliding-window layers of window 4,096 keep at most 4,095 tokens" in text

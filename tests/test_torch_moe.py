@@ -102,3 +102,22 @@ def test_moe_batch_64_runs_every_expert_as_the_formula_says():
     report = memlint.lint(model, decode=8, scenario={"batch": 64}, hw="h100")
     assert "a step of 64 token(s) runs 8 experts per block" in report.model.metadata["moe"]
     assert report.summary.bytes_read.weights == _expected_weight_bytes(model, tokens=64)
+    # the serving section reports the expectation itself, in every format
+    experts = report.llm.serving.experts
+    assert (experts.experts, experts.top_k, experts.tokens) == (8, 2, 64)
+    assert experts.expected_touched == pytest.approx(8 * (1 - 0.75**64), rel=1e-12)
+    document = report.to_dict()
+    assert document["llm"]["structure"]["experts"] == 8
+    assert document["llm"]["serving"]["experts"]["expected_touched"] == pytest.approx(8.0)
+    from memlint.report import render
+
+    assert "8 routed per MoE layer, top-2: a step of 64 tokens touches 8 of them" in render(
+        report, "text", verbose=True).replace("\n", " ")  # fmt: skip
+
+
+def test_one_token_step_touches_k_experts():
+    torch.manual_seed(0)
+    report = memlint.lint(_olmoe().eval(), decode=8, hw="h100")
+    experts = report.llm.serving.experts
+    assert experts.tokens == 1 and experts.expected_touched == pytest.approx(2.0)
+    assert experts.touched_fraction == pytest.approx(0.25)

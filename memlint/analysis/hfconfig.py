@@ -36,6 +36,9 @@ _CONFIG_KEYS = {
     "head_dim": ("head_dim",),
     # The encoder's fixed length where the model has one (Whisper: 1500 frames of 30 s audio).
     "max_source_positions": ("max_source_positions",),
+    # A mixture of experts: routed experts per MoE layer and experts per token (top-k)
+    "num_experts": ("num_local_experts", "n_routed_experts", "num_experts", "moe_num_experts"),
+    "num_experts_per_tok": ("num_experts_per_tok", "moe_top_k", "num_selected_experts"),
 }  # fmt: skip
 
 
@@ -53,6 +56,21 @@ class HfConfig:
     max_position_embeddings: int | None = None
     head_dim: int | None = None
     max_source_positions: int | None = None
+    num_experts: int | None = None
+    num_experts_per_tok: int | None = None
+    # Sliding-window attention: the window (positions a query sees), and which layers slide
+    # (None: every layer when a window is set, as Mistral's config says it)
+    sliding_window: int | None = None
+    layer_types: tuple[str, ...] | None = None
+
+    def windows(self, layers: int | None) -> dict[int, int]:
+        """Per sliding layer (index), the window; {} for a model without one."""
+        if not self.sliding_window:
+            return {}
+        if self.layer_types is not None:
+            return {i: self.sliding_window for i, kind in enumerate(self.layer_types)
+                    if kind == "sliding_attention"}  # fmt: skip
+        return dict.fromkeys(range(layers or 0), self.sliding_window)
 
 
 def config_file(source: str, given: str | Path | None) -> Path | None:
@@ -108,4 +126,11 @@ def config_from_dict(data: dict, path: str) -> HfConfig:
     values = {name: first(keys) for name, keys in _CONFIG_KEYS.items()}
     if values["num_key_value_heads"] is None and data.get("multi_query") is True:
         values["num_key_value_heads"] = 1  # Falcon-style multi-query attention
-    return HfConfig(path=path, model_type=str(data.get("model_type", "")), **values)
+    window = first(("sliding_window",))
+    if any(scope.get("use_sliding_window") is False for scope in scopes):
+        window = None  # Qwen2: a window in the config that no layer uses
+    types = next((scope.get("layer_types") for scope in scopes
+                  if isinstance(scope.get("layer_types"), list)), None)  # fmt: skip
+    return HfConfig(path=path, model_type=str(data.get("model_type", "")), **values,
+                    sliding_window=window,
+                    layer_types=None if types is None else tuple(map(str, types)))

@@ -134,6 +134,13 @@ class LlmStructure:
     cache_flags: tuple[str, ...] = ()
     # The encoder's length when the model fixes it (Whisper's max_source_positions, 1500).
     encoder_positions: int | None = None
+    # A mixture of experts (from the config): routed experts per MoE layer, experts per token
+    experts: int | None = None
+    experts_per_token: int | None = None
+    # Sliding-window layers (from the config): layer index -> window W. Such a layer's cache
+    # keeps the last W - 1 tokens (what transformers' sliding caches keep; the step attends to
+    # them and the new token), whatever the context.
+    windows: Mapping[int, int] = field(default_factory=lambda: EMPTY)
 
     @property
     def has_kv_cache(self) -> bool:
@@ -160,6 +167,20 @@ class LlmStructure:
         """KV-cache bytes per token of one sequence (2 x layers x kv_heads x head_dim x bytes for
         separate key and value inputs); at `dtype` instead of the graph's when given."""
         return _bytes_per_position([t for t in self.kv_inputs if not t.cross], dtype)
+
+    def kv_bytes_at(self, context: int, dtype: DType | None = None) -> int | float | None:
+        """Self-attention KV-cache bytes of one sequence after `context` tokens: each layer at
+        min(context, W - 1) tokens where it slides over a window W, else at the context."""
+        total: int | float = 0
+        for tensor in self.kv_inputs:
+            if tensor.cross:
+                continue
+            per = _bytes_per_position([tensor], dtype)
+            if per is None:
+                return None
+            window = self.windows.get(tensor.layer) if tensor.layer is not None else None
+            total += per * (context if window is None else min(context, window - 1))
+        return total if self.kv_inputs else None
 
     def cross_kv_bytes_per_position(self, dtype: DType | None = None) -> int | float | None:
         """Cross-attention K/V bytes per encoder position of one sequence (every layer, key
@@ -257,7 +278,17 @@ def detect(
             and (v.numel or 0) <= 1 and _CACHE_FLAG.search(name)
         ),
         encoder_positions=cfg.max_source_positions if any(t.cross for t in kv) else None,
+        **_experts(cfg),
+        windows=MappingProxyType(cfg.windows(figures["layers"])),
     )
+
+
+def _experts(cfg: HfConfig) -> dict[str, int]:
+    """A mixture of experts' routed experts and top-k, where the config says both (E > 1)."""
+    experts, k = cfg.num_experts, cfg.num_experts_per_tok
+    if experts is None or k is None or experts < 2 or not 0 < k <= experts:
+        return {}
+    return {"experts": experts, "experts_per_token": k}
 
 
 # --- KV-cache inputs --------------------------------------------------------------------------
@@ -371,8 +402,11 @@ def _roles(
             value = model.graph.value(tensor)
             if value is not None and value.shape and axis < len(value.shape):
                 size = value.shape[axis]
-                if size is not None:
-                    pinned.setdefault(role, Pinned(size, label, label in unnamed_labels))
+                have = pinned.get(role)
+                # the context is the longest self-attention cache: sliding layers keep fewer
+                if size is not None and (have is None or (role is DimRole.PAST
+                                                          and size > have.value)):
+                    pinned[role] = Pinned(size, label, label in unnamed_labels)
         elif _SYMBOL.match(name):
             roles.setdefault(name, role)
         else:
@@ -523,4 +557,9 @@ def _encoder_decoder(structure: LlmStructure) -> dict[str, Any]:
         extra["encoder_positions"] = structure.encoder_positions
     if structure.cache_flags:
         extra["cache_flags"] = list(structure.cache_flags)
+    if structure.experts:
+        extra["experts"] = structure.experts
+        extra["experts_per_token"] = structure.experts_per_token
+    if structure.windows:
+        extra["sliding_windows"] = {str(layer): w for layer, w in structure.windows.items()}
     return extra

@@ -240,7 +240,18 @@ def serving_dict(s: Serving) -> dict[str, Any]:
         "tokens_per_s_per_sequence": s.tokens_per_s_per_sequence,
         "tokens_per_s_aggregate": s.tokens_per_s_aggregate,
         "crossover": crossover_dict(s.crossover),
-    } | _cross_dict(s)
+    } | _cross_dict(s) | _experts_dict(s) | ({} if not s.sliding_layers else {
+        "sliding_layers": s.sliding_layers, "sliding_window": s.window})
+
+
+def _experts_dict(s: Serving) -> dict[str, Any]:
+    """A mixture of experts' routing at the step's tokens (absent for a dense model)."""
+    if s.experts is None:
+        return {}
+    e = s.experts
+    return {"experts": {"experts": e.experts, "top_k": e.top_k, "tokens": e.tokens,
+                        "expected_touched": e.expected_touched,
+                        "touched_fraction": e.touched_fraction}}  # fmt: skip
 
 
 def _cross_dict(s: Serving) -> dict[str, Any]:

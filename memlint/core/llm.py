@@ -399,6 +399,27 @@ class Sweep:
 
 
 @dataclass(frozen=True)
+class ExpertRouting:
+    """A mixture of experts at the step's tokens: of `experts` routed experts per MoE layer,
+    each token picks `top_k`; under uniform routing a step of `tokens` tokens touches
+    E(1 - (1 - k/E)^T) distinct experts per layer on average, the experts whose weights it
+    reads (memlint.frontends.fx_moe captures a torch step at that number, rounded up)."""
+
+    experts: int
+    top_k: int
+    tokens: int
+
+    @property
+    def expected_touched(self) -> float:
+        return self.experts * (1.0 - (1.0 - self.top_k / self.experts) ** self.tokens)
+
+    @property
+    def touched_fraction(self) -> float:
+        """The share of the experts' weights a step reads."""
+        return self.expected_touched / self.experts
+
+
+@dataclass(frozen=True)
 class Serving:
     scenario: Scenario
     hardware: str
@@ -419,6 +440,12 @@ class Serving:
     # An encoder-decoder's cross-attention K/V per encoder position of one sequence (None for a
     # decoder-only model): written once from the encoder output, read whole every step.
     cross_kv_bytes_per_position: float | None = None
+    experts: ExpertRouting | None = None  # a mixture of experts (None for a dense model)
+    # The self-attention cache of one sequence at the context when sliding-window layers keep
+    # fewer tokens (LlmStructure.kv_bytes_at); None: every layer keeps the context
+    kv_bytes_windowed: float | None = None
+    sliding_layers: int = 0  # layers that slide over a window
+    window: int = 0  # the smallest of their windows
 
     @property
     def bytes_per_token(self) -> float:
@@ -440,6 +467,8 @@ class Serving:
     @property
     def kv_bytes_at_context(self) -> float | None:
         """Per sequence, for the tokens cached before the step."""
+        if self.kv_bytes_windowed is not None:
+            return self.kv_bytes_windowed
         if self.kv_bytes_per_token is None:
             return None
         return self.kv_bytes_per_token * self.scenario.context
@@ -464,11 +493,12 @@ class Serving:
         """KV-cache bytes one step must move with the cache kept in place: (self-attention
         read: the context, self-attention written: the new tokens, cross-attention read: the
         whole encoder length), over the batch. The cross-attention cache is never written."""
-        if self.kv_bytes_per_token is None:
+        at = self.kv_bytes_at_context
+        if self.kv_bytes_per_token is None or at is None:
             return None
         sc = self.scenario
         cross = self.cross_kv_bytes_per_sequence or 0
-        return (self.kv_bytes_per_token * sc.context * sc.batch,
+        return (at * sc.batch,
                 self.kv_bytes_per_token * sc.new_tokens * sc.batch, cross * sc.batch)
 
     @property

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from memlint.analysis.liveness import footprint
 from memlint.analysis.structure import LlmStructure
-from memlint.core.llm import Serving
+from memlint.core.llm import ExpertRouting, Serving
 from memlint.core.report import Report
 from memlint.llm.scenario import Scenario
 from memlint.llm.sweep import Crossover
@@ -58,6 +58,12 @@ def serving(
         largest_batch=largest,
         crossover=crossover,
         cross_kv_bytes_per_position=structure.cross_kv_bytes_per_position(precision.kv_cache),
+        experts=None if not structure.experts else ExpertRouting(
+            structure.experts, structure.experts_per_token or 1, scenario.tokens_per_step),
+        kv_bytes_windowed=None if not structure.windows else structure.kv_bytes_at(
+            scenario.context, precision.kv_cache),
+        sliding_layers=len(structure.windows),
+        window=min(structure.windows.values(), default=0),
     )
 
 

@@ -85,7 +85,8 @@ def gemm_balance(report: Report) -> GemmBalance:
 def row(evaluator: Evaluator, scenario: Scenario) -> SweepRow:
     report = evaluator.report(scenario)
     s = report.summary
-    per_token = evaluator.structure.kv_bytes_per_token(evaluator.precision.kv_cache)
+    per_sequence = evaluator.structure.kv_bytes_at(scenario.context,
+                                                   evaluator.precision.kv_cache)  # fmt: skip
     return SweepRow(
         scenario=scenario,
         flops=s.flops,
@@ -93,7 +94,7 @@ def row(evaluator: Evaluator, scenario: Scenario) -> SweepRow:
         latency_s=s.predicted_latency_s,
         intensity=s.intensity,
         memory_bound_fraction=s.memory_bound_fraction,
-        kv_cache_bytes=None if per_token is None else per_token * scenario.batch * scenario.context,
+        kv_cache_bytes=None if per_sequence is None else per_sequence * scenario.batch,
         peak_memory_bytes=footprint(report.model.graph).peak_total_bytes,
         capacity_bytes=report.hardware.memory_capacity_bytes,
         gemm=gemm_balance(report),

@@ -22,6 +22,7 @@ from memlint import units
 from memlint.analysis.structure import LlmStructure
 from memlint.core.llm import (
     Crossover,
+    ExpertRouting,
     Generation,
     LlmSections,
     PrecisionGain,
@@ -135,7 +136,8 @@ def serving_rows(s: Serving, structure: LlmStructure | None = None) -> Rows:
                             f"KV cache {units.nbytes(s.kv_bytes_moved / sc.tokens_per_step)})"),
         ("time per token", f"{units.seconds(s.time_per_token_s)} per {per} of each sequence"),
         ("KV cache", f"{_bytes(s.kv_bytes_per_token)} per token per sequence; "
-                     f"{_bytes(s.kv_bytes_at_context)} per sequence at {sc.context:,} tokens; "
+                     f"{_bytes(s.kv_bytes_at_context)} per sequence at {sc.context:,} tokens"
+                     f"{_windowed(s)}; "
                      + _cross(s) + f"{_bytes(s.kv_bytes_batch)} for the batch of {sc.batch:,}"),
         ("memory", f"peak {units.nbytes(s.peak_memory_bytes)} (weights "
                    f"{units.nbytes(s.weight_bytes)}) of {units.nbytes(s.capacity_bytes)}: "
@@ -146,9 +148,26 @@ def serving_rows(s: Serving, structure: LlmStructure | None = None) -> Rows:
                                    f"{_rate(s.tokens_per_s_aggregate)} over the batch of "
                                    f"{sc.batch:,}"),
     ]  # fmt: skip
+    if s.experts is not None:
+        rows.append(("experts", experts_line(s.experts)))
     if s.crossover is not None:
         rows.append(("compute-bound from", crossover_line(s.crossover)))
     return tuple(rows)
+
+
+def experts_line(e: ExpertRouting) -> str:
+    return (
+        f"{e.experts} routed per MoE layer, top-{e.top_k}: a step of {e.tokens:,} tokens "
+        f"touches {e.expected_touched:.3g} of them on average (E(1 - (1 - k/E)^T), uniform "
+        f"routing), so it reads {units.percent(e.touched_fraction)} of the experts' weights"
+    )
+
+
+def _windowed(s: Serving) -> str:
+    if not s.sliding_layers:
+        return ""
+    layers = f"{s.sliding_layers} sliding-window layer{'s' if s.sliding_layers > 1 else ''}"
+    return f" ({layers} of window {s.window:,} keep at most {s.window - 1:,} tokens)"
 
 
 def _cross(s: Serving) -> str:
