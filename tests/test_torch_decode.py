@@ -451,3 +451,37 @@ def test_gemma2_alternating_sliding_window_kv_bytes_at_8k():
 
     text = " ".join(render(report, "text").split())  # unwrapped
     assert "2 sliding-window layers of window 4,096 keep at most 4,095 tokens" in text
+
+
+def test_deepseek_v2_latent_attention_cache_and_both_attention_cores():
+    """Done when (issue 21): a DeepSeek-V2-like small config, KV bytes per token equal to the
+    latent formula. kv_lora_rank r = 16, rope dims p = 8, nope n = 16, v = 16, 4 heads, 2
+    layers, fp32: the latent 2 x (16 + 8) x 4 B = 192 B per token; transformers' decompressed
+    cache 2 x 4 x (16 + 8 + 16) x 4 B = 1,280 B. A decode step at batch 2 after 100 tokens
+    attends over 101 keys per layer: naive reads 101 x 160 elements, absorbed 101 x 24, per
+    sequence and layer (x 2 x 2 x 4 B); FLOPs per layer with T = 2 queries:
+    naive 2T h 101 (n + p + v) = 64,640; absorbed 2T h (n r + 101 (2r + p) + r v) = 72,832."""
+    torch.manual_seed(0)
+    config = transformers.DeepseekV2Config(
+        hidden_size=64, intermediate_size=128, moe_intermediate_size=32, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4, vocab_size=256,
+        max_position_embeddings=256, n_routed_experts=8, num_experts_per_tok=2,
+        n_shared_experts=1, kv_lora_rank=16, q_lora_rank=32, qk_rope_head_dim=8,
+        qk_nope_head_dim=16, v_head_dim=16, first_k_dense_replace=1,
+    )  # fmt: skip
+    model = transformers.DeepseekV2ForCausalLM(config).eval()
+    report = memlint.lint(model, decode=100, scenario={"batch": 2}, hw="h100")
+    serving = report.llm.serving
+    assert serving.kv_bytes_per_token == 2 * (16 + 8) * 4 == 192
+    assert serving.kv_bytes_at_context == 192 * 100
+    latent = serving.latent
+    assert latent.decompressed_bytes_per_token == 2 * 4 * (16 + 8 + 16) * 4 == 1280
+    assert latent.naive_bytes == 101 * 160 * 2 * 2 * 4
+    assert latent.absorbed_bytes == 101 * 24 * 2 * 2 * 4
+    assert latent.naive_flops == 2 * 64_640 and latent.absorbed_flops == 2 * 72_832
+    assert latent.absorbed_s < latent.naive_s
+    # the graph itself is transformers' naive step: it holds the decompressed cache
+    assert _kv_read(report) >= 2 * 100 * 1280
+    document = report.to_dict()["llm"]
+    assert document["structure"]["latent_attention"]["kv_lora_rank"] == 16
+    assert document["serving"]["latent_attention"]["absorbed"]["cache_bytes_read"] == 38_784

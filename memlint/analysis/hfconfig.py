@@ -39,6 +39,12 @@ _CONFIG_KEYS = {
     # A mixture of experts: routed experts per MoE layer and experts per token (top-k)
     "num_experts": ("num_local_experts", "n_routed_experts", "num_experts", "moe_num_experts"),
     "num_experts_per_tok": ("num_experts_per_tok", "moe_top_k", "num_selected_experts"),
+    # Multi-head latent attention (DeepSeek-V2/V3): the compressed KV's rank, the decoupled
+    # rotary dims (cached beside the latent), the per-head no-rope key and value dims
+    "kv_lora_rank": ("kv_lora_rank",),
+    "qk_rope_head_dim": ("qk_rope_head_dim",),
+    "qk_nope_head_dim": ("qk_nope_head_dim",),
+    "v_head_dim": ("v_head_dim",),
 }  # fmt: skip
 
 
@@ -58,6 +64,10 @@ class HfConfig:
     max_source_positions: int | None = None
     num_experts: int | None = None
     num_experts_per_tok: int | None = None
+    kv_lora_rank: int | None = None
+    qk_rope_head_dim: int | None = None
+    qk_nope_head_dim: int | None = None
+    v_head_dim: int | None = None
     # Sliding-window attention: the window (positions a query sees), and which layers slide
     # (None: every layer when a window is set, as Mistral's config says it)
     sliding_window: int | None = None

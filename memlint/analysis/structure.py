@@ -71,6 +71,49 @@ class DimRole(enum.Enum):
 
 
 @dataclass(frozen=True)
+class LatentAttention:
+    """Multi-head latent attention (DeepSeek-V2/V3), from the config: keys and values are
+    up-projected from a latent of `rank` per token, with `rope` rotary dims cached beside it.
+
+    A serving engine caches the latent, rank + rope elements per token and layer, and runs
+    decode *absorbed*: W_UK folds into the query and W_UV into the output, so attention reads
+    the latent once. transformers caches the decompressed keys (nope + rope per head) and values
+    (v per head) and attends to them (*naive*). `attention()` counts both per step."""
+
+    rank: int
+    rope: int
+    nope: int
+    v_dim: int
+    heads: int
+
+    @property
+    def latent_per_token(self) -> int:
+        """Cached elements per token and layer as a serving engine stores them."""
+        return self.rank + self.rope
+
+    @property
+    def decompressed_per_token(self) -> int:
+        """Cached elements per token and layer as transformers stores them (keys and values)."""
+        return self.heads * (self.nope + self.rope + self.v_dim)
+
+    def attention(self, tokens: int, context: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """((FLOPs, cache elements read) naive, (the same) absorbed) of one layer for `tokens`
+        new tokens (over the batch) after `context` cached ones per sequence (T = batch x new
+        tokens queries, each over C + 1 keys; for a batch the cache read is per sequence, so
+        the caller scales the elements read by the batch):
+        naive: scores 2T h (C+1)(nope+rope), values 2T h (C+1) v; reads (C+1) h (nope+rope+v);
+        absorbed: W_UK into the query 2T h nope rank, scores 2T h (C+1)(rank+rope), values
+        2T h (C+1) rank, W_UV out 2T h rank v; reads (C+1)(rank+rope)."""
+        h, keys = self.heads, context + 1
+        naive = (2 * tokens * h * keys * (self.nope + self.rope + self.v_dim),
+                 keys * self.decompressed_per_token)
+        absorbed = (2 * tokens * h * (self.nope * self.rank + keys * (2 * self.rank + self.rope)
+                                      + self.rank * self.v_dim),
+                    keys * self.latent_per_token)
+        return naive, absorbed
+
+
+@dataclass(frozen=True)
 class KvTensor:
     """One KV-cache graph input and how its axes read."""
 
@@ -141,6 +184,7 @@ class LlmStructure:
     # keeps the last W - 1 tokens (what transformers' sliding caches keep; the step attends to
     # them and the new token), whatever the context.
     windows: Mapping[int, int] = field(default_factory=lambda: EMPTY)
+    latent: LatentAttention | None = None  # multi-head latent attention (from the config)
 
     @property
     def has_kv_cache(self) -> bool:
@@ -165,12 +209,26 @@ class LlmStructure:
 
     def kv_bytes_per_token(self, dtype: DType | None = None) -> int | float | None:
         """KV-cache bytes per token of one sequence (2 x layers x kv_heads x head_dim x bytes for
-        separate key and value inputs); at `dtype` instead of the graph's when given."""
+        separate key and value inputs); at `dtype` instead of the graph's when given. With
+        multi-head latent attention, the latent a serving engine caches: layers x (rank + rope)
+        x bytes (the graph's own cache: captured_kv_bytes_per_token)."""
+        captured = self.captured_kv_bytes_per_token(dtype)
+        if self.latent is None or captured is None or not self.layers:
+            return captured
+        bits = self.latent.latent_per_token * self.layers * _width(self.kv_dtype, dtype)
+        return bits // 8 if bits % 8 == 0 else bits / 8
+
+    def captured_kv_bytes_per_token(self, dtype: DType | None = None) -> int | float | None:
+        """The graph's self-attention KV-cache inputs per token of one sequence."""
         return _bytes_per_position([t for t in self.kv_inputs if not t.cross], dtype)
 
     def kv_bytes_at(self, context: int, dtype: DType | None = None) -> int | float | None:
         """Self-attention KV-cache bytes of one sequence after `context` tokens: each layer at
-        min(context, W - 1) tokens where it slides over a window W, else at the context."""
+        min(context, W - 1) tokens where it slides over a window W, else at the context (a
+        latent-attention cache: its latent at the context)."""
+        if self.latent is not None:
+            per = self.kv_bytes_per_token(dtype)
+            return None if per is None else per * context
         total: int | float = 0
         for tensor in self.kv_inputs:
             if tensor.cross:
@@ -280,7 +338,18 @@ def detect(
         encoder_positions=cfg.max_source_positions if any(t.cross for t in kv) else None,
         **_experts(cfg),
         windows=MappingProxyType(cfg.windows(figures["layers"])),
+        latent=_latent(cfg, figures["heads"]),
     )
+
+
+def _latent(cfg: HfConfig, heads: int | None) -> LatentAttention | None:
+    """Multi-head latent attention where the config gives all its dims."""
+    dims = (cfg.kv_lora_rank, cfg.qk_rope_head_dim, cfg.qk_nope_head_dim, cfg.v_head_dim)
+    heads = heads or cfg.num_attention_heads
+    if heads is None or any(d is None for d in dims):
+        return None
+    rank, rope, nope, v_dim = dims
+    return LatentAttention(rank, rope, nope, v_dim, heads)  # type: ignore[arg-type]
 
 
 def _experts(cfg: HfConfig) -> dict[str, int]:
@@ -353,6 +422,14 @@ def _kv_tensor(value: Value, model: Model) -> KvTensor:
         head_dim=head_dim,
         cross=bool(_CROSS.search(value.name)),
     )
+
+
+def _width(have: DType | None, what_if: DType | None) -> int:
+    """Bits per cached element: the graph's, or a narrower float what-if (as whatif retypes)."""
+    width = have.bits if have is not None else 32
+    if what_if is not None and (have is None or have.is_float) and what_if.bits < width:
+        width = what_if.bits
+    return width
 
 
 def _bytes_per_position(tensors: list[KvTensor], dtype: DType | None) -> int | float | None:
@@ -562,4 +639,9 @@ def _encoder_decoder(structure: LlmStructure) -> dict[str, Any]:
         extra["experts_per_token"] = structure.experts_per_token
     if structure.windows:
         extra["sliding_windows"] = {str(layer): w for layer, w in structure.windows.items()}
+    if structure.latent is not None:
+        m = structure.latent
+        extra["latent_attention"] = {"kv_lora_rank": m.rank, "rope_dim": m.rope,
+                                     "nope_dim": m.nope, "v_head_dim": m.v_dim,
+                                     "heads": m.heads}  # fmt: skip
     return extra

@@ -240,8 +240,23 @@ def serving_dict(s: Serving) -> dict[str, Any]:
         "tokens_per_s_per_sequence": s.tokens_per_s_per_sequence,
         "tokens_per_s_aggregate": s.tokens_per_s_aggregate,
         "crossover": crossover_dict(s.crossover),
-    } | _cross_dict(s) | _experts_dict(s) | ({} if not s.sliding_layers else {
+    } | _cross_dict(s) | _experts_dict(s) | _latent_dict(s) | ({} if not s.sliding_layers else {
         "sliding_layers": s.sliding_layers, "sliding_window": s.window})
+
+
+def _latent_dict(s: Serving) -> dict[str, Any]:
+    """Multi-head latent attention's caches and attention cores (absent otherwise)."""
+    if s.latent is None:
+        return {}
+    m = s.latent
+    return {"latent_attention": {
+        "latent_bytes_per_token": m.latent_bytes_per_token,
+        "decompressed_bytes_per_token": m.decompressed_bytes_per_token,
+        "naive": {"flops": m.naive_flops, "cache_bytes_read": m.naive_bytes,
+                  "time_s": m.naive_s},
+        "absorbed": {"flops": m.absorbed_flops, "cache_bytes_read": m.absorbed_bytes,
+                     "time_s": m.absorbed_s},
+    }}  # fmt: skip
 
 
 def _experts_dict(s: Serving) -> dict[str, Any]:

@@ -420,6 +420,24 @@ class ExpertRouting:
 
 
 @dataclass(frozen=True)
+class LatentServing:
+    """Multi-head latent attention in a step, over every layer and the batch: the cache per
+    token of one sequence as a serving engine stores it (the latent) and as the graph holds it
+    (decompressed keys and values), and the attention core as the graph runs it (naive) and
+    absorbed (memlint.analysis.structure.LatentAttention), each with its FLOPs, cache bytes
+    read and roofline time on the step's hardware."""
+
+    latent_bytes_per_token: float
+    decompressed_bytes_per_token: float
+    naive_flops: int
+    naive_bytes: float
+    naive_s: float
+    absorbed_flops: int
+    absorbed_bytes: float
+    absorbed_s: float
+
+
+@dataclass(frozen=True)
 class Serving:
     scenario: Scenario
     hardware: str
@@ -444,6 +462,7 @@ class Serving:
     # The self-attention cache of one sequence at the context when sliding-window layers keep
     # fewer tokens (LlmStructure.kv_bytes_at); None: every layer keeps the context
     kv_bytes_windowed: float | None = None
+    latent: LatentServing | None = None  # multi-head latent attention (None otherwise)
     sliding_layers: int = 0  # layers that slide over a window
     window: int = 0  # the smallest of their windows
 

@@ -16,11 +16,15 @@ from __future__ import annotations
 
 from memlint.analysis.liveness import footprint
 from memlint.analysis.structure import LlmStructure
-from memlint.core.llm import ExpertRouting, Serving
+from memlint.core.llm import ExpertRouting, LatentServing, Serving
 from memlint.core.report import Report
+from memlint.costs import CostStatus
+from memlint.costs.model import ZERO_BYTES, ByteCounts, OpCost
+from memlint.ir import ComputeUnit, DType
 from memlint.llm.scenario import Scenario
 from memlint.llm.sweep import Crossover
 from memlint.llm.whatif import Precision
+from memlint.roofline import time_op
 
 
 def serving(
@@ -35,7 +39,11 @@ def serving(
     precision = precision or Precision()
     memory = footprint(report.model.graph)
     capacity = report.hardware.memory_capacity_bytes
-    grows = memory.kv_cache_bytes + memory.peak_activation_bytes
+    kv_resident = memory.kv_cache_bytes
+    latent = _latent(report, structure, scenario, precision)
+    if latent is not None:  # resident as the latent a serving engine keeps, with the new tokens
+        kv_resident = latent.latent_bytes_per_token * scenario.total_tokens * scenario.batch
+    grows = kv_resident + memory.peak_activation_bytes
     largest = None
     if grows > 0:
         largest = max(int((capacity - memory.weight_bytes) // (grows / scenario.batch)), 0)
@@ -63,8 +71,32 @@ def serving(
         kv_bytes_windowed=None if not structure.windows else structure.kv_bytes_at(
             scenario.context, precision.kv_cache),
         sliding_layers=len(structure.windows),
+        latent=latent,
         window=min(structure.windows.values(), default=0),
     )
 
 
 __all__ = ["Serving", "serving"]
+
+
+def _latent(report: Report, structure: LlmStructure, scenario: Scenario,
+            precision: Precision) -> LatentServing | None:  # fmt: skip
+    """Multi-head latent attention's two caches and two attention cores (see LatentServing)."""
+    mla, layers = structure.latent, structure.layers
+    latent_per_token = structure.kv_bytes_per_token(precision.kv_cache)
+    captured = structure.captured_kv_bytes_per_token(precision.kv_cache)
+    if mla is None or not layers or latent_per_token is None or captured is None:
+        return None
+    element = latent_per_token / (layers * mla.latent_per_token)  # bytes per cached element
+    dtype = structure.kv_dtype or DType.FLOAT32
+    (naive_f, naive_e), (absorbed_f, absorbed_e) = mla.attention(
+        scenario.tokens_per_step, scenario.context)
+    figures = []
+    for flops, elements in ((naive_f, naive_e), (absorbed_f, absorbed_e)):
+        read = elements * element * scenario.batch * layers
+        cost = OpCost(flops=flops * layers, bytes_read=ByteCounts(kv_cache=int(read)),
+                      bytes_written=ZERO_BYTES, status=CostStatus.MODELLED,
+                      unit=ComputeUnit.TENSOR, compute_dtype=dtype)  # fmt: skip
+        figures.append((flops * layers, read, time_op(cost, report.hardware).predicted_latency_s))
+    (nf, nb, ns), (af, ab, as_) = figures
+    return LatentServing(latent_per_token, captured, nf, nb, ns, af, ab, as_)

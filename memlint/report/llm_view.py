@@ -23,6 +23,7 @@ from memlint.analysis.structure import LlmStructure
 from memlint.core.llm import (
     Crossover,
     ExpertRouting,
+    LatentServing,
     Generation,
     LlmSections,
     PrecisionGain,
@@ -148,11 +149,23 @@ def serving_rows(s: Serving, structure: LlmStructure | None = None) -> Rows:
                                    f"{_rate(s.tokens_per_s_aggregate)} over the batch of "
                                    f"{sc.batch:,}"),
     ]  # fmt: skip
+    if s.latent is not None:
+        rows.append(("latent attention", latent_line(s.latent)))
     if s.experts is not None:
         rows.append(("experts", experts_line(s.experts)))
     if s.crossover is not None:
         rows.append(("compute-bound from", crossover_line(s.crossover)))
     return tuple(rows)
+
+
+def latent_line(m: LatentServing) -> str:
+    return (
+        f"the cache is the latent, {_bytes(m.latent_bytes_per_token)} per token per sequence "
+        f"(the graph keeps decompressed K/V, {_bytes(m.decompressed_bytes_per_token)}); "
+        f"attention as written reads {units.nbytes(m.naive_bytes)} of cache "
+        f"({units.seconds(m.naive_s)}), absorbed {units.nbytes(m.absorbed_bytes)} "
+        f"({units.seconds(m.absorbed_s)})"
+    )
 
 
 def experts_line(e: ExpertRouting) -> str:
