@@ -168,18 +168,32 @@ def test_source_location_skips_torch_and_stdlib_frames():
     assert source_location("") is None
 
 
+class Flips(nn.Module):
+    def forward(self, x):
+        return torch.flip(x, (0,)) + 1
+
+
+def test_unmapped_op_stays_unmodelled():
+    report = lint(Flips(), example_inputs=(torch.randn(4, 8),))
+    flip = next(n for n in report.nodes if n.domain == "aten")
+    assert (flip.op_type, flip.cost.status) == ("flip", CostStatus.UNMODELLED)
+    assert flip.cost.bytes_moved == 2 * 4 * 8 * 4  # a lower bound, never zero
+    assert dict(report.coverage.unmodelled_ops) == {"aten::flip": 1}
+    assert "ML901" in {f.code for f in report.findings}
+
+
 class Rolls(nn.Module):
     def forward(self, x):
         return torch.roll(x, 1, 0) + 1
 
 
-def test_unmapped_op_stays_unmodelled():
+def test_roll_moves_every_element_once():
     report = lint(Rolls(), example_inputs=(torch.randn(4, 8),))
-    roll = next(n for n in report.nodes if n.domain == "aten")
-    assert (roll.op_type, roll.cost.status) == ("roll", CostStatus.UNMODELLED)
-    assert roll.cost.bytes_moved == 2 * 4 * 8 * 4  # a lower bound, never zero
-    assert dict(report.coverage.unmodelled_ops) == {"aten::roll": 1}
-    assert "ML901" in {f.code for f in report.findings}
+    roll = only(report, "Slice")
+    # reads the 4 x 8 fp32 tensor and writes it rolled: 128 B each way, no FLOPs
+    assert (roll.cost.flops, roll.cost.bytes_read.total, roll.cost.bytes_written.total) == (
+        0, 128, 128)
+    assert report.coverage.nodes_modelled == report.coverage.nodes_total
 
 
 # --- views and copies -------------------------------------------------------------------------

@@ -485,3 +485,30 @@ def test_deepseek_v2_latent_attention_cache_and_both_attention_cores():
     document = report.to_dict()["llm"]
     assert document["structure"]["latent_attention"]["kv_lora_rank"] == 16
     assert document["serving"]["latent_attention"]["absorbed"]["cache_bytes_read"] == 38_784
+
+
+def test_mamba_recurrent_state_is_exact_and_constant_in_context():
+    """Done when (issue 21): a Mamba small config, per-sequence state bytes exact and constant
+    across contexts. hidden 64, expand 2 -> inner 128, conv kernel 4, state 8, 2 layers, fp32:
+    per layer a conv state 128 x 4 and an SSM state 128 x 8, (512 + 1,024) x 4 B = 6,144 B;
+    12,288 B per sequence at any context."""
+    torch.manual_seed(0)
+    config = transformers.MambaConfig(hidden_size=64, num_hidden_layers=2, vocab_size=256,
+                                      state_size=8, expand=2, conv_kernel=4)  # fmt: skip
+    model = transformers.MambaForCausalLM(config).eval()
+    steps = {ctx: memlint.lint(model, decode=ctx, scenario={"batch": 2}, hw="h100")
+             for ctx in (16, 256)}  # fmt: skip
+    for context, report in steps.items():
+        serving = report.llm.serving
+        assert serving.scenario.context == context
+        assert serving.state_bytes_per_sequence == 2 * (128 * 4 + 128 * 8) * 4 == 12_288
+        assert serving.state_layers == 2
+        assert serving.kv_bytes_per_token is None  # no attention, no KV cache
+        assert report.coverage.nodes_modelled == report.coverage.nodes_total
+        names = report.model.graph.inputs
+        assert "cache_params.0.conv_state" in names and "cache_params.1.ssm_state" in names
+    # the step itself does not grow with the context: same bytes, same time
+    short, long = steps[16].summary, steps[256].summary
+    assert short.bytes_moved == long.bytes_moved
+    assert short.predicted_latency_s == long.predicted_latency_s
+    assert report.to_dict()["llm"]["serving"]["state_bytes_per_sequence"] == 12_288

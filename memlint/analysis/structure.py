@@ -46,6 +46,8 @@ _BATCH = re.compile(r"batch", re.I)
 _PAST = re.compile(r"past|cache", re.I)
 _SEQ = re.compile(r"seq|length|len|context|tokens|ctx", re.I)
 _LAYER = re.compile(r"(\d+)")
+# A state-space layer's recurrent state (memlint.frontends.fx_cache names MambaCache's tensors)
+_STATE = re.compile(r"(conv|ssm)_states?$|recurrent_state", re.IGNORECASE)
 # Cross-attention caches: past_key_values.N.encoder.key (Optimum seq2seq), *cross_attn*, ...
 _CROSS = re.compile(r"(^|[._/:-])(encoder|cross(_?attn|_attention)?)([._/:-]|$)", re.I)
 # Inputs of a decoder that carry the encoder's length on axis 1 (encoder_attention_mask: last).
@@ -111,6 +113,16 @@ class LatentAttention:
                                       + self.rank * self.v_dim),
                     keys * self.latent_per_token)
         return naive, absorbed
+
+
+@dataclass(frozen=True)
+class StateTensor:
+    """A state-space layer's recurrent state (cache_params.N.conv_state / .ssm_state): one per
+    sequence, the same size whatever the context."""
+
+    name: str
+    layer: int | None
+    bytes_per_sequence: int
 
 
 @dataclass(frozen=True)
@@ -185,10 +197,21 @@ class LlmStructure:
     # them and the new token), whatever the context.
     windows: Mapping[int, int] = field(default_factory=lambda: EMPTY)
     latent: LatentAttention | None = None  # multi-head latent attention (from the config)
+    # State-space layers' recurrent states (Mamba): constant in the context
+    state_inputs: tuple[StateTensor, ...] = ()
+
+    @property
+    def state_bytes_per_sequence(self) -> int | None:
+        """Every state-space layer's state for one sequence (None without any)."""
+        if not self.state_inputs:
+            return None
+        return sum(t.bytes_per_sequence for t in self.state_inputs)
 
     @property
     def has_kv_cache(self) -> bool:
-        return bool(self.kv_inputs)
+        """A step with a cache: KV-cache inputs, or a state-space model's recurrent states (the
+        LLM scenario and serving figures apply to both)."""
+        return bool(self.kv_inputs or self.state_inputs)
 
     @property
     def has_cross_attention(self) -> bool:
@@ -268,7 +291,8 @@ def detect(
     if config is None and use_config:
         config = read_config(config_file(model.source, config_path))
     said = "config.json" if config is None or config.path.endswith(".json") else config.path
-    kv = tuple(_kv_tensor(v, model) for v in _kv_inputs(graph))
+    states = tuple(_state_tensor(v) for v in _kv_inputs(graph) if _STATE.search(v.name))
+    kv = tuple(_kv_tensor(v, model) for v in _kv_inputs(graph) if not _STATE.search(v.name))
     kv_outputs = cache_outputs(graph)
     tokens = tuple(name for name in TOKEN_INPUTS if name in model.input_dim_names)
     roles, derived, pinned = _roles(model, kv, tokens)
@@ -339,7 +363,15 @@ def detect(
         **_experts(cfg),
         windows=MappingProxyType(cfg.windows(figures["layers"])),
         latent=_latent(cfg, figures["heads"]),
+        state_inputs=states,
     )
+
+
+def _state_tensor(value: Value) -> StateTensor:
+    layer = re.search(r"\.(\d+)\.", value.name)
+    batch = value.shape[0] if value.shape else None
+    per = (value.nbytes or 0) // batch if batch else (value.nbytes or 0)
+    return StateTensor(value.name, int(layer.group(1)) if layer else None, per)
 
 
 def _latent(cfg: HfConfig, heads: int | None) -> LatentAttention | None:

@@ -240,7 +240,9 @@ def serving_dict(s: Serving) -> dict[str, Any]:
         "tokens_per_s_per_sequence": s.tokens_per_s_per_sequence,
         "tokens_per_s_aggregate": s.tokens_per_s_aggregate,
         "crossover": crossover_dict(s.crossover),
-    } | _cross_dict(s) | _experts_dict(s) | _latent_dict(s) | ({} if not s.sliding_layers else {
+    } | _cross_dict(s) | _experts_dict(s) | _latent_dict(s) | ({} if s.state_layers == 0 else {
+        "state_bytes_per_sequence": s.state_bytes_per_sequence, "state_layers": s.state_layers,
+    }) | ({} if not s.sliding_layers else {
         "sliding_layers": s.sliding_layers, "sliding_window": s.window})
 
 

@@ -463,6 +463,9 @@ class Serving:
     # fewer tokens (LlmStructure.kv_bytes_at); None: every layer keeps the context
     kv_bytes_windowed: float | None = None
     latent: LatentServing | None = None  # multi-head latent attention (None otherwise)
+    # state-space layers' recurrent state of one sequence, constant in the context (Mamba)
+    state_bytes_per_sequence: int | None = None
+    state_layers: int = 0
     sliding_layers: int = 0  # layers that slide over a window
     window: int = 0  # the smallest of their windows
 

@@ -14,6 +14,9 @@ step as on an ONNX one.
 
 A tuple cache (`past_key_values=((k, v), ...)`, or 4-tuples with the cross-attention K/V) is a
 pytree already; it is flattened the same way so that its tensors get the same names and roles.
+A state-space model's cache (transformers' MambaCache: per layer a convolution state and an SSM
+state, updated in place) becomes `cache_params.N.conv_state` / `cache_params.N.ssm_state`: a
+recurrent state, constant in the context (memlint.analysis.structure.StateTensor).
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ def holds_cache(args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
     """Does the call pass a transformers cache object (which torch.export cannot take), or a
     tuple cache under a cache-like name, or ask for the cache back (`use_cache=True`: a
     transformers model returns a cache object, which torch.export cannot return)?"""
-    return any(_is_cache(v) for v in (*args, *kwargs.values())) or any(
+    return any(_is_cache(v) or _is_state_cache(v) for v in (*args, *kwargs.values())) or any(
         _is_tuple_cache(k, v) for k, v in kwargs.items()
     ) or kwargs.get("use_cache") is True
 
@@ -114,6 +117,16 @@ def flat_forward(module: torch.nn.Module, flat: Flat) -> Iterator[None]:
 
 def _template(name: str, value: Any, names: list[str], tensors: list[torch.Tensor]) -> Any:
     """`value` with each tensor replaced by a slot (recorded in `names`/`tensors` in order)."""
+    if _is_state_cache(value):
+        made = copy.copy(value)
+        for attr, role in _STATES:
+            states = []
+            for index, tensor in enumerate(getattr(value, attr)):
+                names.append(f"{name}.{index}.{role}")
+                tensors.append(tensor)
+                states.append(_SLOT)
+            setattr(made, attr, states)
+        return made
     if _is_cache(value):
         return _cache_template(name, value, names, tensors)
     if _is_tuple_cache(name, value):
@@ -184,6 +197,11 @@ def _fill(template: Any, it: Iterator[torch.Tensor]) -> Any:
     """The template with its slots filled from `it`, in the order they were made."""
     if template is _SLOT:
         return next(it)
+    if _is_state_cache(template):
+        made = copy.copy(template)
+        for attr, _ in _STATES:
+            setattr(made, attr, [next(it) for _ in getattr(template, attr)])
+        return made
     if isinstance(template, (tuple, list)):
         made = [_fill(v, it) for v in template]
         return type(template)(made) if isinstance(template, list) else tuple(made)
@@ -218,6 +236,9 @@ def _fill_layers(cache: Any, it: Iterator[torch.Tensor]) -> Any:
 def _output_tensors(value: Any) -> Iterator[torch.Tensor]:
     if isinstance(value, torch.Tensor):
         yield value
+    elif _is_state_cache(value):
+        for attr, _ in _STATES:
+            yield from (t for t in getattr(value, attr) if isinstance(t, torch.Tensor))
     elif _is_cache(value):
         parts = (value.self_attention_cache, value.cross_attention_cache) if hasattr(
             value, "self_attention_cache") else (value,)
@@ -236,6 +257,19 @@ def _output_tensors(value: Any) -> Iterator[torch.Tensor]:
 
 
 # --- recognising caches -----------------------------------------------------------------------
+
+
+_STATES = (("conv_states", "conv_state"), ("ssm_states", "ssm_state"))
+
+
+def _is_state_cache(value: Any) -> bool:
+    """A state-space model's cache (transformers' MambaCache), duck-typed: per-layer lists of
+    convolution and SSM states."""
+    return all(
+        isinstance(getattr(value, attr, None), list) and all(
+            isinstance(t, torch.Tensor) or t is _SLOT for t in getattr(value, attr))
+        for attr, _ in _STATES
+    )  # fmt: skip
 
 
 def _is_cache(value: Any) -> bool:

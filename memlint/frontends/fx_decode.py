@@ -85,14 +85,17 @@ def step_inputs(model: torch.nn.Module, step: Step) -> tuple[tuple[Any, ...], di
         prefill: dict[str, Any] = {tokens: torch.zeros((step.batch, step.context), dtype=torch.long)}
         if encoder is not None:
             prefill["encoder_outputs"] = (torch.zeros(encoder, dtype=_dtype(model)),)
-        cache = _fake_cache(model, {**prefill, "use_cache": True}, step.context)
-        kwargs["past_key_values"] = _materialise(cache, meta)
+        key, cache = _fake_cache(model, {**prefill, "use_cache": True}, step.context)
+        kwargs[key] = _materialise(cache, meta)
+        if key == "cache_params":  # a state-space model steps from its position
+            kwargs["cache_position"] = _arange(step.context, step.new_tokens, meta)
     kwargs["use_cache"] = True
     return (), kwargs
 
 
-def _fake_cache(model: torch.nn.Module, kwargs: dict[str, Any], tokens: int) -> Any:
-    """The cache a prefill with `kwargs` leaves, computed on fake tensors."""
+def _fake_cache(model: torch.nn.Module, kwargs: dict[str, Any], tokens: int) -> tuple[str, Any]:
+    """The cache a prefill with `kwargs` leaves, computed on fake tensors, and the argument
+    that takes it (past_key_values, or a state-space model's cache_params)."""
     training = model.training
     model.eval()
     try:
@@ -108,13 +111,14 @@ def _fake_cache(model: torch.nn.Module, kwargs: dict[str, Any], tokens: int) -> 
         ) from None
     finally:
         model.train(training)
-    cache = getattr(out, "past_key_values", None)
-    if cache is None:
-        raise ModelLoadError(
-            f"{type(model).__name__}: returned no past_key_values with use_cache=True; pass "
-            "example_inputs for the step to lint"
-        )
-    return cache
+    for key in ("past_key_values", "cache_params"):  # attention caches; a state-space model's
+        cache = getattr(out, key, None)
+        if cache is not None:
+            return key, cache
+    raise ModelLoadError(
+        f"{type(model).__name__}: returned no past_key_values or cache_params with "
+        "use_cache=True; pass example_inputs for the step to lint"
+    )
 
 
 def _to_fake(mode: FakeTensorMode, value: Any) -> Any:
@@ -125,8 +129,17 @@ def _to_fake(mode: FakeTensorMode, value: Any) -> Any:
     return value
 
 
+def _arange(start: int, count: int, meta: bool) -> torch.Tensor:
+    return torch.arange(start, start + count, device="meta" if meta else "cpu")
+
+
 def _materialise(cache: Any, meta: bool) -> Any:
     """The fake cache with every tensor made real (zeros) or on the meta device."""
+    for attr in ("conv_states", "ssm_states"):  # a state-space model's cache
+        states = getattr(cache, attr, None)
+        if isinstance(states, list):
+            setattr(cache, attr, [_zeros(tuple(int(d) for d in t.shape), t.dtype, meta)
+                                  for t in states])  # fmt: skip
     parts = [cache]
     if hasattr(cache, "self_attention_cache"):
         parts = [cache.self_attention_cache, cache.cross_attention_cache]

@@ -28,7 +28,8 @@ Choices (docs/torch.md lists them for users):
   is already the requested one (a clone that keeps the layout: functionalization inserts such
   clones where eager code aliases, e.g. dropout at inference).
 - dropout at any train flag is Dropout (the identity: memlint lints inference); creation ops
-  (full, zeros, ones, *_like, arange) write only; empty allocates only (metadata).
+  (full, zeros, ones, *_like, zero, arange) write only; empty allocates only (metadata); roll
+  moves every element once (a whole-tensor Slice: read all, write all).
 - In-place ops (add_, copy_, index_put_) are mapped as their functional form.
 """
 
@@ -533,9 +534,11 @@ LOWERINGS: dict[str, Lowering] = {
         for name in (
             "full", "zeros", "ones", "full_like", "zeros_like", "ones_like", "new_full",
             "new_zeros", "new_ones", "scalar_tensor", "fill", "rand", "randn", "rand_like",
-            "randn_like", "randint", "randint_like",
+            "randn_like", "randint", "randint_like", "zero",
         )
     },  # fmt: skip
+    # roll: every element moved once (read all, write all), as a whole-tensor copy
+    "roll": lambda c: [c.emit("Slice", (c.tensor("self"),))],
     **{
         name: lambda c: [c.emit("Identity", ())]
         for name in ("empty", "empty_like", "empty_strided", "new_empty", "empty_permuted")

@@ -72,6 +72,8 @@ def serving(
             scenario.context, precision.kv_cache),
         sliding_layers=len(structure.windows),
         latent=latent,
+        state_bytes_per_sequence=structure.state_bytes_per_sequence,
+        state_layers=len({t.layer for t in structure.state_inputs}),
         window=min(structure.windows.values(), default=0),
     )
 

@@ -149,6 +149,14 @@ def serving_rows(s: Serving, structure: LlmStructure | None = None) -> Rows:
                                    f"{_rate(s.tokens_per_s_aggregate)} over the batch of "
                                    f"{sc.batch:,}"),
     ]  # fmt: skip
+    if s.state_bytes_per_sequence is not None and s.kv_bytes_per_token is None:
+        rows = [row for row in rows if row[0] != "KV cache"]  # no attention: no KV cache
+    if s.state_bytes_per_sequence is not None:
+        rows.append(("recurrent state", (
+            f"{units.nbytes(s.state_bytes_per_sequence)} per sequence in {s.state_layers} "
+            f"state-space layers (convolution and SSM states), the same at any context; "
+            f"{units.nbytes(s.state_bytes_per_sequence * sc.batch)} for the batch of "
+            f"{sc.batch:,}")))
     if s.latent is not None:
         rows.append(("latent attention", latent_line(s.latent)))
     if s.experts is not None:
