@@ -25,7 +25,7 @@ from memlint.baseline import load_baseline, model_identity
 from memlint.config import Config
 from memlint.core.llm import ScenarioRequest
 from memlint.core.report import BaselineResult, Report, analyse
-from memlint.errors import ConfigError, DimError, ModelLoadError
+from memlint.errors import ConfigError, DimError, LlmError, ModelLoadError
 from memlint.hardware import HardwareSpec, resolve
 from memlint.ir import Model
 
@@ -100,6 +100,12 @@ def lint(
     spec = hw if isinstance(hw, HardwareSpec) else resolve(hw, hw_files)
     config = config or Config()
     request = ScenarioRequest.of(scenario)
+    if _onnx_source(source) and request.moe_routing:
+        raise LlmError(
+            f"--moe-routing {request.moe_routing}: applies to torch mixture-of-experts steps, "
+            "which memlint routes while capturing (docs/torch.md); an ONNX graph is linted as "
+            "written"
+        )
     if _onnx_source(source):
         run = lint_llm(
             source, hw=spec, dims=dims, input_shapes=input_shapes, strict_dims=strict_dims,
@@ -158,8 +164,12 @@ def _lint_torch(
             "default_dims": {**config.dims, **(default_dims or {})}}  # fmt: skip
 
     def capture(obj: Any, args: Any, kwargs: Mapping[str, Any] | None) -> Model:
-        return load(obj, input_shapes=input_shapes, example_inputs=args, example_kwargs=kwargs,
-                    **bind)  # fmt: skip
+        model = load(obj, input_shapes=input_shapes, example_inputs=args, example_kwargs=kwargs,
+                     moe_routing=request.moe_routing, **bind)  # fmt: skip
+        if request.moe_routing and "moe" not in model.metadata:
+            raise LlmError(f"--moe-routing {request.moe_routing}: {model.source} has no "
+                           "mixture-of-experts block that memlint routes (docs/torch.md)")
+        return model
 
     def analyse_model(model: Model) -> Report:
         return check(analyse(model, spec, tf32=tf32), config)
@@ -334,6 +344,7 @@ def load(
     example_inputs: Any = None,
     example_kwargs: Mapping[str, Any] | None = None,
     input_values: Mapping[str, Any] | None = None,
+    moe_routing: str | None = None,
 ) -> Model:
     """Load a model into the IR. The frontend is chosen by the source: a `.pt2` file or a torch
     object goes to the torch frontend (which imports torch), any other path to ONNX.
@@ -357,7 +368,8 @@ def load(
     with kept_logs():  # torch's own log lines never reach the terminal (--debug shows them)
         if isinstance(source, (str, os.PathLike)):
             return fx.capture_pt2(source, **bind).model
-        return fx.capture(source, example_inputs, example_kwargs, **bind).model
+        return fx.capture(source, example_inputs, example_kwargs, **bind,
+                      moe_routing=moe_routing or "expected").model
 
 
 def parse(source: str | os.PathLike[str] | Any) -> Any:

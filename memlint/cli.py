@@ -88,6 +88,7 @@ _LINT_OPTIONS = (
     click.option("--weights-dtype", type=click.Choice(("fp16", "bf16", "fp8", "int8", "int4")), default=None, help="LLM what-if: weights stored in this dtype."),
     click.option("--kv-dtype", type=click.Choice(("fp16", "fp8", "int8")), default=None, help="LLM what-if: KV cache stored in this dtype."),
     click.option("--tp", type=click.IntRange(min=1), default=None, help="LLM what-if: tensor parallelism over N devices (all-reduce over the interconnect)."),
+    click.option("--moe-routing", type=click.Choice(("expected", "all", "top-k")), default=None, help="A torch MoE step's experts: expected under uniform routing (default), all of them, or only top-k."),
     click.option("--debug", is_flag=True, help="Show tracebacks and debug logs."),
 )
 

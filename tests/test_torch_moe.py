@@ -10,6 +10,7 @@ step's tokens gather.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,7 @@ transformers = pytest.importorskip("transformers")
 import memlint  # noqa: E402
 from memlint.frontends.fx_moe import expected_experts, moe_blocks  # noqa: E402
 
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 BASE = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
         "num_key_value_heads": 2, "vocab_size": 256, "max_position_embeddings": 256,
         "tie_word_embeddings": False}  # fmt: skip
@@ -121,3 +123,68 @@ def test_one_token_step_touches_k_experts():
     experts = report.llm.serving.experts
     assert experts.tokens == 1 and experts.expected_touched == pytest.approx(2.0)
     assert experts.touched_fraction == pytest.approx(0.25)
+
+
+def test_expert_weight_bound_decode_is_flagged_with_its_fixes():
+    """ML109 on a one-token step of an MoE model whose expert weights dominate (OLMoE config:
+    per layer 2 of 8 experts of 3 x 64 x 32 run, next to attention of 64 x 64 x 3 + 64 x 32):
+    its evidence carries the routing, its fixes int4 experts, batching, expert parallelism."""
+    torch.manual_seed(0)
+    config = transformers.OlmoeConfig(**{**BASE, "hidden_size": 64, "num_attention_heads": 4},
+                                      intermediate_size=512, num_experts=8,
+                                      num_experts_per_tok=2)  # fmt: skip
+    report = memlint.lint(transformers.OlmoeForCausalLM(config).eval(), decode=16, hw="h100")
+    finding = next(f for f in report.findings if f.code == "ML109")
+    evidence = {m.name: m.value for m in finding.evidence}
+    assert (evidence["moe_experts"], evidence["moe_top_k"], evidence["moe_run"]) == (8, 2, 2)
+    assert evidence["expert_share"] >= 0.25
+    # 2 layers x 2 experts run x 3 x 64 x 512 fp32 weights = 786,432 B
+    assert evidence["expert_weight_bytes"] == 2 * 2 * 3 * 64 * 512 * 4
+    texts = [fix.text for fix in finding.fixes]
+    assert texts[0].startswith("Quantize the experts to int4")
+    assert finding.fixes[0].saving_s == pytest.approx(evidence["expert_time_s"] * (1 - 4 / 32))
+    # 4 tokens touch 8(1 - 0.75^4) = 5.47 experts: 5.47 / (4 x 2) = 68% of the bytes per token
+    assert "from 2 to 5.47 of 8" in texts[1] and "68.4%" in texts[1]
+    assert "expert parallelism" in texts[2]
+
+
+def test_dense_model_has_no_expert_finding():
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        **BASE, intermediate_size=128)).eval()
+    report = memlint.lint(model, decode=16, hw="h100")
+    assert "ML109" not in {f.code for f in report.findings}
+
+
+def _with_experts_run(model, tokens: int, run: int) -> int:
+    """_expected_weight_bytes with `run` experts per block instead of the expectation."""
+    total = _expected_weight_bytes(model, tokens)
+    for _, block, _, k in moe_blocks(model):
+        per_expert = _numel(block.experts[0].parameters())
+        total += 4 * (run - expected_experts(len(block.experts), k, tokens)) * per_expert
+    return total
+
+
+@pytest.mark.parametrize("routing, tokens, run", [("all", 1, 8), ("top-k", 64, 2)])
+def test_moe_routing_choices(routing, tokens, run):
+    """--moe-routing all: every expert read (the worst case, even by one token); top-k: only k
+    (the best case, every token routed to the same experts), at batch 64 too."""
+    torch.manual_seed(0)
+    model = _olmoe().eval()
+    report = memlint.lint(model, decode=8, hw="h100",
+                          scenario={"batch": tokens, "moe_routing": routing})  # fmt: skip
+    assert f"runs {run} experts per block" in report.model.metadata["moe"]
+    assert report.summary.bytes_read.weights == _with_experts_run(model, tokens, run)
+    assert report.coverage.nodes_modelled == report.coverage.nodes_total
+
+
+def test_moe_routing_refused_where_nothing_is_routed(tmp_path):
+    from memlint.llm import LlmError
+
+    torch.manual_seed(0)
+    dense = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        **BASE, intermediate_size=128)).eval()
+    with pytest.raises(LlmError, match="no mixture-of-experts block"):
+        memlint.lint(dense, decode=8, scenario={"moe_routing": "all"})
+    with pytest.raises(LlmError, match="applies to torch mixture-of-experts steps"):
+        memlint.lint(SAMPLES / "small_cnn.onnx", scenario={"moe_routing": "all"})

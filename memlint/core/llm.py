@@ -34,6 +34,8 @@ class ScenarioRequest:
     weights_dtype: str | None = None  # what-if: fp16, bf16, fp8, int8, int4
     kv_dtype: str | None = None  # what-if: fp16, fp8, int8
     tp: int | None = None  # what-if: tensor parallelism over N devices
+    # a torch MoE step's routing: "expected" (the default), "all" experts, or "top-k" only
+    moe_routing: str | None = None
     exact: bool = False  # --generate lints every step instead of interpolating
     find_crossover: bool | None = None  # search the compute-bound batch (None: with a sweep)
 

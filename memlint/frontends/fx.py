@@ -95,6 +95,7 @@ def capture(
     dims: Mapping[str, int] | None = None,
     default_dims: Mapping[str, int] | None = None,
     strict_dims: bool = False,
+    moe_routing: str = "expected",
 ) -> Captured:
     """An nn.Module (with example inputs), an fx.GraphModule, an ExportedProgram or a
     TorchSource -> its graph and IR (`.model`). Raises ModelLoadError with one clear line when
@@ -102,7 +103,8 @@ def capture(
 
     A module is captured at the shapes of its example inputs; `dims` binds the symbolic dims of
     a program exported with dynamic shapes (naming one it does not have is an error),
-    `default_dims` binds them where the program has them."""
+    `default_dims` binds them where the program has them. `moe_routing` is the routing
+    mixture-of-experts blocks are captured at (memlint.frontends.fx_moe.ROUTINGS)."""
     label = ""
     if isinstance(obj, TorchSource):
         label = obj.label
@@ -127,7 +129,7 @@ def capture(
             f"{label}: a module needs example inputs to be captured (example_inputs=(tensor, ...) "
             "or --example-inputs package.module:make_inputs)"
         )
-    return _capture(obj, args, kwargs, label, binding)
+    return _capture(obj, args, kwargs, label, binding, moe_routing=moe_routing)
 
 
 def capture_pt2(
@@ -241,6 +243,7 @@ def _capture(
     label: str,
     binding: Dims,
     user_inputs: Sequence[Input] | None = None,
+    moe_routing: str = "expected",
 ) -> Captured:
     """torch.export first; symbolic_trace + fake-tensor propagation when export fails."""
     training = module.training
@@ -252,7 +255,7 @@ def _capture(
         args, kwargs, user_inputs = flat.tensors, {}, [Input(name) for name in flat.names]
     try:
         with fake_meta_state(module) as mode, warnings.catch_warnings(), step, \
-                fx_moe.expected_routing(module) as routing, _whole_stacks():
+                fx_moe.expected_routing(module, moe_routing) as routing, _whole_stacks():
             if mode is not None:  # no real weights: the example inputs become fake too
                 args, kwargs = pytree.tree_map_only(
                     torch.Tensor, lambda t: fake_tensor(mode, t), (args, kwargs)
@@ -314,7 +317,11 @@ def _noting_routing(captured: Captured, routing: fx_moe.Routing) -> Captured:
     if not routing.blocks:
         return captured
     model = captured.model
-    metadata = MappingProxyType({**model.metadata, "moe": routing.describe()})
+    _, tokens, experts, top_k, run = routing.blocks[0]
+    metadata = MappingProxyType({
+        **model.metadata, "moe": routing.describe(), "moe.experts": str(experts),
+        "moe.top_k": str(top_k), "moe.tokens": str(tokens), "moe.run": str(run),
+    })  # fmt: skip
     return dataclasses.replace(captured, model=dataclasses.replace(model, metadata=metadata))
 
 

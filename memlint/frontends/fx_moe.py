@@ -37,17 +37,39 @@ class Routing:
     """What the captured MoE blocks ran: per block, (tokens, experts E, top-k, experts run)."""
 
     blocks: list[tuple[str, int, int, int, int]] = field(default_factory=list)
+    mode: str = "expected"
+
+    def run(self, experts: int, top_k: int, tokens: int) -> int:
+        return experts_run(experts, top_k, tokens, self.mode)
 
     def describe(self) -> str:
         if not self.blocks:
             return ""
         _, tokens, experts, k, run = self.blocks[0]
+        why = {
+            "expected": "the expected number under uniform routing (E(1-(1-k/E)^T) rounded up)",
+            "all": "every expert (--moe-routing all: each given at least one token-slot)",
+            "top-k": "only k (--moe-routing top-k: every token routed to the same experts)",
+        }[self.mode]
         return (
             f"{len(self.blocks)} MoE blocks of {experts} experts, top-{k}: a step of {tokens} "
-            f"token(s) runs {run} experts per block, the expected number under uniform routing "
-            f"(E(1-(1-k/E)^T) rounded up), each on an even share of the {tokens * k} "
-            "token-slots"
+            f"token(s) runs {run} experts per block, {why}, each on an even share of the "
+            f"{tokens * k} token-slots"
         )
+
+
+ROUTINGS = ("expected", "all", "top-k")
+
+
+def experts_run(experts: int, top_k: int, tokens: int, routing: str = "expected") -> int:
+    """Experts a captured step runs per block: the expectation (below), every expert ("all":
+    the worst case, each expert given at least one token-slot), or k ("top-k": the best case,
+    every token routed to the same k experts)."""
+    if routing == "all":
+        return experts
+    if routing == "top-k":
+        return min(top_k, experts)
+    return expected_experts(experts, top_k, tokens)
 
 
 def expected_experts(experts: int, top_k: int, tokens: int) -> int:
@@ -88,9 +110,12 @@ def moe_blocks(module: torch.nn.Module) -> list[tuple[str, torch.nn.Module, str,
 
 
 @contextlib.contextmanager
-def expected_routing(module: torch.nn.Module) -> Iterator[Routing]:
-    """While inside, every MoE block of `module` runs its expected routing (above)."""
-    routing = Routing()
+def expected_routing(module: torch.nn.Module, mode: str = "expected") -> Iterator[Routing]:
+    """While inside, every MoE block of `module` runs its expected routing (above), or the
+    routing `mode` names (ROUTINGS: experts_run)."""
+    if mode not in ROUTINGS:
+        raise ValueError(f"MoE routing {mode!r}: one of {', '.join(ROUTINGS)}")
+    routing = Routing(mode=mode)
     blocks = moe_blocks(module)
     had = [(block, method, method in block.__dict__, getattr(block, method))
            for _, block, method, _ in blocks]  # fmt: skip
@@ -122,13 +147,12 @@ def _stacked(block: torch.nn.Module) -> bool:
 
 def _slots(tokens: int, k: int, run: int, device: torch.device) -> Iterator[tuple[int, Any, Any]]:
     """(expert, token index, choice index) of each of the `run` experts a step of `tokens`
-    tokens runs: an even share of the tokens x k slots each (static, so export can trace it)."""
+    tokens runs: an even share of the tokens x k slots each (static, so export can trace it);
+    when there are fewer slots than experts, each expert still gets one (wrapping round)."""
     slots, start = tokens * k, 0
     for index in range(run):
-        share = slots // run + (index < slots % run)
-        if share == 0:
-            continue
-        slot = torch.arange(start, start + share, device=device)
+        share = max(slots // run + (index < slots % run), 1)
+        slot = torch.arange(start, start + share, device=device) % slots
         start += share
         yield index, slot // k, slot % k
 
@@ -138,7 +162,7 @@ def _static_moe(name: str, block: torch.nn.Module, k: int, routing: Routing) -> 
 
     def moe(hidden_states: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor) -> Any:
         tokens = int(hidden_states.shape[0])
-        run = expected_experts(len(experts), k, tokens)
+        run = routing.run(len(experts), k, tokens)
         routing.blocks.append((name, tokens, len(experts), k, run))
         out = torch.zeros_like(hidden_states, dtype=weights.dtype)
         for index, token, choice in _slots(tokens, k, run, hidden_states.device):
@@ -161,7 +185,7 @@ def _static_stacked(name: str, block: torch.nn.Module, routing: Routing) -> Any:
         x = hidden_states.reshape(-1, int(block.gate_up_proj.shape[1]))
         tokens = int(x.shape[0])
         k = int(router_indices.shape[-1]) if router_indices is not None else 1
-        run = expected_experts(count, k, tokens)
+        run = routing.run(count, k, tokens)
         routing.blocks.append((name, tokens, count, k, run))
         out = torch.zeros_like(x)
         up_bias = getattr(block, "gate_up_proj_bias", None)
@@ -197,7 +221,7 @@ def _static_forward(name: str, block: torch.nn.Module, k: int, routing: Routing)
             weights = weights / weights.sum(dim=-1, keepdim=True)
         weights = weights.to(x.dtype)
         out = torch.zeros_like(x)
-        run = expected_experts(count, k, tokens)
+        run = routing.run(count, k, tokens)
         routing.blocks.append((name, tokens, count, k, run))
         for index, token, choice in _slots(tokens, k, run, x.device):  # experts 0..run-1
             state = experts[index](x[token])  # stand for the ones a step hits

@@ -124,18 +124,19 @@ def lint_step(
     from memlint.frontends.fx_decode import Step, is_encoder_decoder, step_inputs
 
     module = builds_step(source, example_inputs, example_kwargs)
+    flags = tuple(f for f in request.flags if f != "--moe-routing")  # routing: any capture
     if module is None:
         given = example_inputs is not None or bool(example_kwargs) or (
             hasattr(source, "args") and bool(source.args or source.kwargs))
-        if request.flags and not given:
+        if flags and not given:
             raise LlmError(
-                f"{', '.join(request.flags)}: memlint builds the steps of Hugging Face models "
+                f"{', '.join(flags)}: memlint builds the steps of Hugging Face models "
                 f"that generate; give {type(_module_of(source)).__name__} example inputs (the "
                 "step to lint, with its cache)"
             )
-        if request.flags:
+        if flags:
             raise LlmError(
-                f"{', '.join(request.flags)}: a torch model given its example inputs is linted "
+                f"{', '.join(flags)}: a torch model given its example inputs is linted "
                 "at their shapes; let memlint build the step instead (a Hugging Face model "
                 "without example inputs: memlint.lint(model, decode=N, scenario=...))"
             )
