@@ -82,7 +82,7 @@ def test_unknown_ops_have_no_facts_and_family_other():
 def test_family_follows_the_cost_module_of_the_formula():
     """Facts ride on each module's factories: the module a formula lives in fixes its family."""
     module_family = {
-        "matmul": "matmul", "recurrent": "matmul", "conv": "conv", "attention": "attention",
+        "matmul": "matmul", "recurrent": "matmul", "moe": "matmul", "conv": "conv", "attention": "attention",
         "normalization": "normalization", "elementwise": "elementwise",
         "reduction": "reduction", "pooling": "reduction", "data_movement": "data movement",
         "control_flow": "control flow",

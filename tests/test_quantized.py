@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 
 import pytest
-from irbuild import F32, I8, U8, A, W, one_node  # pytest puts tests/ on sys.path
+from irbuild import F16, F32, I8, U8, A, W, one_node  # pytest puts tests/ on sys.path
 
 from memlint import lint
 from memlint.costs import ByteCounts, CostStatus, cost_of
@@ -300,3 +300,45 @@ def test_qlinear_softmax_pool_and_concat():
     concat = cost_of(node, graph)
     assert (concat.flops, concat.bytes_read.total, concat.bytes_written.total) == (0, 47, 32)
     assert concat.status is CostStatus.MODELLED
+
+
+def test_moe_reads_the_experts_a_step_touches():
+    """com.microsoft MoE: 1 token, 8 experts, top-2, fc1 float[8, 64, 128], fc2 float[8, 128,
+    64]. FLOPs: 1 row x 2 experts x 2 x (64 x 128 + 128 x 64) = 65,536. A step of 1 token
+    touches 2 of 8 experts: 1 - (1 - 2/8)^1 = 1/4 of each weight, 262,144 B / 4 = 65,536 B
+    each; plus the input 64 x 4 = 256 B and router probs 8 x 4 = 32 B."""
+    node, g = one_node(
+        "MoE",
+        [((1, 64), F32), ((1, 8), F32), ((8, 64, 128), F32, W), None, ((8, 128, 64), F32, W)],
+        [((1, 64), F32)], domain="com.microsoft", attrs={"k": 2},
+    )  # fmt: skip
+    cost = cost_of(node, g)
+    assert cost.flops == 65_536
+    assert cost.bytes_read.weights == 2 * 65_536
+    assert cost.bytes_read.activations == 256 + 32
+    assert cost.bytes_written.total == 256
+    # 64 rows (a batch of 64 decode steps): 1 - 0.75^64 of the experts, all but 1e-8
+    node, g = one_node(
+        "MoE",
+        [((64, 64), F32), ((64, 8), F32), ((8, 64, 128), F32, W), None, ((8, 128, 64), F32, W)],
+        [((64, 64), F32)], domain="com.microsoft", attrs={"k": 2},
+    )  # fmt: skip
+    cost = cost_of(node, g)
+    assert cost.flops == 64 * 65_536
+    assert cost.bytes_read.weights == 2 * 262_144
+
+
+def test_qmoe_counts_packed_int4_experts():
+    """QMoE, 4-bit experts: fc1 uint8[8, 128, 32] packs 8 x 128 x 64 weights (2 per byte), fc2
+    uint8[8, 64, 64] packs 8 x 64 x 128, scales float16[8, 128] and [8, 64]. 1 token, top-2:
+    FLOPs 2 x 2 x (8,192 + 8,192) = 65,536 (as the fp32 MoE); weights read 1/4 of 32,768 B each
+    = 16,384 B, the scales whole (2,048 + 1,024 B)."""
+    node, g = one_node(
+        "QMoE",
+        [((1, 64), F16), ((1, 8), F16), ((8, 128, 32), U8, W), ((8, 128), F16, W), None,
+         ((8, 64, 64), U8, W), ((8, 64), F16, W)],
+        [((1, 64), F16)], domain="com.microsoft", attrs={"k": 2, "expert_weight_bits": 4},
+    )  # fmt: skip
+    cost = cost_of(node, g)
+    assert cost.flops == 65_536
+    assert cost.bytes_read.weights == 2 * 8_192 + 2_048 + 1_024

@@ -9,6 +9,7 @@ from memlint.costs import (  # noqa: F401  (importing a family registers its for
     data_movement,
     elementwise,
     matmul,
+    moe,
     normalization,
     pooling,
     recurrent,

@@ -28,7 +28,7 @@ def _same_as_first(n_outputs: int = 1) -> ShapeFn:
 
 
 for _op in ("Gelu", "FastGelu", "BiasGelu", "QuickGelu", "BiasAdd", "BiasDropout", "FastGeluFusion",
-            "RotaryEmbedding", "BiasSoftmax", "Inverse", "GemmaRotaryEmbedding"):
+            "RotaryEmbedding", "BiasSoftmax", "Inverse", "GemmaRotaryEmbedding", "MoE", "QMoE"):
     CONTRIB_SHAPES[_op] = _same_as_first()
 
 
