@@ -512,3 +512,46 @@ def test_mamba_recurrent_state_is_exact_and_constant_in_context():
     assert short.bytes_moved == long.bytes_moved
     assert short.predicted_latency_s == long.predicted_latency_s
     assert report.to_dict()["llm"]["serving"]["state_bytes_per_sequence"] == 12_288
+
+
+def test_mamba2_stacked_states_are_exact_and_constant_in_context():
+    """Mamba-2 stacks its states over the layers (cache_params.conv_states [layers, batch,
+    conv dim, kernel], .ssm_states [layers, batch, heads, head dim, state]). hidden 64, expand 2
+    -> inner 128, 1 group of state 8: conv dim 128 + 2 x 8 = 144; per layer 144 x 4 + 8 heads x
+    16 x 8 = 576 + 1,024 elements, x 4 B = 6,400 B; 12,800 B per sequence for 2 layers."""
+    torch.manual_seed(0)
+    config = transformers.Mamba2Config(hidden_size=64, num_hidden_layers=2, vocab_size=256,
+                                       state_size=8, expand=2, conv_kernel=4, num_heads=8,
+                                       head_dim=16, n_groups=1)  # fmt: skip
+    model = transformers.Mamba2ForCausalLM(config).eval()
+    steps = [memlint.lint(model, decode=ctx, scenario={"batch": 2}, hw="h100")
+             for ctx in (16, 256)]  # fmt: skip
+    for report in steps:
+        serving = report.llm.serving
+        assert serving.state_bytes_per_sequence == 2 * (144 * 4 + 8 * 16 * 8) * 4 == 12_800
+        assert serving.state_layers == 2
+        assert report.coverage.nodes_modelled == report.coverage.nodes_total
+    assert steps[0].summary.bytes_moved == steps[1].summary.bytes_moved
+
+
+def test_jamba_hybrid_keeps_state_and_kv_apart():
+    """Jamba with 2 layers: layer 0 a Mamba layer (inner 128: conv 128 x 4 + SSM 128 x 8, x 4 B
+    = 6,144 B per sequence), layer 1 attention (2 KV heads x 16, K and V: 256 B per token) with
+    a mixture of 4 experts, top-2. At 16 cached tokens the attention cache holds 4,096 B per
+    sequence; at 256, 65,536 B; the state stays 6,144 B."""
+    torch.manual_seed(0)
+    config = transformers.JambaConfig(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=256, num_experts=4, num_experts_per_tok=2,
+        attn_layer_period=2, attn_layer_offset=1, expert_layer_period=2, expert_layer_offset=1,
+        mamba_d_state=8, mamba_d_conv=4, mamba_expand=2, use_mamba_kernels=False,
+    )  # fmt: skip
+    model = transformers.JambaForCausalLM(config).eval()
+    for context in (16, 256):
+        report = memlint.lint(model, decode=context, scenario={"batch": 2}, hw="h100")
+        serving = report.llm.serving
+        assert serving.state_bytes_per_sequence == (128 * 4 + 128 * 8) * 4 == 6_144
+        assert serving.kv_bytes_per_token == 256
+        assert serving.kv_bytes_at_context == 256 * context
+        assert report.coverage.nodes_modelled == report.coverage.nodes_total
+        assert report.model.metadata["moe"].startswith("1 MoE blocks of 4 experts, top-2")

@@ -121,7 +121,8 @@ class StateTensor:
     sequence, the same size whatever the context."""
 
     name: str
-    layer: int | None
+    layer: int | None  # its layer; None for a state stacked over every layer
+    layers: int  # the layers it holds: 1, or all of them when stacked
     bytes_per_sequence: int
 
 
@@ -199,6 +200,12 @@ class LlmStructure:
     latent: LatentAttention | None = None  # multi-head latent attention (from the config)
     # State-space layers' recurrent states (Mamba): constant in the context
     state_inputs: tuple[StateTensor, ...] = ()
+
+    @property
+    def state_layers(self) -> int:
+        """State-space layers: those a stacked state holds, else the distinct layer indices."""
+        stacked = max((t.layers for t in self.state_inputs if t.layer is None), default=0)
+        return stacked or len({t.layer for t in self.state_inputs})
 
     @property
     def state_bytes_per_sequence(self) -> int | None:
@@ -368,10 +375,15 @@ def detect(
 
 
 def _state_tensor(value: Value) -> StateTensor:
-    layer = re.search(r"\.(\d+)\.", value.name)
-    batch = value.shape[0] if value.shape else None
-    per = (value.nbytes or 0) // batch if batch else (value.nbytes or 0)
-    return StateTensor(value.name, int(layer.group(1)) if layer else None, per)
+    """One layer's state [batch, ...] (cache_params.N.conv_state), or every layer's stacked
+    [layers, batch, ...] (cache_params.conv_states, Mamba-2)."""
+    shape = value.shape or ()
+    index = re.search(r"\.(\d+)\.", value.name)
+    stacked = index is None and len(shape) >= 2
+    layers = (shape[0] or 1) if stacked else 1
+    batch = shape[1] if stacked else (shape[0] if shape else 1)
+    per = (value.nbytes or 0) // max(batch or 1, 1)
+    return StateTensor(value.name, None if index is None else int(index.group(1)), layers, per)
 
 
 def _latent(cfg: HfConfig, heads: int | None) -> LatentAttention | None:

@@ -61,6 +61,18 @@ class _Slot:
 _SLOT = _Slot()
 
 
+@dataclass(frozen=True)
+class _Const:
+    """A small integer tensor made again, from its values, each time the call is rebuilt."""
+
+    values: tuple[int, ...]
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+
+    def make(self) -> torch.Tensor:
+        return torch.tensor(self.values, dtype=self.dtype).reshape(self.shape)
+
+
 def holds_cache(args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
     """Does the call pass a transformers cache object (which torch.export cannot take), or a
     tuple cache under a cache-like name, or ask for the cache back (`use_cache=True`: a
@@ -120,12 +132,33 @@ def _template(name: str, value: Any, names: list[str], tensors: list[torch.Tenso
     if _is_state_cache(value):
         made = copy.copy(value)
         for attr, role in _STATES:
+            held = getattr(value, attr)
+            if isinstance(held, torch.Tensor):  # stacked over layers (Mamba-2): one input
+                names.append(f"{name}.{attr}")
+                tensors.append(held)
+                setattr(made, attr, _SLOT)
+                continue
             states = []
-            for index, tensor in enumerate(getattr(value, attr)):
+            for index, tensor in enumerate(held):
+                if tensor.numel() == 0:  # an attention layer's place in a hybrid cache
+                    states.append(tensor)
+                    continue
                 names.append(f"{name}.{index}.{role}")
                 tensors.append(tensor)
                 states.append(_SLOT)
             setattr(made, attr, states)
+        for attr, role in (("key_cache", "key"), ("value_cache", "value")):  # hybrid (Jamba)
+            held = getattr(value, attr, None)
+            if isinstance(held, list):
+                made_list = []
+                for index, tensor in enumerate(held):
+                    if isinstance(tensor, torch.Tensor) and tensor.numel() > 0:
+                        names.append(f"{name}.{index}.{role}")
+                        tensors.append(tensor)
+                        made_list.append(_SLOT)
+                    else:
+                        made_list.append(tensor)
+                setattr(made, attr, made_list)
         return made
     if _is_cache(value):
         return _cache_template(name, value, names, tensors)
@@ -135,6 +168,12 @@ def _template(name: str, value: Any, names: list[str], tensors: list[torch.Tenso
 
 
 def _generic(name: str, value: Any, names: list[str], tensors: list[torch.Tensor]) -> Any:
+    if name == "cache_position" and isinstance(value, torch.Tensor) and not value.is_floating_point():
+        # the step's position, a constant of the step: models branch on its value
+        # (`cache_position[0] > 0` in Mamba-2), which an input's value could not answer; made
+        # in forward from Python ints, so that export knows the values
+        return _Const(tuple(int(v) for v in value.reshape(-1).tolist()), value.dtype,
+                      tuple(value.shape))  # fmt: skip
     if isinstance(value, torch.Tensor):
         names.append(name)
         tensors.append(value)
@@ -197,10 +236,18 @@ def _fill(template: Any, it: Iterator[torch.Tensor]) -> Any:
     """The template with its slots filled from `it`, in the order they were made."""
     if template is _SLOT:
         return next(it)
+    if isinstance(template, _Const):
+        return template.make()
     if _is_state_cache(template):
         made = copy.copy(template)
         for attr, _ in _STATES:
-            setattr(made, attr, [next(it) for _ in getattr(template, attr)])
+            held = getattr(template, attr)
+            setattr(made, attr, next(it) if held is _SLOT else [
+                next(it) if t is _SLOT else t for t in held])
+        for attr in ("key_cache", "value_cache"):
+            held = getattr(template, attr, None)
+            if isinstance(held, list):
+                setattr(made, attr, [next(it) if t is _SLOT else t for t in held])
         return made
     if isinstance(template, (tuple, list)):
         made = [_fill(v, it) for v in template]
@@ -238,7 +285,15 @@ def _output_tensors(value: Any) -> Iterator[torch.Tensor]:
         yield value
     elif _is_state_cache(value):
         for attr, _ in _STATES:
-            yield from (t for t in getattr(value, attr) if isinstance(t, torch.Tensor))
+            held = getattr(value, attr)
+            if isinstance(held, torch.Tensor):
+                yield held
+            else:
+                yield from (t for t in held if isinstance(t, torch.Tensor) and t.numel())
+        for attr in ("key_cache", "value_cache"):
+            held = getattr(value, attr, None)
+            if isinstance(held, list):
+                yield from (t for t in held if isinstance(t, torch.Tensor) and t.numel())
     elif _is_cache(value):
         parts = (value.self_attention_cache, value.cross_attention_cache) if hasattr(
             value, "self_attention_cache") else (value,)
@@ -263,13 +318,17 @@ _STATES = (("conv_states", "conv_state"), ("ssm_states", "ssm_state"))
 
 
 def _is_state_cache(value: Any) -> bool:
-    """A state-space model's cache (transformers' MambaCache), duck-typed: per-layer lists of
-    convolution and SSM states."""
-    return all(
-        isinstance(getattr(value, attr, None), list) and all(
-            isinstance(t, torch.Tensor) or t is _SLOT for t in getattr(value, attr))
-        for attr, _ in _STATES
-    )  # fmt: skip
+    """A state-space model's cache (transformers' MambaCache, Mamba2Cache), duck-typed: per-layer
+    lists of convolution and SSM states, or one tensor each stacked over the layers."""
+
+    def held(attr: str) -> bool:
+        states = getattr(value, attr, None)
+        if states is _SLOT or isinstance(states, torch.Tensor):
+            return True
+        return isinstance(states, list) and all(
+            isinstance(t, torch.Tensor) or t is _SLOT for t in states)
+
+    return not isinstance(value, torch.Tensor) and all(held(attr) for attr, _ in _STATES)
 
 
 def _is_cache(value: Any) -> bool:

@@ -14,6 +14,8 @@ length.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import inspect
+import sys
 from typing import Any
 
 import torch
@@ -81,6 +83,16 @@ def step_inputs(model: torch.nn.Module, step: Step) -> tuple[tuple[Any, ...], di
     kwargs: dict[str, Any] = {tokens: _zeros((step.batch, step.new_tokens), torch.long, meta)}
     if encoder is not None:
         kwargs["encoder_outputs"] = (_zeros(encoder, _dtype(model), meta),)
+    state_cache, key = _state_cache_class(model)
+    if state_cache is not None:  # a state-space model: its state does not depend on the context
+        device = "meta" if meta else "cpu"
+        cache = state_cache(config, step.batch, dtype=_dtype(model), device=device)
+        if key == "past_key_values":  # a hybrid (Jamba): its attention layers hold the context
+            _fill_attention(cache, config, step, meta)
+        kwargs[key] = cache
+        kwargs["cache_position"] = _arange(step.context, step.new_tokens, False)
+        kwargs["use_cache"] = True
+        return (), kwargs
     if step.context:  # the prefill runs on fake tensors made from real (CPU) ones
         prefill: dict[str, Any] = {tokens: torch.zeros((step.batch, step.context), dtype=torch.long)}
         if encoder is not None:
@@ -127,6 +139,44 @@ def _to_fake(mode: FakeTensorMode, value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(_to_fake(mode, v) for v in value)
     return value
+
+
+def _state_cache_class(model: torch.nn.Module) -> tuple[Any, str]:
+    """A state-space model's cache class, built from the config and the batch and holding zero
+    states (MambaCache, Mamba2Cache: taken as `cache_params`; a hybrid's
+    HybridMambaAttentionDynamicCache: taken as `past_key_values`), and the argument that takes
+    it; (None, "") for any other model."""
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return None, ""
+    module = sys.modules.get(type(model).__module__)
+    if module is None:
+        return None, ""
+    for name, cls in vars(module).items():
+        if not (name.endswith("Cache") and isinstance(cls, type)
+                and cls.__module__ == module.__name__):  # fmt: skip
+            continue
+        init = list(inspect.signature(cls.__init__).parameters)
+        if init[1:3] not in (["config", "batch_size"], ["config", "max_batch_size"]):
+            continue
+        if "cache_params" in parameters:
+            return cls, "cache_params"
+        if "past_key_values" in parameters and "Hybrid" in name:
+            return cls, "past_key_values"
+    return None, ""
+
+
+def _fill_attention(cache: Any, config: Any, step: Step, meta: bool) -> None:
+    """A hybrid cache's attention layers holding `step.context` tokens of keys and values."""
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    for layer in getattr(cache, "transformer_layers", ()):
+        shape = (step.batch, heads, step.context, head_dim)
+        cache.key_cache[layer] = _zeros(shape, cache.dtype, meta)
+        cache.value_cache[layer] = _zeros(shape, cache.dtype, meta)
+    if step.context:
+        cache.has_previous_state = True
 
 
 def _arange(start: int, count: int, meta: bool) -> torch.Tensor:

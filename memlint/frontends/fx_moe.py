@@ -84,8 +84,8 @@ def expected_experts(experts: int, top_k: int, tokens: int) -> int:
 def moe_blocks(module: torch.nn.Module) -> list[tuple[str, torch.nn.Module, str, int]]:
     """The MoE blocks of `module` memlint re-routes: (qualified name, block, the method
     replaced, k). Three kinds, as transformers writes them:
-    - "forward" of a block with a `gate` Linear over its `experts` list and `top_k` (Mixtral,
-      Qwen2-MoE, Qwen3-MoE, OLMoE);
+    - "forward" of a block with a `gate` (or `router`) Linear over its `experts` list and
+      `top_k` (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE, Jamba);
     - "moe" of a block whose own router gives (indices, weights) to a `moe(hidden, indices,
       weights)` method over its `experts` list (DeepSeek-V2/V3; the router and the shared
       experts run as written);
@@ -94,7 +94,7 @@ def moe_blocks(module: torch.nn.Module) -> list[tuple[str, torch.nn.Module, str,
       indices and weights (gpt-oss); k is the indices' width."""
     found = []
     for name, sub in module.named_modules():
-        gate, experts = getattr(sub, "gate", None), getattr(sub, "experts", None)
+        gate, experts = _gate(sub), getattr(sub, "experts", None)
         k = getattr(sub, "top_k", None) or getattr(sub, "num_experts_per_tok", None)
         k = k or getattr(gate, "top_k", None)
         listed = isinstance(experts, torch.nn.ModuleList) and isinstance(k, int)
@@ -135,6 +135,14 @@ def expected_routing(module: torch.nn.Module, mode: str = "expected") -> Iterato
                 setattr(block, method, real)
             else:
                 delattr(block, method)
+
+
+def _gate(block: torch.nn.Module) -> Any:
+    """The block's router: `gate` (Mixtral, Qwen, OLMoE, DeepSeek), or a `router` Linear
+    (Jamba)."""
+    gate = getattr(block, "gate", None)
+    router = getattr(block, "router", None)
+    return gate if gate is not None or not isinstance(router, torch.nn.Linear) else router
 
 
 def _stacked(block: torch.nn.Module) -> bool:
@@ -214,7 +222,7 @@ def _static_forward(name: str, block: torch.nn.Module, k: int, routing: Routing)
         shape = hidden_states.shape
         x = hidden_states.reshape(-1, shape[-1])
         tokens = int(x.shape[0])
-        logits = block.gate(x)
+        logits = _gate(block)(x)
         weights = F.softmax(logits, dim=1, dtype=torch.float)
         weights, _ = torch.topk(weights, k, dim=-1)
         if getattr(block, "norm_topk_prob", True):

@@ -73,7 +73,7 @@ def serving(
         sliding_layers=len(structure.windows),
         latent=latent,
         state_bytes_per_sequence=structure.state_bytes_per_sequence,
-        state_layers=len({t.layer for t in structure.state_inputs}),
+        state_layers=structure.state_layers,
         window=min(structure.windows.values(), default=0),
     )
 
