@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,6 +214,8 @@ def lint_many(models: Sequence[Path], request: LintRequest, fmt: str, *, top: in
             if progress:
                 progress(outcomes[-1])
         return outcomes
+    from concurrent.futures import ProcessPoolExecutor  # --jobs only
+
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         for outcome in pool.map(lint_to_outcome, *zip(*args)):
             outcomes.append(outcome)

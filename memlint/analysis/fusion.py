@@ -54,16 +54,43 @@ def is_fusible(node: Node) -> bool:
     return info is not None and info.elementwise and node.op_type not in QUANTIZE
 
 
+class _Facts:
+    """What the functions below ask of one graph again and again, found once per graph (kept
+    in GraphIndex.shared): its views, and each tensor's source and data readers once asked."""
+
+    __slots__ = ("readers", "sources", "views")
+
+    def __init__(self, ctx: GraphIndex) -> None:
+        folded = ctx.quantized.folded
+        views: set[str] = set()
+        view_ops: dict[tuple[str, str], bool] = {}
+        metadata = CostStatus.METADATA
+        for node in ctx.graph.nodes:
+            if node.name in folded:
+                views.add(node.name)
+                continue
+            op = (node.domain, node.op_type)
+            view = view_ops.get(op)
+            if view is None:
+                info = op_info_of(node)
+                view = view_ops[op] = info is not None and info.view
+            if view:
+                result = ctx.result(node.name)
+                if result is not None and result.cost.status is metadata:
+                    views.add(node.name)
+        self.views = views
+        self.sources: dict[str, str] = {}
+        self.readers: dict[str, tuple[Node, ...]] = {}
+
+
+def _facts(ctx: GraphIndex) -> _Facts:
+    return ctx.shared("analysis.fusion", lambda: _Facts(ctx))
+
+
 def is_view(ctx: GraphIndex, node: Node) -> bool:
     """A view, or a Q/DQ node folded into its neighbour (memlint.costs.quantized): data flows
     through it unchanged, so chains and readers look through it."""
-    if node.name in ctx.quantized.folded:
-        return True
-    info = op_info_of(node)
-    result = ctx.result(node.name)
-    return info is not None and info.view and result is not None and (
-        result.cost.status is CostStatus.METADATA
-    )
+    return node.name in _facts(ctx).views
 
 
 def _reads_data(node: Node) -> bool:
@@ -75,8 +102,16 @@ def _reads_data(node: Node) -> bool:
 def source(ctx: GraphIndex, name: str) -> str:
     """The tensor whose data `name` is, looking back through views (at most once through each:
     a malformed graph may loop)."""
+    facts = _facts(ctx)
+    found = facts.sources.get(name)
+    if found is None:
+        found = facts.sources[name] = _source(ctx, facts.views, name)
+    return found
+
+
+def _source(ctx: GraphIndex, views: set[str], name: str) -> str:
     node, seen = ctx.producer(name), set()
-    while node is not None and is_view(ctx, node) and node.name not in seen:
+    while node is not None and node.name in views and node.name not in seen:
         seen.add(node.name)
         name = node.inputs[0]
         node = ctx.producer(name)
@@ -87,15 +122,44 @@ def readers(ctx: GraphIndex, name: str, _seen: frozenset[str] = frozenset()) -> 
     """The nodes that read the data of `name`, looking forward through views (a view feeding a
     graph output counts as a reader of its own; each view followed once); Shape/Size read no
     data."""
+    if _seen:
+        yield from _readers(ctx, _facts(ctx).views, name, _seen)
+        return
+    facts = _facts(ctx)
+    found = facts.readers.get(name)
+    if found is None:
+        found = facts.readers[name] = tuple(_readers(ctx, facts.views, name, _seen))
+    yield from found
+
+
+def _readers(ctx: GraphIndex, views: set[str], name: str,
+             _seen: frozenset[str]) -> Iterator[Node]:
     for node in ctx.consumers(name):
-        if is_view(ctx, node):
+        if node.name in views:
             if node.name in _seen:
                 continue
             if ctx.is_graph_output(node.outputs[0]):
                 yield node
-            yield from readers(ctx, node.outputs[0], _seen | {node.name})
+            yield from _readers(ctx, views, node.outputs[0], _seen | {node.name})
         elif _reads_data(node):
             yield node
+
+
+def _direct_readers(ctx: GraphIndex, views: set[str], name: str,
+                    data_ops: dict[tuple[str, str], bool]) -> tuple[Node, ...]:
+    """tuple(readers(ctx, name)), quickly when no view reads `name` (most tensors)."""
+    consumers = ctx.consumers(name)
+    if any(c.name in views for c in consumers):
+        return tuple(_readers(ctx, views, name, frozenset()))
+    found = []
+    for node in consumers:
+        op = (node.domain, node.op_type)
+        reads = data_ops.get(op)
+        if reads is None:
+            reads = data_ops[op] = _reads_data(node)
+        if reads:
+            found.append(node)
+    return tuple(found)
 
 
 def find_chains(ctx: GraphIndex) -> list[Chain]:
@@ -104,6 +168,12 @@ def find_chains(ctx: GraphIndex) -> list[Chain]:
     after: dict[str, int] = {}  # depth seen by the node's consumers
     fusible: set[str] = set()
     parent: dict[str, str] = {}
+    facts = _facts(ctx)
+    views, sources = facts.views, facts.sources
+    producer_of, results = ctx.producers.get, ctx.results_by_name
+    fusible_op: dict[tuple[str, str], bool] = {}
+    modelled, metadata, folded = CostStatus.MODELLED, CostStatus.METADATA, CostStatus.FOLDED
+    big: dict[str, bool] = {}  # tensor name -> more than TINY_ELEMENTS elements
 
     def root(name: str) -> str:
         while parent[name] != name:
@@ -112,25 +182,39 @@ def find_chains(ctx: GraphIndex) -> list[Chain]:
         return name
 
     for node in ctx.graph.nodes:
-        data_inputs = node.inputs[:1] if is_view(ctx, node) else node.inputs
-        producers = [ctx.producer(source(ctx, v)) for v in data_inputs if v]
-        producers = [p for p in producers if p is not None]
+        name = node.name
+        producers = []
+        for tensor in node.inputs[:1] if name in views else node.inputs:
+            if not tensor:
+                continue
+            found = sources.get(tensor)
+            if found is None:
+                found = sources[tensor] = _source(ctx, views, tensor)
+            producer = producer_of(found)
+            if producer is not None:
+                producers.append(producer)
         # a producer not seen yet (a cycle in a malformed graph) counts as depth 0
-        depth[node.name] = max((after.get(p.name, 0) for p in producers), default=0)
-        result = ctx.result(node.name)
-        candidate = is_fusible(node) and result is not None and (
-            result.cost.status is CostStatus.MODELLED
-        )
-        if candidate and (_touches_data(ctx, node) or any(p.name in fusible for p in producers)):
-            fusible.add(node.name)
-            parent[node.name] = node.name
+        level = 0
+        for p in producers:
+            level = max(level, after.get(p.name, 0))
+        depth[name] = level
+        result = results.get(name)
+        op = (node.domain, node.op_type)
+        candidate = fusible_op.get(op)
+        if candidate is None:
+            candidate = fusible_op[op] = is_fusible(node)
+        candidate = candidate and result is not None and result.cost.status is modelled
+        if candidate and (any(p.name in fusible for p in producers)
+                          or _touches_data(ctx, node, big)):
+            fusible.add(name)
+            parent[name] = name
             for p in producers:
-                if p.name in fusible and depth[p.name] == depth[node.name]:
-                    parent[root(p.name)] = root(node.name)
-        kernel = node.name not in fusible and result is not None and result.cost.status not in (
-            CostStatus.METADATA, CostStatus.FOLDED
+                if p.name in fusible and depth[p.name] == level:
+                    parent[root(p.name)] = root(name)
+        kernel = name not in fusible and result is not None and result.cost.status not in (
+            metadata, folded
         )
-        after[node.name] = depth[node.name] + (1 if kernel else 0)
+        after[name] = level + (1 if kernel else 0)
 
     groups: dict[str, list[Node]] = {}
     for node in ctx.graph.nodes:
@@ -139,30 +223,53 @@ def find_chains(ctx: GraphIndex) -> list[Chain]:
     return [_chain(ctx, nodes) for nodes in groups.values() if len(nodes) > 1]
 
 
-def _touches_data(ctx: GraphIndex, node: Node) -> bool:
-    values = (ctx.value(v) for v in (*node.inputs, *node.outputs))
-    return any((v.numel or 0) > TINY_ELEMENTS for v in values if v is not None)
+def _touches_data(ctx: GraphIndex, node: Node, big: dict[str, bool] | None = None) -> bool:
+    for name in (*node.inputs, *node.outputs):
+        found = big.get(name) if big is not None else None
+        if found is None:
+            value = ctx.value(name)
+            found = value is not None and (value.numel or 0) > TINY_ELEMENTS
+            if big is not None:
+                big[name] = found
+        if found:
+            return True
+    return False
 
 
 def _chain(ctx: GraphIndex, nodes: list[Node]) -> Chain:
     members = {n.name for n in nodes}
     inputs: dict[str, Value] = {}
     outputs: dict[str, Value] = {}
+    reads = ctx.quantized.reads
+    facts = _facts(ctx)
+    views, sources, known_readers = facts.views, facts.sources, facts.readers
+    producer_of, graph, values = ctx.producers.get, ctx.graph, ctx.graph.values
+    written = ctx.quantized.written
+    data_ops: dict[tuple[str, str], bool] = {}
     for node in nodes:
         read = node.inputs[:1] if node.op_type == "CastLike" else node.inputs  # CastLike: type only
         for name in read:
-            src = source(ctx, name) if name else ""
-            producer = ctx.producer(src) if src else None
-            value = ctx.stored(name) if name in ctx.quantized.reads else (
-                ctx.value(src) or ctx.value(name)
+            if name:
+                src = sources.get(name)
+                if src is None:
+                    src = sources[name] = _source(ctx, views, name)
+            else:
+                src = ""
+            producer = producer_of(src) if src else None
+            value = ctx.stored(name) if name in reads else (
+                (values.get(src) if src else None) or (values.get(name) if name else None)
             )  # a dequantized input is read at its stored width
             if src and (producer is None or producer.name not in members) and value is not None:
                 inputs.setdefault(src, value)
         for name in node.outputs:
-            value = ctx.quantized.written(ctx.graph, name)  # quantized when a Q folds into it
-            needed = ctx.is_graph_output(name) or any(
-                r.name not in members for r in readers(ctx, name)
-            )
-            if name and needed and value is not None:
-                outputs.setdefault(name, value)
+            value = written(graph, name)  # quantized when a Q folds into it
+            if not name or value is None:
+                continue
+            if not ctx.is_graph_output(name):
+                found = known_readers.get(name)
+                if found is None:
+                    found = known_readers[name] = _direct_readers(ctx, views, name, data_ops)
+                if all(r.name in members for r in found):
+                    continue
+            outputs.setdefault(name, value)
     return Chain(tuple(nodes), tuple(inputs.values()), tuple(outputs.values()))

@@ -6,7 +6,7 @@ take a GraphIndex, so the LLM features can run them without the rule machinery."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
 from typing import Any, TypeVar
 
@@ -55,6 +55,16 @@ class GraphIndex:
 
     def producer(self, value_name: str) -> Node | None:
         return self._tables.producers.get(value_name)
+
+    @property
+    def producers(self) -> Mapping[str, Node]:
+        """{tensor: the node that writes it}: producer() as a table, for passes over every node."""
+        return self._tables.producers
+
+    @property
+    def results_by_name(self) -> Mapping[str, NodeResult]:
+        """{node name: its cost and timing}: result() as a table."""
+        return self._tables.results
 
     def consumers(self, value_name: str) -> tuple[Node, ...]:
         return self._tables.consumers.get(value_name, ())

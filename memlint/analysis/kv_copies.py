@@ -49,6 +49,8 @@ def cache_outputs(graph: Graph) -> tuple[str, ...]:
 def _copies(graph: Graph) -> frozenset[str]:
     cached = {name for name, v in graph.values.items() if v.kind is ValueKind.KV_CACHE}
     found: set[str] = set()
+    if not cached:  # no cache, no copy of it
+        return frozenset()
     for node in graph.nodes:
         if _carries(graph, node, cached):
             for name in node.outputs:

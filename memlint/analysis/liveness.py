@@ -36,7 +36,7 @@ the graph lives (the rules, the serving section and the what-ifs all ask for it)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from memlint.analysis.kv_copies import cache_outputs, copies
@@ -94,6 +94,13 @@ def footprint(graph: Graph) -> MemoryFootprint:
     return memo.footprint
 
 
+def footprint_resized(graph: Graph, size: Callable[[str], int | None]) -> MemoryFootprint:
+    """footprint() of a graph with `graph`'s nodes, tensors and kinds whose tensor sizes are
+    size(name) (bytes, None when unknown): the same model at other dims, where the caller has
+    checked that every tensor keeps its kind (and copies of the KV cache stay copies)."""
+    return _footprint(graph, _memo(graph).plan, size)
+
+
 class _Memo:
     """The plan and (when asked) the footprint of one Graph object."""
 
@@ -105,33 +112,46 @@ class _Memo:
 _memo = per_graph(_Memo)
 
 
-def _footprint(graph: Graph, plan: _Plan) -> MemoryFootprint:
+def _footprint(graph: Graph, plan: _Plan,
+               size: Callable[[str], int | None] | None = None) -> MemoryFootprint:
     n = len(graph.nodes)
     steps = max(n, 1)
-    delta = {ValueKind.KV_CACHE: [0] * (steps + 1), ValueKind.ACTIVATION: [0] * (steps + 1)}
+    copy_delta, act_delta = [0] * (steps + 1), [0] * (steps + 1)
     copied = copies(graph)
+    values, end = graph.values, plan.end
+    kv_cache = ValueKind.KV_CACHE
     for root, start in plan.start.items():
-        value = graph.value(root)
-        nbytes = value.nbytes if value is not None else None
+        value = values.get(root) if root else None
+        if value is None:
+            continue
+        nbytes = value.nbytes if size is None else size(root)
         if not nbytes:
             continue
-        # the cache is counted whole below; its copies apart (ValueKind.KV_CACHE's row here)
-        if value.kind is ValueKind.KV_CACHE:
+        # the cache is counted whole below; its copies apart (the copy row here)
+        if value.kind is kv_cache:
             continue
-        kind = ValueKind.KV_CACHE if root in copied else ValueKind.ACTIVATION
-        delta[kind][start] += nbytes
-        delta[kind][max(plan.end.get(root, start), start) + 1] -= nbytes
+        delta = copy_delta if root in copied else act_delta
+        delta[start] += nbytes
+        delta[max(end.get(root, start), start) + 1] -= nbytes
     copy = act = 0
     best = (-1, 0, 0)  # (activations, step, copies live then)
+    best_act = -1
     max_copy = 0
     for step in range(steps):
-        copy += delta[ValueKind.KV_CACHE][step]
-        act += delta[ValueKind.ACTIVATION][step]
+        copy += copy_delta[step]
+        act += act_delta[step]
         max_copy = max(max_copy, copy)
-        if act > best[0]:
+        if act > best_act:
+            best_act = act
             best = (act, step, copy)
-    weights = sum(v.nbytes or 0 for v in plan.resident)
-    cache = _cache_bytes(graph)
+    if size is None:
+        weights = sum(v.nbytes or 0 for v in plan.resident)
+        unresolved = plan.unresolved
+    else:
+        weights = sum(size(v.name) or 0 for v in plan.resident)
+        unresolved = sum(1 for name in (*plan.start, *plan.needed)
+                         if name not in values or size(name) is None)
+    cache = _cache_bytes(graph, size)
     return MemoryFootprint(
         weight_bytes=weights,
         kv_cache_bytes=cache,
@@ -139,19 +159,22 @@ def _footprint(graph: Graph, plan: _Plan) -> MemoryFootprint:
         peak_total_bytes=weights + cache + max(best[0], 0),
         peak_node=graph.nodes[best[1]].name if n else "",
         max_kv_cache_bytes=cache,
-        unresolved_tensors=plan.unresolved,
+        unresolved_tensors=unresolved,
         kv_copy_bytes=max_copy,
     )
 
 
-def _cache_bytes(graph: Graph) -> int:
+def _cache_bytes(graph: Graph, size: Callable[[str], int | None] | None = None) -> int:
     """The KV cache: the larger of its graph inputs (read) and the graph outputs that hold it
     after the step (the inputs plus the new tokens written)."""
+    def nbytes(v: Value) -> int:
+        return (v.nbytes if size is None else size(v.name)) or 0
+
     read = sum(
-        v.nbytes or 0 for name in graph.inputs
+        nbytes(v) for name in graph.inputs
         if (v := graph.value(name)) is not None and v.kind is ValueKind.KV_CACHE
     )
-    left = sum(v.nbytes or 0 for name in cache_outputs(graph) if (v := graph.value(name)))
+    left = sum(nbytes(v) for name in cache_outputs(graph) if (v := graph.value(name)))
     return max(read, left)
 
 
@@ -164,27 +187,35 @@ class _Plan:
         needed: set[str] = set()  # resident roots read by something that runs
         self.start: dict[str, int] = {}
         self.end: dict[str, int] = {}
+        start, end = self.start, self.end
         last = max(len(graph.nodes) - 1, 0)
         # One pass over tens of thousands of nodes: names tested against a set, not Values.
         weights = {name for name, v in graph.values.items() if v.kind is ValueKind.WEIGHT}
         # Q/DQ nodes a runtime folds into their neighbours (memlint.costs.quantized) allocate
         # nothing: a dequantized weight stays the stored int8/int4/fp8 tensor, resident.
         qdq_folded = quantized.view_of(graph, op_info_of).folded
+        aliasing: dict[tuple[str, str], bool] = {}  # op -> declared a view (is_alias)
 
         for name in graph.inputs:
             root[name] = name
             if name in weights:
                 resident_roots.add(name)
             else:
-                self.start[name] = 0
+                start[name] = 0
         produced = {name for node in graph.nodes for name in node.outputs}
         for name in weights:  # initializers: weights without a producer
             if name not in root and name not in produced:
                 root[name] = name
                 resident_roots.add(name)
         for step, node in enumerate(graph.nodes):
-            folded = _is_folded(node, weights)
-            for name in _reads(node) if node.subgraphs else node.inputs:
+            inputs = node.inputs
+            op = (node.domain, node.op_type)
+            if not inputs or node.subgraphs or op in NEVER_FOLDED:  # _is_folded, inline
+                folded = False
+            else:
+                names = [name for name in inputs if name]
+                folded = bool(names) and all(name in weights for name in names)
+            for name in _reads(node) if node.subgraphs else inputs:
                 buffer = root.get(name) if name else None  # "": an omitted optional input
                 if buffer is None:
                     continue
@@ -192,32 +223,38 @@ class _Plan:
                     if not folded:
                         needed.add(buffer)
                 else:
-                    self.end[buffer] = step
+                    end[buffer] = step
             made_here = folded or (node.op_type == "Constant" and node.domain == "")
             for index, name in enumerate(node.outputs):
                 if not name:
                     continue
-                if index == 0 and (is_alias(node) or node.name in qdq_folded) \
-                        and node.inputs[0] in root:
-                    root[name] = root[node.inputs[0]]
-                    continue
+                if index == 0 and inputs and inputs[0] in root:
+                    view = aliasing.get(op)
+                    if view is None:
+                        info = op_info_of(node)
+                        view = aliasing[op] = info is not None and info.view
+                    if (view and inputs[0]) or node.name in qdq_folded:  # is_alias, inline
+                        root[name] = root[inputs[0]]
+                        continue
                 root[name] = name
                 if made_here and name in weights:
                     resident_roots.add(name)
                 else:
-                    self.start[name] = step
+                    start[name] = step
         for name in graph.outputs:
             buffer = root.get(name)
             if buffer in resident_roots:
                 needed.add(buffer)
             elif buffer is not None:
-                self.end[buffer] = last
+                end[buffer] = last
         self.resident = tuple(
             v for name in sorted(needed) if (v := graph.value(name)) is not None
         )
+        self.needed = needed
+        values = graph.values
         self.unresolved = sum(
-            1 for name in (*self.start, *needed)
-            if (v := graph.value(name)) is None or v.nbytes is None
+            1 for name in (*start, *needed)
+            if (v := values.get(name) if name else None) is None or v.nbytes is None
         )
 
 

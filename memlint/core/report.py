@@ -6,19 +6,22 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memlint.baseline import Entry
 from memlint.config import Suppression
 from memlint.core.document import CONVENTIONS, SCHEMA_VERSION, document
 from memlint.core.llm import LlmSections
-from memlint.core.measurement import Measurement
 from memlint.costs import ByteCounts, CostStatus, cost_of
+from memlint.costs.registry import cost_keys
 from memlint.errors import MemlintError
 from memlint.findings import Finding, RuleInfo, Suppressed
 from memlint.hardware import HardwareSpec
 from memlint.ir import ComputeUnit, Model
 from memlint.roofline import Bound, NodeResult, time_op
+
+if TYPE_CHECKING:  # a measured run's type, imported by --confirm alone
+    from memlint.core.measurement import Measurement
 
 __all__ = [
     "CONVENTIONS", "SCHEMA_VERSION", "BaselineResult", "Coverage", "NodeResult", "Report",
@@ -151,13 +154,27 @@ def summarize(nodes: tuple[NodeResult, ...], spec: HardwareSpec, tf32: bool) -> 
     else:
         peak = spec.peak_for(None, ComputeUnit.VECTOR, tf32=tf32)
         key, ridge = peak.key, peak.flops_per_s / spec.memory_bandwidth_bytes_per_s
+    # Integer totals are summed once per distinct cost (nodes of identical layers share one);
+    # times are summed node by node, in order, as floats add.
+    counts: Counter[int] = Counter(id(n.cost) for n in nodes)
+    costs = {id(n.cost): n.cost for n in nodes}
+    read, written = [0, 0, 0], [0, 0, 0]
+    flops = 0
+    for ident, count in counts.items():
+        cost = costs[ident]
+        flops += cost.flops * count
+        for total, part in ((read, cost.bytes_read), (written, cost.bytes_written)):
+            total[0] += part.weights * count
+            total[1] += part.activations * count
+            total[2] += part.kv_cache * count
+    memory = Bound.MEMORY
     return Summary(
-        flops=sum(n.cost.flops for n in nodes),
-        bytes_read=sum((n.cost.bytes_read for n in nodes), ByteCounts()),
-        bytes_written=sum((n.cost.bytes_written for n in nodes), ByteCounts()),
+        flops=flops,
+        bytes_read=ByteCounts(*read),
+        bytes_written=ByteCounts(*written),
         predicted_latency_s=sum(n.timing.predicted_latency_s for n in nodes),
         memory_bound_latency_s=sum(
-            n.timing.predicted_latency_s for n in nodes if n.timing.bound is Bound.MEMORY
+            n.timing.predicted_latency_s for n in nodes if n.timing.bound is memory
         ),
         ridge_point=ridge,
         ridge_peak_key=key,
@@ -189,20 +206,39 @@ def _qualified(node: NodeResult) -> str:
     return f"{node.domain}::{node.op_type}" if node.domain else node.op_type
 
 
+# Outcomes that depend on nothing but the cost key (an unresolved node's note names tensors).
+_SHARED = frozenset({CostStatus.MODELLED, CostStatus.METADATA, CostStatus.FOLDED,
+                     CostStatus.UNMODELLED})
+
+
 def analyse(model: Model, spec: HardwareSpec, *, tf32: bool = False) -> Report:
     """Cost every node, place it on the roofline of `spec`, and total the graph (no rules run:
-    memlint.api.check adds the findings)."""
+    memlint.api.check adds the findings).
+
+    Nodes that read and write the same (memlint.costs.registry.cost_keys: op, attributes,
+    shapes, dtypes, kinds, known values) share one cost and timing: the 80 layers of a decoder
+    are costed as one."""
+    graph = model.graph
+    key_of = cost_keys(graph)
+    seen: dict[tuple, tuple] = {}
     nodes = []
-    for node in model.graph.nodes:
-        try:
-            cost = cost_of(node, model.graph)
-        except MemlintError:
-            raise
-        except Exception as exc:  # a formula bug must name the node, not crash anonymously
-            raise MemlintError(
-                f"cost formula for {node.qualified_op} failed on node {node.name!r}: {exc}"
-            ) from exc
-        timing = time_op(cost, spec, tf32=tf32)
+    for node in graph.nodes:
+        key = key_of(node)
+        found = seen.get(key) if key is not None else None
+        if found is None:
+            try:
+                cost = cost_of(node, graph)
+            except MemlintError:
+                raise
+            except Exception as exc:  # a formula bug must name the node, not crash anonymously
+                raise MemlintError(
+                    f"cost formula for {node.qualified_op} failed on node {node.name!r}: {exc}"
+                ) from exc
+            timing = time_op(cost, spec, tf32=tf32)
+            if key is not None and cost.status in _SHARED:
+                seen[key] = (cost, timing)
+        else:
+            cost, timing = found
         nodes.append(NodeResult(node.name, node.op_type, node.domain, cost, timing, node.source))
     results = tuple(nodes)
     return Report(

@@ -250,6 +250,7 @@ class _Plugins:
     error: MemlintError | None = None  # a failed load fails every later lookup the same way
     origin: str = BUILTIN  # who is registering now
     lock: threading.RLock = field(default_factory=threading.RLock)
+    ready: bool = False  # loaded without error: lookups need no check
 
 
 _TABLE: dict[tuple[str, str], Registration] = {}
@@ -313,9 +314,18 @@ def register_metadata(
 
 def op_info(domain: str, op_type: str) -> OpInfo | None:
     """The facts of a registered op; None for an op the table does not know."""
-    _load_plugins()
-    row = _TABLE.get(_key(domain, op_type))
+    if not _PLUGINS.ready:
+        _load_plugins()
+    row = _TABLE.get(("" if domain == "ai.onnx" else domain, op_type))
     return row.info if row is not None else None
+
+
+def origin_of(domain: str, op_type: str) -> str | None:
+    """Who registered the op: BUILTIN or the cost plugin's name; None for an unknown op."""
+    if not _PLUGINS.ready:
+        _load_plugins()
+    row = _TABLE.get(("" if domain == "ai.onnx" else domain, op_type))
+    return row.origin if row is not None else None
 
 
 def op_info_of(node: Node) -> OpInfo | None:
@@ -358,6 +368,7 @@ def _load_plugins() -> None:
                     )
                 finally:
                     state.loaded = True
+                    state.ready = state.error is None
     if state.error is not None:
         raise plugins.CostPluginError(str(state.error)) from state.error.__cause__
 
@@ -402,9 +413,62 @@ def _is_folded(ctx: CostContext) -> bool:
     return bool(values) and all(v is not None and v.kind is ValueKind.WEIGHT for v in values)
 
 
+def cost_keys(graph: Graph) -> Callable[[Node], tuple | None]:
+    """key(node): what the cost of a node of `graph` depends on. Two nodes of the graph with
+    equal keys have equal costs (identical layers are costed once); None when that cannot be
+    said cheaply: a node holding subgraphs, an op of a plugin (its formula may read anything),
+    every node of a graph with Q/DQ nodes (their folding reads neighbours).
+
+    memlint's formulas read the node's op, attributes and input and output names (omitted or
+    not), each input and output tensor's shape, dtype and kind, the known values of inputs,
+    and whether an output is a graph output (a Concat into the KV cache), nothing else: all of
+    it is in the key. Attributes count by identity (frontends share one mapping between nodes
+    with identical attributes), so a key holds only while the graph lives."""
+    if not _PLUGINS.ready:
+        _load_plugins()
+    plain = quantized.view_of(graph, op_info_of) is quantized.EMPTY_VIEW
+    values, constants, outputs = graph.values, graph.constants, frozenset(graph.outputs)
+    table = _TABLE
+    known_keys: dict[str, tuple] = {}  # a constant's key, once per tensor (it may be 32 kB)
+
+    def key(node: Node) -> tuple | None:
+        if node.subgraphs or not plain:
+            return None
+        row = table.get(("" if node.domain == "ai.onnx" else node.domain, node.op_type))
+        if row is not None and row.origin != BUILTIN:
+            return None
+        read = []
+        for name in node.inputs:
+            if not name:
+                read.append(None)
+                continue
+            value = values.get(name)
+            if name in known_keys:
+                known = known_keys[name]
+            else:
+                raw = constants.get(name)
+                known = known_keys[name] = None if raw is None else _value_key(raw)
+            read.append((None if value is None else (value.shape, value.dtype, value.kind), known))
+        written = []
+        for name in node.outputs:
+            value = values.get(name) if name else None
+            written.append(None if value is None else (
+                value.shape, value.dtype, value.kind, name in outputs
+            ))
+        return (node.domain, node.op_type, id(node.attributes), tuple(read), tuple(written))
+
+    return key
+
+
+def _value_key(value: Any) -> tuple:
+    array = np.asarray(value)
+    return (array.dtype.str, array.shape, array.tobytes())
+
+
 def cost_of(node: Node, graph: Graph) -> OpCost:
     """The cost of one node of `graph`: one of the three outcomes, never a silent zero."""
-    _load_plugins()
+    if not _PLUGINS.ready:
+        _load_plugins()
     ctx = CostContext(node, graph)
     row = _TABLE.get(_key(node.domain, node.op_type))
     if row is not None and row.cost is None:

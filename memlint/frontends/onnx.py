@@ -18,7 +18,7 @@ import os
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
@@ -28,10 +28,12 @@ from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
 from memlint.dims import DimBinder, dim_names_in, shown
-from memlint.errors import DimError, ModelLoadError
+from memlint.errors import DimError, ModelLoadError, ShapeInferenceError
+from memlint.frontends.onnx_blocks import Blocks, find_blocks
 from memlint.frontends.onnx_control import bind_input_values, decide, dynamic_ifs
 from memlint.frontends.onnx_infer import (
     MAX_FOLD_ELEMENTS,
+    InferenceResult,
     TensorType,
     collect_types,
     constant_value,
@@ -39,7 +41,8 @@ from memlint.frontends.onnx_infer import (
     infer,
     node_attributes,
 )
-from memlint.ir import DType, Graph, Model, Node, Value, ValueKind
+from memlint.frontends.onnx_layout import Layout, Op, op_of, read_ops, utf8_error
+from memlint.ir import EMPTY, DType, Graph, Model, Node, Value, ValueKind
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +172,8 @@ class ParsedOnnx(os.PathLike):
     path: Path
     proto: onnx.ModelProto
     weights: Mapping[str, TensorType]  # initializers turned into typed inputs
+    # What no binding changes, read once and shared by every load (onnx_layout)
+    layout: Layout | None = field(default=None, repr=False, compare=False)
 
     def __fspath__(self) -> str:
         return str(self.path)
@@ -180,9 +185,9 @@ def parse_onnx(source: str | os.PathLike[str]) -> ParsedOnnx:
         return source
     path = resolve_model_path(source)
     proto = read_proto(path)
-    _require_text(proto.graph, path)
+    layout = _require_text(proto.graph, path)
     weights = _strip_weights(proto.graph, path.parent, path)
-    return ParsedOnnx(path, proto, weights)
+    return ParsedOnnx(path, proto, weights, layout)
 
 
 def declared_input_dims(parsed: ParsedOnnx) -> dict[str, tuple[str | None, ...]]:
@@ -217,13 +222,43 @@ def load_onnx(
     input_values fixes graph inputs to a value ({"use_cache_branch": True}): each becomes a
     constant, and an If it decides is taken statically (memlint.frontends.onnx_control)."""
     if isinstance(source, ParsedOnnx):
-        proto = onnx.ModelProto()
-        proto.CopyFrom(source.proto)
-        parsed = ParsedOnnx(source.path, proto, source.weights)
+        parsed = source  # never changed: each load binds a copy of the graph's inputs
     else:
-        parsed = parse_onnx(source)  # parsed for this load alone: bound in place
+        parsed = parse_onnx(source)
     return _bind(parsed, dims=dims, input_shapes=input_shapes, strict_dims=strict_dims,
                  default_dims=default_dims, input_values=input_values)
+
+
+@dataclass(frozen=True)
+class FoldedModel:
+    """A load that kept one of a graph's repeated blocks (memlint.frontends.onnx_blocks):
+    `model` holds the nodes before the blocks, the first block and the nodes after it. At these
+    dims every other block computes what the first does, node for node: the same types, known
+    values and kinds in and out (checked: the first block hands on the types, values and kinds
+    it received). positions[i]: the index in model.graph.nodes of the node at position i of
+    the whole graph's topological order. names: each tensor the left-out blocks make -> the
+    first block's tensor at its place (any other tensor is in `model` under its own name)."""
+
+    model: Model
+    positions: tuple[int, ...]
+    names: Mapping[str, str]
+
+
+def load_onnx_folded(
+    source: ParsedOnnx,
+    *,
+    dims: Mapping[str, int] | None = None,
+    default_dims: Mapping[str, int] | None = None,
+    input_values: Mapping[str, object] | None = None,
+) -> FoldedModel | None:
+    """The FoldedModel of `source` at these dims, or None when its graph has no repeated blocks
+    or they do not fold at these dims (load the whole graph then). For many steps of one model
+    (an LLM sweep): each costs the inference and IR of one block."""
+    if not isinstance(source, ParsedOnnx) or input_values:
+        return None
+    found = _bind(source, dims=dims, input_shapes=None, strict_dims=False,
+                  default_dims=default_dims, input_values=None, reduced=True)
+    return found if isinstance(found, FoldedModel) else None
 
 
 def load_onnx_proto(
@@ -237,9 +272,9 @@ def load_onnx_proto(
 ) -> Model:
     """Load a parsed model (modified in place: weight payloads are dropped). `path` names it in
     messages, and its folder is where small external tensors are looked for."""
-    _require_text(proto.graph, path)
+    layout = _require_text(proto.graph, path)
     weights = _strip_weights(proto.graph, path.parent, path)
-    return _bind(ParsedOnnx(path, proto, weights), dims=dims, input_shapes=input_shapes,
+    return _bind(ParsedOnnx(path, proto, weights, layout), dims=dims, input_shapes=input_shapes,
                  strict_dims=strict_dims, default_dims=default_dims)
 
 
@@ -251,32 +286,50 @@ def _bind(
     strict_dims: bool,
     default_dims: Mapping[str, int] | None,
     input_values: Mapping[str, object] | None = None,
-) -> Model:
-    """Bind the dims of a stripped model (its proto changed in place), infer, build the IR."""
+    reduced: bool = False,
+) -> Model | FoldedModel | None:
+    """Bind the dims of a stripped model, infer, build the IR. The parsed proto is not changed:
+    the inputs, outputs and initializers are bound in a copy of their own (`graph`, no nodes).
+    reduced: the FoldedModel of load_onnx_folded (None where the graph does not fold)."""
     proto, path, weights = parsed.proto, parsed.path, parsed.weights
-    graph = proto.graph
+    layout = parsed.layout or Layout(read_ops(proto.graph)[0])
+    graph = _graph_without_nodes(proto.graph)
+    opsets = {(o.domain or ""): o.version for o in proto.opset_import}
     constants: dict[str, np.ndarray] = {
         init.name: _small_array(init, path) for init in graph.initializer
     }
-    _check_constants(graph, path)
+    layout.check_constants(lambda ops: _check_constant_ops(ops, path))
     binder = DimBinder(dims or {}, strict=strict_dims, defaults=default_dims)
     declared_dims = _bind_inputs(graph, weights, binder, dict(input_shapes or {}))
     values = dict(input_values or {})
     constants.update(bind_input_values(graph, values, set(weights)))
-    order = _topological_order(graph, path)
-    original_nodes = [graph.node[i] for i in order]
+    order = layout.order(lambda: _topological_order(layout.ops, path))
+    original_nodes: list[Op] = [layout.ops[i] for i in order]
+    pristine = True  # the nodes are the file's, in topological order (no branch inlined)
     origin = {name: "an input value bound by the caller" for name in values}
     flow_lines: list[str] = []
     weights = dict(weights)
     for _ in range(MAX_STATIC_ROUNDS):  # a known condition inlines its branch; infer again
-        flow = decide(original_nodes, constants, KEEP_INITIALIZER_ELEMENTS, origin)
+        flow = decide(original_nodes, constants, KEEP_INITIALIZER_ELEMENTS, origin) \
+            if layout.has_if or not pristine else None
         if flow is None:
-            light = _light_model(proto, original_nodes)
-            result = infer(light, dict(constants))
-            flow = decide(original_nodes, result.constants, KEEP_INITIALIZER_ELEMENTS, origin)
+            # identical blocks (a decoder's layers) are inferred once, when they may be
+            fold = pristine and not layout.has_if and not input_shapes and not values
+            if reduced and not fold:
+                return None
+            result, folded = _infer(proto, graph, original_nodes, layout if pristine else None,
+                                    constants, opsets, fold, expand=not reduced,
+                                    only_folded=reduced)
+            if reduced:
+                return None if folded is None else _folded_model(
+                    parsed, graph, weights, original_nodes, folded, result, binder,
+                    declared_dims, values)
+            flow = decide(original_nodes, result.constants, KEEP_INITIALIZER_ELEMENTS, origin) \
+                if layout.has_if or not pristine else None
             if flow is None:
                 break
-        original_nodes = flow.nodes
+        original_nodes = [n if isinstance(n, Op) else op_of(n) for n in flow.nodes]
+        pristine = False
         flow_lines += flow.lines
         constants.update(flow.constants)
         graph.initializer.extend(
@@ -287,8 +340,7 @@ def _bind(
         )
         weights.update(flow.weights)
     else:
-        light = _light_model(proto, original_nodes)
-        result = infer(light, dict(constants))
+        result, _ = _infer(proto, graph, original_nodes, None, constants, opsets, False)
     flow_lines += dynamic_ifs(original_nodes)
     ir_graph, total, resolved = _build_graph(
         graph.name or path.stem,
@@ -298,11 +350,64 @@ def _bind(
         graph_inputs=[i.name for i in graph.input if i.name not in weights],
         graph_outputs=[o.name for o in graph.output],
         weights=set(weights) | {i.name for i in graph.initializer},
-        inferred_nodes={n.output[0]: n for n in result.graph.node if n.output},
+        inferred_nodes=_Inferred(result.graph),
+        parent=None,
+        prefix="",
+        layout=layout if pristine else None,
+    )
+    _check_sizes(ir_graph, path)
+    return _model(parsed, ir_graph, total, resolved, binder, declared_dims, values, flow_lines)
+
+
+def _folded_model(parsed: ParsedOnnx, graph: onnx.GraphProto, weights: Mapping[str, TensorType],
+                  nodes: list[Op], blocks: Blocks, result: InferenceResult, binder: DimBinder,
+                  declared_dims: Mapping[str, tuple[str | None, ...]],
+                  values: Mapping[str, object]) -> FoldedModel | None:
+    """The FoldedModel of a load whose inference folded `blocks` (its types are the first
+    block's): the IR of the nodes outside blocks 1.., None when the kinds do not hand over."""
+    layout = parsed.layout
+    reduced, _ = layout.reduced
+    made = {name for op in reduced for name in op.output if name}
+    kept = {i.name for i in graph.input} | {i.name for i in graph.initializer} | made
+    ir_graph, total, resolved = _build_graph(
+        graph.name or parsed.path.stem,
+        reduced,
+        result.types,
+        result.constants,
+        graph_inputs=[i.name for i in graph.input if i.name not in weights],
+        graph_outputs=[o.name for o in graph.output if o.name in kept],
+        weights=set(weights) | {i.name for i in graph.initializer},
+        inferred_nodes=_Inferred(result.graph),
         parent=None,
         prefix="",
     )
-    _check_sizes(ir_graph, path)
+    for received, handed in blocks.carries:  # the kinds hand over too (types were checked)
+        a, b = ir_graph.values.get(received), ir_graph.values.get(handed)
+        if a is None or b is None or a.kind is not b.kind:
+            return None
+    if layout.folded_positions is None:
+        first, end = blocks.start, blocks.end
+        positions = list(range(first))
+        for k in range(blocks.count):
+            positions.extend(range(first, first + blocks.length))
+        positions.extend(range(first + blocks.length, first + blocks.length + len(nodes) - end))
+        names = {}
+        for k in range(1, blocks.count):
+            offset = first + k * blocks.length
+            for j in range(blocks.length):
+                for name, name0 in zip(nodes[offset + j].output, nodes[first + j].output):
+                    if name:
+                        names[name] = name0
+        layout.folded_positions = (tuple(positions), MappingProxyType(names))
+    positions, names = layout.folded_positions
+    model = _model(parsed, ir_graph, total, resolved, binder, declared_dims, values, [])
+    return FoldedModel(model, positions, names)
+
+
+def _model(parsed: ParsedOnnx, ir_graph: Graph, total: int, resolved: int, binder: DimBinder,
+           declared_dims: Mapping[str, tuple[str | None, ...]], values: Mapping[str, object],
+           flow_lines: list[str]) -> Model:
+    proto, path = parsed.proto, parsed.path
     return Model(
         graph=ir_graph,
         source=str(path),
@@ -324,9 +429,10 @@ def _text(value: str | bytes) -> str:
     return value if isinstance(value, str) else value.decode("utf-8", "replace")
 
 
-def _require_text(graph: onnx.GraphProto, path: Path) -> None:
+def _require_text(graph: onnx.GraphProto, path: Path) -> Layout:
     """Every name memlint reads is UTF-8 text (the ONNX spec requires it); protobuf returns a
-    name with invalid UTF-8 as bytes, which is a corrupt file."""
+    name with invalid UTF-8 as bytes, which is a corrupt file. Returns the graph's Layout (its
+    node fields, read in the same pass)."""
     def names(info: onnx.ValueInfoProto) -> list:
         tensor = info.type.tensor_type
         return [info.name, *(d.dim_param for d in tensor.shape.dim)]
@@ -337,17 +443,16 @@ def _require_text(graph: onnx.GraphProto, path: Path) -> None:
     for init in graph.initializer:
         fields.append(init.name)
         fields.extend(x for entry in init.external_data for x in (entry.key, entry.value))
-    for node in graph.node:
-        fields.extend((node.name, node.op_type, node.domain, *node.input, *node.output))
-        for attr in node.attribute:
-            fields.append(attr.name)
-            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                _require_text(sub, path)
-    for field in fields:
-        if not isinstance(field, str):
-            raise ModelLoadError(
-                f"{path}: the name {_text(field)!r} is not UTF-8 text (a corrupt file)"
-            )
+    ops, node_fields = read_ops(graph)
+    for op in ops:
+        if op.nested:
+            for attr in op.proto.attribute:
+                for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    _require_text(sub, path)
+    error = utf8_error(fields, path) or utf8_error(node_fields, path)
+    if error is not None:
+        raise error
+    return Layout(ops)
 
 
 def _strip_weights(graph: onnx.GraphProto, base_dir: Path, path: Path) -> dict[str, TensorType]:
@@ -383,21 +488,36 @@ def _numel(init: onnx.TensorProto, path: Path) -> int:
     return math.prod(init.dims)
 
 
+def _check_constant_ops(ops: list[Op], path: Path) -> None:
+    """_check_constants on a parsed top graph: only its Constant nodes and the nodes holding
+    graphs can fail it."""
+    checked: set[tuple] = set()  # the verdict depends on the op and its attributes alone
+    for op in ops:
+        key = (op.op_type == "Constant", op.attr_key)
+        if (op.op_type == "Constant" or op.nested or op.subgraph) and key not in checked:
+            _check_constants_of(op.proto, path)
+            checked.add(key)
+
+
 def _check_constants(graph: onnx.GraphProto, path: Path) -> None:
     """Refuse a Constant node whose tensor has a negative dim (a corrupt file: shape inference
     would carry the dim on and make every later size meaningless)."""
     for node in graph.node:
-        for attr in node.attribute:
-            if node.op_type == "Constant" and attr.name in ("value", "sparse_value"):
-                dims = list(attr.t.dims if attr.name == "value" else attr.sparse_tensor.dims)
-                if any(d < 0 for d in dims):
-                    label = node.name or (node.output[0] if node.output else "Constant")
-                    raise ModelLoadError(
-                        f"{path}: Constant node {label!r} holds a tensor "
-                        f"with a negative dim {dims}; the file is corrupt: re-export the model"
-                    )
-            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
-                _check_constants(sub, path)
+        _check_constants_of(node, path)
+
+
+def _check_constants_of(node: onnx.NodeProto, path: Path) -> None:
+    for attr in node.attribute:
+        if node.op_type == "Constant" and attr.name in ("value", "sparse_value"):
+            dims = list(attr.t.dims if attr.name == "value" else attr.sparse_tensor.dims)
+            if any(d < 0 for d in dims):
+                label = node.name or (node.output[0] if node.output else "Constant")
+                raise ModelLoadError(
+                    f"{path}: Constant node {label!r} holds a tensor "
+                    f"with a negative dim {dims}; the file is corrupt: re-export the model"
+                )
+        for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
+            _check_constants(sub, path)
 
 
 def _small_array(init: onnx.TensorProto, path: Path) -> np.ndarray:
@@ -539,13 +659,13 @@ def _bind_inputs(
     return declared
 
 
-def _topological_order(graph: onnx.GraphProto, path: Path) -> list[int]:
+def _topological_order(nodes: list[Op], path: Path) -> list[int]:
     """Node indexes in a stable topological order (file order where it is already valid)."""
     producer: dict[str, int] = {}
-    for index, node in enumerate(graph.node):
+    for index, node in enumerate(nodes):
         for name in node.output:
             if name in producer:  # two writers: every later check would misread the graph
-                first = graph.node[producer[name]]
+                first = nodes[producer[name]]
                 raise ModelLoadError(
                     f"{path}: value {name!r} is written by nodes {first.name or first.op_type!r}"
                     f" and {node.name or node.op_type!r}; a value has one producer in ONNX: "
@@ -553,11 +673,21 @@ def _topological_order(graph: onnx.GraphProto, path: Path) -> list[int]:
                 )
             if name:
                 producer[name] = index
+    # Most files list their nodes in a valid order already: every input made by an earlier node
+    # (the search below would give that order, in one pass).
+    in_order = True
+    for index, node in enumerate(nodes):
+        reads = _all_inputs(node) if node.subgraph or node.nested else node.input
+        if any(producer.get(n, -1) >= index for n in reads):
+            in_order = False
+            break
+    if in_order:
+        return list(range(len(nodes)))
     deps = [
         {producer[n] for n in _all_inputs(node) if n in producer}
-        for node in graph.node
+        for node in nodes
     ]
-    for index, node in enumerate(graph.node):
+    for index, node in enumerate(nodes):
         if index in deps[index]:  # a node that reads its own output
             raise ModelLoadError(
                 f"{path}: the graph has a cycle through node {node.name or node.op_type!r}"
@@ -565,7 +695,7 @@ def _topological_order(graph: onnx.GraphProto, path: Path) -> list[int]:
     done: set[int] = set()
     order: list[int] = []
     visiting: set[int] = set()
-    for start in range(len(graph.node)):
+    for start in range(len(nodes)):
         stack = [(start, iter(sorted(deps[start])))]
         if start in done:
             continue
@@ -579,7 +709,7 @@ def _topological_order(graph: onnx.GraphProto, path: Path) -> list[int]:
                 done.add(index)
                 order.append(index)
             elif nxt in visiting:
-                node = graph.node[nxt]
+                node = nodes[nxt]
                 raise ModelLoadError(
                     f"{path}: the graph has a cycle through node {node.name or node.op_type!r}"
                 )
@@ -602,24 +732,127 @@ def _all_inputs(node: onnx.NodeProto) -> list[str]:
     return names
 
 
-def _light_model(proto: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> onnx.ModelProto:
-    """A copy of the graph structure without weights or stale value_info, for inference."""
+def _infer(proto: onnx.ModelProto, graph: onnx.GraphProto, nodes: list[Op],
+           layout: Layout | None, constants: Mapping[str, np.ndarray], opsets: dict[str, int],
+           fold: bool, *, expand: bool = True, only_folded: bool = False,
+           ) -> tuple[InferenceResult | None, Blocks | None]:
+    """infer() on the bound graph with `nodes`, and the blocks it folded (None: none); with
+    `fold`, on the graph without the blocks that repeat its first block
+    (memlint.frontends.onnx_blocks), whose results the repeats then take (`expand`), when at
+    these dims the first block hands on the types it received. only_folded: (None, None)
+    instead of inferring the whole graph."""
+    memo = None if layout is None else layout.inference_memo
+    blocks = _blocks(proto, layout, nodes) if fold and layout is not None else None
+    if blocks is not None:
+        if layout.reduced is None:
+            reduced = blocks.reduced(nodes)
+            layout.reduced = (reduced, _nodes_bytes(reduced))
+        reduced, node_bytes = layout.reduced
+        made = {name for op in reduced for name in op.output if name}
+        inputs = {i.name for i in graph.input} | {i.name for i in graph.initializer}
+        kept = onnx.GraphProto()  # graph outputs the blocks left out would have no producer
+        kept.CopyFrom(graph)
+        del kept.output[:]
+        kept.output.extend(o for o in graph.output if o.name in made or o.name in inputs)
+        try:
+            result = infer(_light_model(proto, kept, reduced, None, node_bytes), dict(constants),
+                           ops=reduced, memo=memo, opsets=opsets)
+        except ShapeInferenceError:
+            result = None  # the whole graph's inference says what is wrong
+        if result is not None and blocks.hands_over(result.types, result.constants, _same):
+            if expand:
+                blocks.expand(nodes, result.types, result.constants)
+            return result, blocks
+    if only_folded:
+        return None, None
+    light = _light_model(proto, graph, nodes, layout)
+    return infer(light, dict(constants), ops=nodes, memo=memo, opsets=opsets), None
+
+
+def _blocks(proto: onnx.ModelProto, layout: Layout, nodes: list[Op]) -> Blocks | None:
+    """The repeated blocks of the parsed graph's nodes, in topological order (found once per
+    parse)."""
+    if layout.blocks_known:
+        return layout.blocks
+    graph = proto.graph
+    ports = {i.name for i in graph.input} | {o.name for o in graph.output}
+    initializers = {}
+    for init in graph.initializer:
+        copy = onnx.TensorProto()
+        copy.CopyFrom(init)
+        copy.name = ""
+        initializers[init.name] = copy.SerializeToString()
+    layout.blocks_known = True
+    layout.blocks = find_blocks(
+        nodes,
+        inputs={i.name: i.type.SerializeToString() for i in graph.input},
+        initializers=initializers,
+        outputs={o.name: o.type.SerializeToString() for o in graph.output},
+        port=lambda name: name in ports and KV_NAME.search(name) is not None,
+    )
+    return layout.blocks
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def _graph_without_nodes(graph: onnx.GraphProto) -> onnx.GraphProto:
+    """A copy of `graph`'s name, inputs, outputs and initializers (weights are stripped: a few
+    MB at most), bound by a load in place of the parsed graph."""
+    bound = onnx.GraphProto()
+    bound.name = graph.name
+    bound.input.extend(graph.input)
+    bound.output.extend(graph.output)
+    bound.initializer.extend(graph.initializer)
+    return bound
+
+
+def _light_model(proto: onnx.ModelProto, graph: onnx.GraphProto,
+                 nodes: list[onnx.NodeProto] | list[Op], layout: Layout | None,
+                 node_bytes: bytes | None = None) -> bytes:
+    """The serialized model shape inference reads: `graph` (bound inputs, outputs and small
+    initializers; no weights, no stale value_info) with `nodes`. The nodes' bytes are written
+    straight from each node (no copy of the message); with `layout` (the file's nodes in its
+    topological order) they are written once and kept for every load."""
     light = onnx.ModelProto()
     light.ir_version = proto.ir_version
     light.opset_import.extend(proto.opset_import)
     light.functions.extend(proto.functions)
-    graph = light.graph
-    graph.name = proto.graph.name
-    graph.node.extend(nodes)
-    graph.input.extend(proto.graph.input)
-    graph.output.extend(proto.graph.output)
-    graph.initializer.extend(proto.graph.initializer)
-    return light
+    if node_bytes is not None:
+        pass
+    elif layout is not None:
+        if layout.nodes_bytes is None:
+            layout.nodes_bytes = _nodes_bytes(nodes)
+        node_bytes = layout.nodes_bytes
+    else:
+        node_bytes = _nodes_bytes(nodes)
+    graph_bytes = graph.SerializeToString() + node_bytes  # a repeated field may come anywhere
+    return light.SerializeToString() + _field(_MODEL_GRAPH, graph_bytes)
+
+
+_MODEL_GRAPH, _GRAPH_NODE = 7, 1  # field numbers of ModelProto.graph and GraphProto.node
+
+
+def _nodes_bytes(nodes: list[onnx.NodeProto] | list[Op]) -> bytes:
+    return b"".join(_field(_GRAPH_NODE, (n.proto if isinstance(n, Op) else n).SerializeToString())
+                    for n in nodes)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field: its key, the payload's length (varint), the payload."""
+    size, out = len(payload), bytearray([number << 3 | 2])
+    while size > 0x7F:
+        out.append(size & 0x7F | 0x80)
+        size >>= 7
+    out.append(size)
+    return bytes(out) + payload
 
 
 def _build_graph(
     name: str,
-    nodes: list[onnx.NodeProto],
+    nodes: list[onnx.NodeProto] | list[Op],
     types: Mapping[str, TensorType],
     constants: Mapping[str, np.ndarray],
     *,
@@ -629,58 +862,95 @@ def _build_graph(
     inferred_nodes: Mapping[str, onnx.NodeProto],
     parent: Mapping[str, Value] | None,
     prefix: str,
+    layout: Layout | None = None,
 ) -> tuple[Graph, int, int]:
+    """The IR graph of `nodes` (with `layout`: the file's top-level nodes in its topological
+    order, whose names and IR Nodes are made once and shared by every load)."""
     values: dict[str, Value] = dict(parent or {})
     kv_ports = {
         n for n in graph_inputs + graph_outputs if KV_NAME.search(n)
     } if parent is None else set()
 
     copies: set[str] = set()  # copies of the KV cache made in this graph (not the cache)
+    weight, activation, kv_cache = ValueKind.WEIGHT, ValueKind.ACTIVATION, ValueKind.KV_CACHE
+
+    sizes: dict[tuple, bool] = {}  # dims -> every dim a size (most tensors share a few shapes)
 
     def add(name: str, kind: ValueKind) -> Value:
         elem, dims = types.get(name, (0, None))
-        if dims is not None and any(d is not None and d < 0 for d in dims):  # not a size:
-            dims = None  # unresolved (inference passes a negative Expand/Reshape target on)
-        dtype = dtype_of(elem)
+        if dims is not None:
+            ok = sizes.get(dims)
+            if ok is None:
+                ok = sizes[dims] = not any(d is not None and d < 0 for d in dims)
+            if not ok:  # not a size: unresolved (inference passes a negative
+                dims = None  # Expand/Reshape target on)
+        dtype = _DTYPES.get(elem, DType.UNKNOWN)
         if name in kv_ports and dtype not in NON_KV_DTYPES and name not in copies:
-            kind = ValueKind.KV_CACHE
+            kind = kv_cache
         value = Value(name, dims, dtype, kind)
         values[name] = value
         return value
 
     for tensor in graph_inputs:
-        add(tensor, ValueKind.ACTIVATION)
+        add(tensor, activation)
     for tensor in weights:
-        add(tensor, ValueKind.WEIGHT)
+        add(tensor, weight)
     for tensor in constants:
         if tensor not in values:
-            add(tensor, ValueKind.WEIGHT)
+            add(tensor, weight)
+    # Only the KV-cache ports (or a KV tensor of the outer graph) start a KV-cache tensor.
+    kv_possible = bool(kv_ports) or any(v.kind is kv_cache for v in values.values())
 
     ir_nodes: list[Node] = []
-    names = _unique_names(nodes)
+    shared = layout is not None and prefix == ""
+    if shared:
+        if layout.names is None or len(layout.names) != len(nodes):
+            layout.names = _unique_names(nodes)
+            layout.ir_nodes = [None] * len(nodes)
+        names, made = layout.names, layout.ir_nodes
+    else:
+        names = _unique_names(nodes)
+    get = values.get
     total = resolved = 0
     for index, node in enumerate(nodes):
-        node_name = prefix + names[index]
-        in_values = [values.get(n) for n in node.input if n]
+        in_values = [get(n) for n in node.input if n]
+        nested = node.subgraph if isinstance(node, Op) else has_subgraph(node)
         if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-            kind = ValueKind.WEIGHT
-        elif _carries_kv(node, in_values, types, copies):
+            kind = weight
+        elif kv_possible and _carries_kv(node, in_values, types, copies):
             if node.op_type in KV_VIEWS and in_values[0] is not None \
-                    and in_values[0].kind is ValueKind.KV_CACHE:
-                kind = ValueKind.KV_CACHE
+                    and in_values[0].kind is kv_cache:
+                kind = kv_cache
             else:  # a copy of the cache (a present made by Concat is one too)
-                kind = ValueKind.ACTIVATION
+                kind = activation
                 copies.update(o for o in node.output if o)
-        elif in_values and all(v is not None and v.kind is ValueKind.WEIGHT for v in in_values) and not has_subgraph(node):
-            kind = ValueKind.WEIGHT
+        elif in_values and in_values[0] is not None and in_values[0].kind is weight \
+                and all(v is not None and v.kind is weight for v in in_values) and not nested:
+            kind = weight
         else:
-            kind = ValueKind.ACTIVATION
+            kind = activation
         for output in node.output:
             if output:
-                value = add(output, kind)
+                shape = add(output, kind).shape
                 total += 1
-                resolved += value.is_resolved
-        subgraphs = _subgraphs(node, node_name, inferred_nodes, constants, values)
+                resolved += shape is not None and None not in shape
+        if shared and not nested:
+            ir_node = made[index]
+            if ir_node is None:
+                ir_node = made[index] = Node(
+                    name=names[index],
+                    op_type=node.op_type,
+                    domain="" if node.domain == "ai.onnx" else node.domain,
+                    inputs=tuple(node.input),
+                    outputs=tuple(node.output),
+                    attributes=layout.typed_attributes(node, _typed_attributes),
+                    subgraphs=EMPTY,
+                )
+            ir_nodes.append(ir_node)
+            continue
+        node_name = prefix + names[index]
+        subgraphs = _subgraphs(node, node_name, inferred_nodes, constants, values) \
+            if nested else {}
         for sub_total, sub_resolved in (s[1:] for s in subgraphs.values()):
             total += sub_total
             resolved += sub_resolved
@@ -707,6 +977,29 @@ def _build_graph(
         constants=MappingProxyType(dict(constants)),
     )
     return graph, total, resolved
+
+
+class _Inferred(Mapping):
+    """{first output: node} of an inferred graph, read only when a node holding a subgraph
+    asks (its subgraphs' inferred shapes)."""
+
+    def __init__(self, graph: onnx.GraphProto) -> None:
+        self._graph = graph
+        self._nodes: dict[str, onnx.NodeProto] | None = None
+
+    def _table(self) -> dict[str, onnx.NodeProto]:
+        if self._nodes is None:
+            self._nodes = {n.output[0]: n for n in self._graph.node if n.output}
+        return self._nodes
+
+    def __getitem__(self, key: str) -> onnx.NodeProto:
+        return self._table()[key]
+
+    def __iter__(self):  # noqa: ANN204
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
 
 
 _A = onnx.AttributeProto

@@ -20,6 +20,7 @@ from onnx import helper, numpy_helper, shape_inference
 from memlint.errors import ShapeInferenceError
 from memlint.frontends.onnx_contrib import CONTRIB_SHAPES
 from memlint.frontends.onnx_fold import FOLDERS, MAX_FOLD_ELEMENTS, fold_node
+from memlint.frontends.onnx_layout import Op, op_of
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,20 @@ def collect_types(graph: onnx.GraphProto) -> dict[str, TensorType]:
     types: dict[str, TensorType] = {}
     for init in graph.initializer:
         types[init.name] = (init.data_type, tuple(init.dims))
+    seen: dict[bytes, TensorType | None] = {}  # most tensors share a few types: read each once
     for info in list(graph.input) + list(graph.value_info) + list(graph.output):
-        found = type_of(info.type)
-        if found is not None and (info.name not in types or types[info.name][1] is None):
-            types[info.name] = found
+        type_proto = info.type
+        key = type_proto.SerializeToString()
+        found = seen.get(key, _UNREAD)
+        if found is _UNREAD:
+            found = seen[key] = type_of(type_proto)
+        name = info.name
+        if found is not None and (name not in types or types[name][1] is None):
+            types[name] = found
     return types
+
+
+_UNREAD: object = object()
 
 
 def constant_value(node: onnx.NodeProto) -> np.ndarray | None:
@@ -106,7 +116,9 @@ def node_attributes(node: onnx.NodeProto) -> dict[str, object]:
     return attrs
 
 
-def has_subgraph(node: onnx.NodeProto) -> bool:
+def has_subgraph(node: onnx.NodeProto | Op) -> bool:
+    if isinstance(node, Op):
+        return node.subgraph
     return any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute)
 
 
@@ -135,12 +147,52 @@ class _NodeInference:
     opset list, each op's schema, the TypeProto of each (dtype, shape) and the TensorProto of
     each known value (a name's value never changes once known)."""
 
-    def __init__(self, opsets: dict) -> None:
+    def __init__(self, opsets: dict, memo: dict | None = None) -> None:
         self.opsets = opsets
         self.opset_imports = [helper.make_opsetid(d, v) for d, v in opsets.items()]
         self._schemas: dict[tuple[str, str], onnx.defs.OpSchema | None] = {}
         self._type_protos: dict[TensorType, onnx.TypeProto] = {}
         self._data: dict[str, onnx.TensorProto] = {}
+        # Results by what inference reads (op, attributes, input types and values): shared by
+        # every load of one parsed model (its opsets never change), so identical layers infer
+        # once. Also each distinct attribute set's Python values.
+        self.memo = {} if memo is None else memo
+
+    def constant(self, node: onnx.NodeProto | Op) -> np.ndarray | None:
+        """constant_value(node), once per distinct Constant of a parsed model (by its
+        attribute bytes); the array is shared, so it is made read-only."""
+        if not isinstance(node, Op):
+            return constant_value(node)
+        key = ("constant", node.attr_key)
+        if key in self.memo:
+            return self.memo[key]
+        value = self.memo[key] = _frozen(constant_value(node))
+        return value
+
+    def fold(self, node: onnx.NodeProto | Op, inputs: list, attributes: dict) -> list | None:
+        """fold_node for `node`, once per distinct (op, attributes, input values) of a parsed
+        model: the shape arithmetic of 80 identical layers is folded once."""
+        if not isinstance(node, Op):
+            return fold_node(node.op_type, inputs, attributes)
+        key = ("fold", node.op_type, node.attr_key,
+               tuple(None if x is None else _data_key(x) for x in inputs))
+        if key in self.memo:
+            return self.memo[key]
+        values = fold_node(node.op_type, inputs, attributes)
+        if values is not None:
+            values = [_frozen(v) for v in values]
+        self.memo[key] = values
+        return values
+
+    def attributes(self, node: onnx.NodeProto | Op) -> dict[str, object]:
+        """node_attributes(node), once per distinct attribute set of a parsed model's nodes."""
+        if not isinstance(node, Op):
+            return node_attributes(node)
+        key = ("attributes", node.attr_key)
+        found = self.memo.get(key)
+        if found is None:
+            found = self.memo[key] = node_attributes(node)
+        return found
 
     def schema(self, node: onnx.NodeProto) -> onnx.defs.OpSchema | None:
         key = (node.op_type, node.domain)
@@ -166,27 +218,59 @@ class _NodeInference:
         return tensor
 
 
-def _infer_node(node: onnx.NodeProto, types: dict, constants: dict,
+def _infer_node(node: onnx.NodeProto | Op, types: dict, constants: dict,
                 inference: _NodeInference) -> None:
-    """Per-node onnx inference with the values known now (outputs left unknown by a round)."""
+    """Per-node onnx inference with the values known now (outputs left unknown by a round).
+
+    The outputs' types depend only on the op, its attributes, and its inputs' types and known
+    values: a node of a parsed model that reads the same as one inferred before (the same op in
+    another identical layer, or in another load of the model) takes that result."""
     schema = inference.schema(node)
     if schema is None:
         return
     inputs = [n for n in node.input if n]
     if any(n not in types for n in inputs):
         return
+    key = None
+    if isinstance(node, Op):
+        key = (node.op_type, node.domain, node.attr_key, len(node.output), tuple(
+            None if not n else (types[n], _data_key(constants[n]) if n in constants else None)
+            for n in node.input
+        ))  # fmt: skip
+        found = inference.memo.get(key)
+        if found is not None:
+            for name, value in zip(node.output, found):
+                if name and value is not None:
+                    types[name] = value
+            return
     data = {n: inference.data(n, constants[n]) for n in inputs if n in constants}
     try:
         outputs = onnx.shape_inference.infer_node_outputs(
-            schema, node, {n: inference.type_proto(types[n]) for n in inputs}, data,
+            schema, node.proto if isinstance(node, Op) else node,
+            {n: inference.type_proto(types[n]) for n in inputs}, data,
             opset_imports=inference.opset_imports,
         )
     except Exception:  # noqa: BLE001 - onnx raises assorted C++ errors; the tensor stays unknown
-        return
+        outputs = {}
+    inferred: dict[str, TensorType] = {}
     for name, type_proto in outputs.items():
         found = type_of(type_proto)
         if found is not None and _resolved(found):
-            types[name] = found
+            types[name] = inferred[name] = found
+    if key is not None:
+        inference.memo[key] = tuple(inferred.get(name) if name else None for name in node.output)
+
+
+def _data_key(value: np.ndarray) -> tuple:
+    value = np.asarray(value)
+    return (value.dtype.str, value.shape, value.tobytes())
+
+
+def _frozen(value: np.ndarray | None) -> np.ndarray | None:
+    """A value shared between tensors (memoized), read-only so that no reader changes it."""
+    if isinstance(value, np.ndarray):
+        value.flags.writeable = False
+    return value
 
 
 def _contrib_shapes(node: onnx.NodeProto, types: dict, constants: dict) -> list:
@@ -211,18 +295,22 @@ def _contrib_shapes(node: onnx.NodeProto, types: dict, constants: dict) -> list:
     return infos
 
 
-def _fold(node: onnx.NodeProto, types: dict, constants: dict) -> bool:
+def _fold(node: onnx.NodeProto | Op, types: dict, constants: dict,
+          inference: _NodeInference | None = None) -> bool:
     values: list[np.ndarray] | None
-    if node.op_type == "Constant":
-        value = constant_value(node)
+    attributes = node_attributes if inference is None else inference.attributes
+    op_type = node.op_type
+    if op_type == "Constant":
+        value = constant_value(node) if inference is None else inference.constant(node)
         values = None if value is None else [value]
-    elif node.op_type == "Shape":
-        value = _shape_value(node, node_attributes(node), types)
+    elif op_type == "Shape":
+        value = _shape_value(node, attributes(node), types)
         values = None if value is None else [value]
-    elif node.op_type in FOLDERS and all(name == "" or name in constants for name in node.input):
+    elif op_type in FOLDERS and all(name == "" or name in constants for name in node.input):
         # attributes are read only here: most nodes of a large graph never fold
-        values = fold_node(node.op_type, [constants.get(n) for n in node.input],
-                           node_attributes(node))
+        inputs = [constants.get(n) for n in node.input]
+        values = fold_node(op_type, inputs, attributes(node)) if inference is None \
+            else inference.fold(node, inputs, attributes(node))
     else:
         values = None
     if values is None or len(values) < len([o for o in node.output if o]):
@@ -234,39 +322,49 @@ def _fold(node: onnx.NodeProto, types: dict, constants: dict) -> bool:
     return True
 
 
-def _propagate(graph: onnx.GraphProto, types: dict, constants: dict, opsets: dict) -> tuple[set[int], list]:
+def _propagate(graph: onnx.GraphProto, types: dict, constants: dict, opsets: dict,
+               ops: list[Op] | None = None, memo: dict | None = None) -> tuple[set[int], list]:
     """One pass in topological order: infer what the round left unknown, fold, shape contribs.
+    `ops`: graph.node's fields read once (memlint.frontends.onnx_layout), the same nodes.
 
     Returns the indexes of folded nodes and the value_info made for contrib outputs.
     """
     folded: set[int] = set()
     infos: list[onnx.ValueInfoProto] = []
-    inference = _NodeInference(opsets)
-    for index, node in enumerate(graph.node):
+    inference = _NodeInference(opsets, memo)
+    for index, node in enumerate(graph.node if ops is None else ops):
         outputs = [o for o in node.output if o]
         if not outputs:
             continue
-        if node.domain in ("", "ai.onnx"):
+        domain = node.domain
+        if domain == "" or domain == "ai.onnx":
             if all(o in constants for o in outputs):
                 folded.add(index)
                 continue
-            if not all(_resolved(types.get(o)) for o in outputs) and not has_subgraph(node):
-                _infer_node(node, types, constants, inference)
-            if _fold(node, types, constants):
+            for o in outputs:
+                found = types.get(o)
+                if found is None or found[1] is None or None in found[1]:  # not _resolved
+                    if not has_subgraph(node):
+                        _infer_node(node, types, constants, inference)
+                    break
+            if _fold(node, types, constants, inference):
                 folded.add(index)
-        elif node.domain == "com.microsoft" and node.op_type in CONTRIB_SHAPES:
+        elif domain == "com.microsoft" and node.op_type in CONTRIB_SHAPES:
             infos.extend(_contrib_shapes(node, types, constants))
     return folded, infos
 
 
-def _all_resolved(graph: onnx.GraphProto, types: dict) -> bool:
+def _all_resolved(graph: onnx.GraphProto, types: dict, ops: list[Op] | None = None) -> bool:
     """Is every top-graph tensor resolved, with no subgraph in the graph?"""
-    for node in graph.node:
+    get = types.get
+    for node in graph.node if ops is None else ops:
         if has_subgraph(node):
             return False
         for name in node.output:
-            if name and not _resolved(types.get(name)):
-                return False
+            if name:
+                found = get(name)
+                if found is None or found[1] is None or None in found[1]:
+                    return False
     return all(_resolved(types.get(v.name)) for v in graph.output)
 
 
@@ -346,10 +444,25 @@ def _walk(graph: onnx.GraphProto):  # noqa: ANN202 - every node, subgraph nodes 
                 yield from _walk(sub)
 
 
-def infer(model: onnx.ModelProto, constants: dict[str, np.ndarray]) -> InferenceResult:
-    """Infer every tensor's shape in `model` (weight-free, concrete inputs); mutates `model`."""
-    graph = model.graph
-    opsets = {(o.domain or ""): o.version for o in model.opset_import}
+def infer(model: onnx.ModelProto | bytes, constants: dict[str, np.ndarray], *,
+          ops: list[Op] | None = None, memo: dict | None = None,
+          opsets: dict[str, int] | None = None) -> InferenceResult:
+    """Infer every tensor's shape in `model` (weight-free, concrete inputs); mutates `model`.
+
+    model may be serialized (bytes): it is parsed only when a second round or an error needs
+    its nodes. ops: its nodes' fields, read once (memlint.frontends.onnx_layout); memo: per-node
+    results shared with other loads of the same parsed model (_NodeInference); opsets: its
+    {domain: opset version}, read from it when not given."""
+    if isinstance(model, bytes):
+        data, model = model, None
+        if ops is None or opsets is None:
+            model = onnx.ModelProto.FromString(data)
+    else:
+        data = None
+    if opsets is None:
+        opsets = {(o.domain or ""): o.version for o in model.opset_import}
+    ops = [op_of(n) for n in model.graph.node] if ops is None else list(ops)
+    memo = {} if memo is None else memo
     rounds = 0
     while True:
         rounds += 1
@@ -357,15 +470,18 @@ def infer(model: onnx.ModelProto, constants: dict[str, np.ndarray]) -> Inference
             # No data_prop: onnx 1.23's partial data propagation materialises one dimension per
             # element of every 1-D tensor fed to Add/Mul/Gather/Squeeze/... (~70-140 bytes each:
             # a [2**31] input exhausts memory). _propagate folds the same shape arithmetic.
-            inferred = shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=False)
+            inferred = shape_inference.infer_shapes(model if data is None else data,
+                                                    check_type=False, strict_mode=False, data_prop=False)
         except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError,
                 ValueError, IndexError, MemoryError) as exc:  # C++ errors: std::length_error, ...
             reason = " ".join(str(exc).split()) or type(exc).__name__
-            raise ShapeInferenceError(explain_failure(graph, opsets, reason)) from None
+            if model is None:
+                model = onnx.ModelProto.FromString(data)
+            raise ShapeInferenceError(explain_failure(model.graph, opsets, reason)) from None
         types = collect_types(inferred.graph)
         known_before = {name for name, t in types.items() if _resolved(t)}
-        folded, _ = _propagate(graph, types, constants, opsets)
-        if _all_resolved(graph, types):
+        folded, _ = _propagate(inferred.graph, types, constants, opsets, ops, memo)
+        if _all_resolved(inferred.graph, types, ops):
             # Nothing left to learn: another round would re-infer the same shapes (one pass in
             # topological order folds all it can), and on a large graph it costs as much as
             # the first. Subgraph shapes come from the C++ round, so graphs with subgraphs go on.
@@ -380,13 +496,17 @@ def infer(model: onnx.ModelProto, constants: dict[str, np.ndarray]) -> Inference
         new_initializers = [
             numpy_helper.from_array(np.asarray(constants[o]), o)
             for i in sorted(folded)
-            for o in graph.node[i].output
+            for o in ops[i].output
             if o and o in constants
         ]
         if not progress or rounds >= MAX_ROUNDS:
             log.debug("shape inference: %d rounds", rounds)
             return InferenceResult(types, constants, inferred.graph, rounds)
+        if model is None:  # a second round changes the model: parse it now
+            model, data = onnx.ModelProto.FromString(data), None
+        graph = model.graph
         kept = [n for i, n in enumerate(graph.node) if i not in folded]
+        ops = [n for i, n in enumerate(ops) if i not in folded]
         del graph.node[:]
         graph.node.extend(kept)
         existing = {init.name for init in graph.initializer}

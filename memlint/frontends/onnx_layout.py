@@ -20,6 +20,7 @@ field by field once per pass (checks, order, control flow, inference, IR) spent 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from itertools import chain
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -35,8 +36,8 @@ _UNSET: Any = object()
 class Op:
     """One node of a parsed top graph, its fields read once (the NodeProto's field names)."""
 
-    __slots__ = ("proto", "name", "op_type", "domain", "input", "output", "subgraph",
-                 "nested", "attr_key")
+    __slots__ = ("attr_key", "domain", "input", "name", "nested", "op_type", "output", "proto",
+                 "subgraph")
 
     def __init__(self, proto: onnx.NodeProto, name: str, op_type: str, domain: str,
                  inputs: tuple[str, ...], outputs: tuple[str, ...], subgraph: bool,
@@ -65,27 +66,51 @@ def read_ops(graph: onnx.GraphProto | list[onnx.NodeProto]) -> tuple[list[Op], l
     """The graph's nodes as Ops, and every name field read (node names, op types, domains,
     inputs, outputs, attribute names) for the caller's UTF-8 check."""
     ops: list[Op] = []
-    fields: list[Any] = []
-    extend = fields.extend
+    attribute_names: list[Any] = []
+    new, graph_types = Op, (_GRAPH, _GRAPHS)
     for proto in graph.node if isinstance(graph, onnx.GraphProto) else graph:
-        name, op_type, domain = proto.name, proto.op_type, proto.domain
-        inputs, outputs = tuple(proto.input), tuple(proto.output)
-        extend((name, op_type, domain, *inputs, *outputs))
         subgraph = nested = False
         key: tuple[bytes, ...] = ()
         attributes = proto.attribute
         if attributes:
             parts = []
             for attr in attributes:
-                fields.append(attr.name)
-                if attr.type == _GRAPH or attr.type == _GRAPHS:
-                    subgraph = True
-                if attr.HasField("g") or attr.graphs:
+                attribute_names.append(attr.name)
+                if attr.type in graph_types:
+                    subgraph = nested = True
+                elif attr.HasField("g") or attr.graphs:
                     nested = True
                 parts.append(attr.SerializeToString())
             key = tuple(parts)
-        ops.append(Op(proto, name, op_type, domain, inputs, outputs, subgraph, nested, key))
-    return ops, fields
+        ops.append(new(proto, proto.name, proto.op_type, proto.domain, tuple(proto.input),
+                       tuple(proto.output), subgraph, nested, key))
+    return ops, _NodeFields(ops, attribute_names)
+
+
+class _NodeFields:
+    """The name fields of a list of Ops (and their attribute names), in node order, for
+    utf8_error: tested at C speed (joining them fails on a name that is not text), listed one
+    by one only when one is not."""
+
+    def __init__(self, ops: list[Op], attribute_names: list[Any]) -> None:
+        self.ops, self.attribute_names = ops, attribute_names
+
+    def all_text(self) -> bool:
+        try:
+            "".join([op.name + op.op_type + op.domain for op in self.ops])
+            "".join(chain.from_iterable(op.input for op in self.ops))
+            "".join(chain.from_iterable(op.output for op in self.ops))
+            "".join(self.attribute_names)
+        except TypeError:
+            return False
+        return True
+
+    def __iter__(self):  # noqa: ANN204 - the fields in the order the old check read them
+        names = iter(self.attribute_names)
+        for op in self.ops:
+            yield from (op.name, op.op_type, op.domain, *op.input, *op.output)
+            for _ in op.proto.attribute:
+                yield next(names)
 
 
 class Layout:
@@ -103,6 +128,13 @@ class Layout:
         self.names: list[str] | None = None  # unique node names, in topological order
         self.ir_nodes: list[Any] = []  # the IR Node at each topological position (or None)
         self.inference_memo: dict[tuple, tuple] = {}  # memlint.frontends.onnx_infer
+        self.nodes_bytes: bytes | None = None  # the nodes in topological order, serialized
+        # memlint.frontends.onnx_blocks: the repeated blocks of the nodes in topological order
+        # (None: none), and those nodes without the blocks after the first, serialized
+        self.blocks: Any = None
+        self.blocks_known = False
+        self.reduced: tuple[list[Op], bytes] | None = None
+        self.folded_positions: tuple[tuple[int, ...], Mapping[str, str]] | None = None
 
     def order(self, compute: Callable[[], list[int]]) -> list[int]:
         """The topological order (compute() once; an error it raised is raised again)."""
@@ -144,8 +176,10 @@ class Layout:
         return found
 
 
-def utf8_error(fields: list[Any], path: Path) -> ModelLoadError | None:
+def utf8_error(fields: Any, path: Path) -> ModelLoadError | None:
     """The error for the first name that protobuf handed back as bytes (invalid UTF-8)."""
+    if isinstance(fields, _NodeFields) and fields.all_text():
+        return None
     for field in fields:
         if type(field) is not str and not isinstance(field, str):
             text = field.decode("utf-8", "replace") if isinstance(field, bytes) else str(field)

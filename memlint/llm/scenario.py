@@ -26,10 +26,11 @@ from memlint.analysis.structure import DimRole, LlmStructure
 from memlint.core.llm import Phase, Scenario
 from memlint.core.report import Report, analyse
 from memlint.errors import DimError
-from memlint.frontends.onnx import load_onnx
+from memlint.frontends.onnx import ParsedOnnx, load_onnx
 from memlint.hardware import HardwareSpec
 from memlint.ir import EMPTY, Model
 from memlint.llm import LlmError
+from memlint.llm.steps import StepFigures, figures, folded_figures
 from memlint.llm.whatif import Precision, apply_precision
 
 DEFAULT_CONTEXT = 1024
@@ -362,6 +363,7 @@ class Evaluator:
         self.loader = loader
         self.loads = 0
         self._reports: dict[tuple, Report] = {}
+        self._figures: dict[tuple, StepFigures] = {}
 
     def with_precision(self, precision: Precision) -> Evaluator:
         return Evaluator(
@@ -382,6 +384,28 @@ class Evaluator:
     def remember(self, scenario: Scenario, report: Report) -> None:
         """Keep a report of `scenario` analysed elsewhere (at this evaluator's precision)."""
         self._reports[_key(self.complete(scenario))] = report
+
+    def figures(self, scenario: Scenario) -> StepFigures:
+        """What a sweep row reads of the step at `scenario` (memlint.llm.steps): from its
+        report when there is one, else, for a decoder of repeated layers, from a load that
+        keeps one layer (the same figures), else from the report of a full load."""
+        scenario = self.complete(scenario)
+        key = _key(scenario)
+        if key in self._reports:
+            return figures(self._reports[key])
+        if key not in self._figures:
+            check_positions(self.structure, scenario)
+            found = None
+            base = next(iter(self._reports.values()), None)
+            if isinstance(self.source, ParsedOnnx) and base is not None \
+                    and self.precision.is_identity and not self.input_shapes \
+                    and not scenario_inputs(self.structure, scenario):
+                found = folded_figures(self.source, base, self.dims_for(scenario))
+            if found is None:
+                return figures(self.report(scenario))
+            self.loads += 1
+            self._figures[key] = found
+        return self._figures[key]
 
     def report(self, scenario: Scenario) -> Report:
         """The analysed step (no rules run: memlint.api.check adds findings)."""

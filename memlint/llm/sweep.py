@@ -6,8 +6,8 @@ and the batch at which decode turns compute-bound.
     --sweep prompt=128,512        prompt length of a prefill varies
 
 Each point is loaded and analysed on its own (memlint.api.load / analyse, through the
-Evaluator): one load per point, measured on this project's 2-core machine at 0.03-0.07 s for
-the sample GPT-2 (222 nodes) and 0.2-0.3 s for GPT-2 small (1,192 nodes).
+Evaluator), from the file read once; a decoder of repeated layers loads and costs one layer per
+point (memlint.llm.steps), the figures the same as a full load's.
 
 Crossover batch. Decode turns compute-bound when the matrix products that read weights (its
 GEMMs) spend at least as much time computing as reading: summed over those nodes, FLOPs / peak
@@ -28,13 +28,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from memlint.analysis.liveness import footprint
 from memlint.core.llm import Crossover, GemmBalance, Sweep, SweepRow
 from memlint.core.report import Report
-from memlint.costs import CostStatus
-from memlint.ir import ComputeUnit
 from memlint.llm import LlmError
 from memlint.llm.scenario import Evaluator, Phase, Scenario
+from memlint.llm.steps import StepFigures, gemm_balance_of
 
 AXES = {"batch": "batch", "context": "context", "prompt": "new_tokens"}
 MAX_BATCH = 16384
@@ -61,30 +59,12 @@ def parse_sweep(text: str) -> tuple[str, tuple[int, ...]]:
 
 def gemm_balance(report: Report) -> GemmBalance:
     """Sum the matrix products (tensor unit) that read weights."""
-    gemms = [
-        n for n in report.nodes
-        if n.cost.unit is ComputeUnit.TENSOR and n.cost.bytes_read.weights > 0
-        and n.cost.status is CostStatus.MODELLED
-    ]
-    by_peak: dict[str, int] = {}
-    for n in gemms:
-        by_peak[n.timing.peak_key] = by_peak.get(n.timing.peak_key, 0) + n.cost.flops
-    spec = report.hardware
-    key = max(sorted(by_peak), key=by_peak.__getitem__) if by_peak else ""
-    ridge = spec.peak_flops_per_s[key] / spec.memory_bandwidth_bytes_per_s if key else 0.0
-    return GemmBalance(
-        flops=sum(n.cost.flops for n in gemms),
-        bytes_moved=sum(n.cost.bytes_moved for n in gemms),
-        compute_time_s=sum(n.timing.compute_time_s for n in gemms),
-        memory_time_s=sum(n.timing.memory_time_s for n in gemms),
-        peak_key=key,
-        ridge_point=ridge,
-    )
+    return gemm_balance_of(report.nodes, report.hardware)
 
 
 def row(evaluator: Evaluator, scenario: Scenario) -> SweepRow:
-    report = evaluator.report(scenario)
-    s = report.summary
+    step = step_figures(evaluator, scenario)
+    s = step.summary
     per_sequence = evaluator.structure.kv_bytes_at(scenario.context,
                                                    evaluator.precision.kv_cache)  # fmt: skip
     return SweepRow(
@@ -95,10 +75,15 @@ def row(evaluator: Evaluator, scenario: Scenario) -> SweepRow:
         intensity=s.intensity,
         memory_bound_fraction=s.memory_bound_fraction,
         kv_cache_bytes=None if per_sequence is None else per_sequence * scenario.batch,
-        peak_memory_bytes=footprint(report.model.graph).peak_total_bytes,
-        capacity_bytes=report.hardware.memory_capacity_bytes,
-        gemm=gemm_balance(report),
+        peak_memory_bytes=step.peak_memory_bytes,
+        capacity_bytes=step.capacity_bytes,
+        gemm=step.gemm,
     )
+
+
+def step_figures(evaluator: Evaluator, scenario: Scenario) -> StepFigures:
+    """What a row reads of the step at `scenario` (Evaluator.figures)."""
+    return evaluator.figures(scenario)
 
 
 def sweep(
@@ -136,7 +121,7 @@ def crossover_batch(
 
     def balance(batch: int) -> GemmBalance:
         if batch not in seen:
-            seen[batch] = gemm_balance(evaluator.report(base.at(batch=batch)))
+            seen[batch] = step_figures(evaluator, base.at(batch=batch)).gemm
         return seen[batch]
 
     def bound(batch: int) -> bool:
@@ -152,9 +137,9 @@ def crossover_batch(
     else:
         hi = _bisect(bound, known or {}, max_batch)
     at = hi if hi is not None else max_batch
-    report = evaluator.report(base.at(batch=at))
-    gemms = gemm_balance(report)
-    fits = footprint(report.model.graph).peak_total_bytes <= report.hardware.memory_capacity_bytes
+    step = step_figures(evaluator, base.at(batch=at))
+    gemms = step.gemm
+    fits = step.peak_memory_bytes <= step.capacity_bytes
     return Crossover(
         batch=hi,
         searched_to=at,
