@@ -85,17 +85,30 @@ def holds_cache(args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
 def flatten(forward: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Flat:
     """The call `forward(*args, **kwargs)` with every tensor as a named input: cache tensors by
     their layer and role, other tensors by the argument that holds them."""
-    bound = inspect.signature(forward).bind_partial(*args, **kwargs)
     names: list[str] = []
     tensors: list[torch.Tensor] = []
-    n_args = len(args)
-    arg_names = list(bound.arguments)[:n_args]
+    arg_names = _positional_names(forward, len(args))
     templates_args = tuple(
         _template(name, value, names, tensors)
         for name, value in zip(arg_names, args)
     )
     templates_kwargs = {k: _template(k, v, names, tensors) for k, v in kwargs.items()}
     return Flat(tuple(names), tuple(tensors), templates_args, templates_kwargs)
+
+
+def _positional_names(forward: Any, count: int) -> list[str]:
+    """The names of the first `count` positional parameters of `forward` (input0, input1, ...
+    past a *args or where the signature cannot be read)."""
+    try:
+        parameters = list(inspect.signature(forward).parameters.values())
+    except (TypeError, ValueError):
+        parameters = []
+    names = []
+    for parameter in parameters:
+        if parameter.kind not in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            break
+        names.append(parameter.name)
+    return [names[i] if i < len(names) else f"input{i}" for i in range(count)]
 
 
 @contextlib.contextmanager

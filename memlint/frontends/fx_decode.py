@@ -13,9 +13,9 @@ length.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import inspect
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -86,9 +86,15 @@ def step_inputs(model: torch.nn.Module, step: Step) -> tuple[tuple[Any, ...], di
     state_cache, key = _state_cache_class(model)
     if state_cache is not None:  # a state-space model: its state does not depend on the context
         device = "meta" if meta else "cpu"
-        cache = state_cache(config, step.batch, dtype=_dtype(model), device=device)
-        if key == "past_key_values":  # a hybrid (Jamba): its attention layers hold the context
-            _fill_attention(cache, config, step, meta)
+        try:
+            cache = state_cache(config, step.batch, dtype=_dtype(model), device=device)
+            if key == "past_key_values":  # a hybrid (Jamba): its attention layers hold the context
+                _fill_attention(cache, config, step, meta)
+        except Exception as exc:  # noqa: BLE001 - user model code: one line
+            raise ModelLoadError(
+                f"{type(model).__name__}: cannot build its {state_cache.__name__} "
+                f"({first_line(exc)}); pass example_inputs with the cache instead"
+            ) from None
         kwargs[key] = cache
         kwargs["cache_position"] = _arange(step.context, step.new_tokens, False)
         kwargs["use_cache"] = True

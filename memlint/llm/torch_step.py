@@ -22,8 +22,8 @@ from memlint.analysis.hfconfig import HfConfig, config_from_dict
 from memlint.analysis.structure import detect
 from memlint.core.llm import Phase, Scenario, ScenarioRequest
 from memlint.core.report import Report
-from memlint.hardware import HardwareSpec
 from memlint.errors import DimError
+from memlint.hardware import HardwareSpec
 from memlint.ir import DimBinding, Model
 from memlint.llm import LlmError
 from memlint.llm.scenario import (
