@@ -19,7 +19,7 @@ from torch import nn  # noqa: E402
 
 import memlint  # noqa: E402
 from memlint.config import Config  # noqa: E402
-from memlint.errors import DimError, ModelLoadError  # noqa: E402
+from memlint.errors import ConfigError, DimError, ModelLoadError  # noqa: E402
 from memlint.frontends.fx_moe import expected_experts  # noqa: E402
 from memlint.ir import ValueKind  # noqa: E402
 from memlint.llm import LlmError  # noqa: E402
@@ -146,6 +146,15 @@ def test_decode_convenience_builds_the_cache_and_sweeps(llama):
     # FLOPs but for the lm_head/projection-free parts, so strictly more than 3x)
     assert rows[1].bytes_moved > rows[0].bytes_moved
     assert rows[1].flops > 3 * rows[0].flops
+
+
+def test_bad_step_requests_are_one_line_errors(llama):
+    with pytest.raises(LlmError, match="exceeds the model's 256 positions"):
+        memlint.lint(llama, decode=10**7)  # refused before any step is built
+    with pytest.raises(ConfigError, match="decode=-3"):
+        memlint.lint(llama, decode=-3)
+    with pytest.raises(LlmError, match="--batch 0: must be a whole number >= 1"):
+        memlint.lint(llama, decode=5, scenario={"batch": 0})
 
 
 def test_default_decode_step_of_a_model_given_no_inputs(llama):

@@ -153,6 +153,13 @@ def lint_step(
 
     config = hf_config(module)
     scenario = requested(request, config, is_encoder_decoder(module))
+    positions = config.max_position_embeddings if config else None
+    if positions and scenario.total_tokens > positions:  # before building a step that long
+        raise LlmError(
+            f"context {scenario.context} + {scenario.new_tokens} new tokens = "
+            f"{scenario.total_tokens} exceeds the model's {positions} positions (from "
+            "model.config max_position_embeddings)"
+        )
     assumed = _assumed(scenario)
     if strict_dims and assumed:
         listing = ", ".join(f"{b.name}={b.value} ({b.source})" for b in assumed)
