@@ -178,7 +178,8 @@ def latent_line(m: LatentServing) -> str:
 
 def experts_line(e: ExpertRouting) -> str:
     return (
-        f"{e.experts} routed per MoE layer, top-{e.top_k}: a step of {e.tokens:,} tokens "
+        f"{e.experts} routed per MoE layer, top-{e.top_k}: a step of {e.tokens:,} "
+        f"token{'s' if e.tokens != 1 else ''} "
         f"touches {e.expected_touched:.3g} of them on average (E(1 - (1 - k/E)^T), uniform "
         f"routing), so it reads {units.percent(e.touched_fraction)} of the experts' weights"
     )
