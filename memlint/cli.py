@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -201,7 +202,8 @@ def _check_one(model: Path, request: LintRequest, fmt: str, output: Path | None,
     if fmt == "text" and output is None:
         from memlint.report.text import render_to, terminal_console
 
-        render_to(terminal_console(), report, top=top, verbose=verbose)
+        with _reader_may_stop():
+            render_to(terminal_console(), report, top=top, verbose=verbose)
     else:
         _emit(render(report, fmt, top=top, timestamp=stamp, verbose=verbose), output)
     if write_baseline is not None:
@@ -335,13 +337,26 @@ def rule_show(code: str) -> int:
     return EXIT_OK
 
 
+@contextlib.contextmanager
+def _reader_may_stop() -> Iterator[None]:
+    """Writing to stdout when the reader stops early (`memlint M | head`): the exit code stays
+    the gate's, and what is left goes nowhere (so exiting does not fail on it again)."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def _emit(text: str, output: Path | None) -> None:
     """Write to stdout, or atomically to a file (never a half-written report; only a regular
     file or a new path is replaced)."""
     from memlint.textio import NotWritable, write_atomically
 
     if output is None:
-        click.echo(text, nl=False)
+        with _reader_may_stop():
+            click.echo(text, nl=False)
         return
     try:
         write_atomically(output, text)

@@ -437,3 +437,24 @@ def test_combined_saving_counts_each_node_once():
     combined = dataclasses.replace(report, findings=findings).combined_saving_s
     assert combined == pytest.approx(0.6 * t)
     assert dataclasses.replace(report, findings=()).combined_saving_s == 0.0
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_reader_that_stops_early_keeps_the_exit_code(fmt):
+    """`memlint M | head -1`: no traceback, no broken-pipe noise, and the exit code is the
+    gate's (0 with --fail-on never, 1 with findings at the default gate), not 1 for the pipe.
+    The pipe is shrunk to one page, so the report (5 kB of text) cannot fit in it: memlint is
+    still writing when the reader stops."""
+    fcntl = pytest.importorskip("fcntl")
+    for gate, expected in (("never", 0), ("warning", 1)):
+        run = subprocess.Popen(
+            [*MEMLINT, str(SAMPLES / "gpt2_decoder_step.onnx"), "--format", fmt,
+             "--fail-on", gate],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        fcntl.fcntl(run.stdout.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 4096)
+        run.stdout.read(20)
+        run.stdout.close()  # the reader stops
+        err = run.stderr.read()
+        assert run.wait(timeout=120) == expected, err
+        assert err == b""

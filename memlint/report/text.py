@@ -324,10 +324,19 @@ def terminal_console() -> Console:
     """stdout; at least 120 columns when stdout is not a terminal (pipes, CI logs). Under
     NO_COLOR no escape sequences at all (rich alone drops colours but keeps bold and dim)."""
     plain = {"color_system": None} if os.environ.get("NO_COLOR") else {}
-    console = Console(highlight=False, **plain)
+    console = _Stdout(highlight=False, **plain)
     if not console.is_terminal:
-        console = Console(highlight=False, width=max(console.width, 120), **plain)
+        console = _Stdout(highlight=False, width=max(console.width, 120), **plain)
     return console
+
+
+class _Stdout(Console):
+    """A reader that stops early (`memlint M | head`) raises BrokenPipeError to the caller,
+    which keeps the run's exit code (rich's own handler exits 1)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
 
 
 def render(report: Report, *, top: int | None = DEFAULT_TOP, width: int = 120,
