@@ -10,7 +10,7 @@ from memlint.analysis.artifact import Artifact, artifact
 from memlint.errors import ConfigError
 from memlint.findings import Finding, Fix, Metric, Severity
 from memlint.ir import DType
-from memlint.roofline import Bound
+from memlint.roofline import Bound, NodeResult
 from memlint.rulebase import Example, Option, Rule, RuleContext, with_weight_bytes
 
 from ._products import QUANTIZABLE_OPS, weight_inputs
@@ -122,8 +122,9 @@ class WideWeights(Rule):
         wide_time = sum(time_by_dtype[d] for d in wide)
         widest = max(d.bits for d in wide if time_by_dtype[d] >= SIGNIFICANT * wide_time)
         made = artifact(ctx)
+        memo: dict[tuple, float] = {}  # nodes that share a cost and timing share a saving
         savings = [(step, _step_fix(step, made),
-                    sum(_saving(ctx, r.name, bits, splits[r.name]) for r in readers))
+                    sum(_saving(ctx, r.name, bits, splits[r.name], memo) for r in readers))
                    for step, bits in _STEPS if bits < widest]
         weight_time = sum(time_by_dtype.values())
         concerned = sorted(  # the nodes that read the wide weights, the heaviest readers first
@@ -168,14 +169,27 @@ def _bytes_by_input(ctx: RuleContext, name: str) -> list[tuple[DType, int]]:
     return [*split, (values[-1].dtype, read)]
 
 
-def _saving(ctx: RuleContext, name: str, bits: int, split: list[tuple[DType, int]]) -> float:
+def _saving(ctx: RuleContext, name: str, bits: int, split: list[tuple[DType, int]],
+            memo: dict[tuple, float] | None = None) -> float:
     """Time saved on one node by storing its float weights at `bits` (at most 16 bits for the
     weights of ops that weight-only quantization does not cover); `split` is the node's
-    _bytes_by_input."""
+    _bytes_by_input. `memo` (one check's): the saving by (cost, timing, cap, split), the same
+    float for every node that shares them (costs by signature: memlint.core.report)."""
     node, result = ctx.node(name), ctx.result(name)
     if result.cost.parts:
         return 0.0
     cap = bits if node.qualified_op in QUANTIZABLE_OPS else max(bits, 16)
+    if memo is not None:
+        key = (id(result.cost), id(result.timing), cap, tuple(split))
+        found = memo.get(key)
+        if found is None:
+            found = memo[key] = _saving_of(ctx, result, cap, split)
+        return found
+    return _saving_of(ctx, result, cap, split)
+
+
+def _saving_of(ctx: RuleContext, result: NodeResult, cap: int,
+               split: list[tuple[DType, int]]) -> float:
     new = sum(n * min(1.0, cap / d.bits) if d.is_float else n for d, n in split)
     old = sum(n for _, n in split)
     if new >= old:

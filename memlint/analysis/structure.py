@@ -39,7 +39,7 @@ from memlint.analysis.hfconfig import HfConfig, config_file, read_config
 from memlint.analysis.kv_copies import cache_outputs, is_cache_or_copy
 from memlint.costs.registry import op_info_of
 from memlint.dims import dim_names_in
-from memlint.ir import EMPTY, DType, Graph, Model, Node, Value, ValueKind
+from memlint.ir import EMPTY, DType, Graph, Model, Node, Value, ValueKind, per_graph
 
 _SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:]*$")
 _BATCH = re.compile(r"batch", re.I)
@@ -565,6 +565,7 @@ def _roles(
 # --- heads, tables, dtypes --------------------------------------------------------------------
 
 
+@per_graph
 def _query_heads(graph: Graph) -> int | None:
     """Query heads: an attention op's attribute, or axis 1 of the query in Q @ K^T."""
     for node in graph.nodes:
@@ -587,15 +588,27 @@ def _query_heads(graph: Graph) -> int | None:
 def _table_gathers(graph: Graph) -> Iterator[tuple[Node, Value, dict[str, Node]]]:
     """Each Gather that reads rows of a 2-D weight table (axis 0), with the table and the map
     from a tensor to its producer."""
+    gathers, producers = _gathers(graph)
+    for node, table in gathers:
+        yield node, table, producers
+
+
+@per_graph
+def _gathers(graph: Graph) -> tuple[tuple[tuple[Node, Value], ...], dict[str, Node]]:
+    """_table_gathers' Gathers and producer map, found once per graph (every detect of the
+    same graph, with and without config, reads them)."""
     producers = {out: node for node in graph.nodes for out in node.outputs if out}
+    found = []
     for node in graph.nodes:
         if node.op_type != "Gather" or node.domain or len(node.inputs) < 2:
             continue
         table = graph.value(node.inputs[0])
         if table is None or table.kind is not ValueKind.WEIGHT or not table.is_resolved:
             continue
-        if len(table.shape) == 2 and int(node.attributes.get("axis", 0)) == 0:
-            yield node, table, producers
+        axis = node.attributes.get("axis", 0)
+        if len(table.shape) == 2 and isinstance(axis, int) and axis == 0:
+            found.append((node, table))
+    return tuple(found), producers
 
 
 def _gathered_table(graph: Graph, index_inputs: tuple[str, ...]) -> tuple[int, int] | None:

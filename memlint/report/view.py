@@ -394,11 +394,12 @@ class LayerGroup:
 
 
 _NUMBER = re.compile(r"\d+")
+_NUMBERS = re.compile(r"(\d+)")
 
 
 def natural_key(name: str) -> tuple:
     """Sort key that puts h.2 before h.10."""
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
+    return tuple(int(p) if p.isdigit() else p for p in _NUMBERS.split(name))
 
 
 def layer_groups(nodes: Iterable[NodeResult]) -> list[LayerGroup]:
