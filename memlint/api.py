@@ -112,16 +112,7 @@ def lint(
             tf32=tf32, config=config, default_dims=default_dims, phase=request.phase,
             batch=request.batch, context=request.context, prompt=request.prompt,
         )  # fmt: skip
-        from memlint.llm.session import sections
-
-        report = dataclasses.replace(run.report, llm=sections(
-            run, sweeps=request.sweeps, generate_tokens=request.generate,
-            weights_dtype=request.weights_dtype, kv_dtype=request.kv_dtype, tp=request.tp,
-            exact=request.exact,
-            # a crossover search re-lints up to five times: only when a sweep asks for tables
-            find_crossover=bool(request.sweeps) if request.find_crossover is None
-            else request.find_crossover,
-        ))  # fmt: skip
+        report = _with_sections(run.report, run, request)
     else:
         report = _lint_torch(
             source, spec, request, config, dims=dims, input_shapes=input_shapes,
@@ -146,7 +137,6 @@ def _lint_torch(
 ) -> Report:
     """A torch source linted, with the LLM sections when it is a step with a KV cache
     (memlint.llm.torch_step)."""
-    from memlint.llm.session import sections
     from memlint.llm.torch_step import lint_step
 
     if decode is not None:
@@ -178,12 +168,18 @@ def _lint_torch(
         source, spec=spec, request=request, analyse_model=analyse_model, capture=capture,
         example_inputs=example_inputs, example_kwargs=example_kwargs, strict_dims=strict_dims,
     )  # fmt: skip
-    if run is None:
-        return report
+    return report if run is None else _with_sections(report, run, request)
+
+
+def _with_sections(report: Report, run: Any, request: ScenarioRequest) -> Report:
+    """`report` with the LLM sections of `run` (a memlint.llm.session.LlmLint) for `request`."""
+    from memlint.llm.session import sections
+
     return dataclasses.replace(report, llm=sections(
         run, sweeps=request.sweeps, generate_tokens=request.generate,
         weights_dtype=request.weights_dtype, kv_dtype=request.kv_dtype, tp=request.tp,
         exact=request.exact,
+        # a crossover search re-lints up to five times: only when a sweep asks for tables
         find_crossover=bool(request.sweeps) if request.find_crossover is None
         else request.find_crossover,
     ))  # fmt: skip
