@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from memlint import units
 from memlint.findings import Finding, Fix, Metric, Severity
 from memlint.ir import ValueKind
+from memlint.roofline import Bound
 from memlint.rulebase import Example, Option, Rule, RuleContext
 
 # Expert weights as transformers names them (model.layers.N.mlp.experts.E.*, gpt-oss's stacked
@@ -73,7 +74,8 @@ class ExpertWeightBoundDecode(Rule):
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         graph = ctx.graph
-        nodes, expert_bytes, bits = [], 0, 0
+        nodes: list[str] = []
+        bits = 0
         for node in graph.nodes:
             weights = [v for name in node.inputs if name and _EXPERT.search(name)
                        and (v := graph.value(name)) is not None and v.kind is ValueKind.WEIGHT]
@@ -82,11 +84,10 @@ class ExpertWeightBoundDecode(Rule):
                 bits = max(bits, *(v.dtype.bits for v in weights))
         if not nodes:
             return
-        results = [ctx.result(name) for name in nodes]
-        results = [r for r in results if r is not None]
+        results = [r for name in nodes if (r := ctx.result(name)) is not None]
         expert_bytes = sum(r.cost.bytes_read.weights for r in results)
         time_s = sum(r.timing.predicted_latency_s for r in results)
-        memory_bound = [r for r in results if r.timing.bound.value == "memory"]
+        memory_bound = [r for r in results if r.timing.bound is Bound.MEMORY]
         share = ctx.share(time_s)
         if share < ctx.options["min-share"] or len(memory_bound) * 2 < len(results):
             return
