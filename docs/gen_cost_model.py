@@ -31,7 +31,19 @@ device. These are the conventions every report states:
   keys, with fallbacks, is in [hardware.md](hardware.md).
 - Intensity = FLOPs / (bytes read + bytes written). Ridge point = peak / memory bandwidth.
 - An operator is memory-bound when bytes / bandwidth >= FLOPs / peak. The report's
-  "memory-bound share" is the predicted time of memory-bound operators over the total.
+  "memory-bound share" is the predicted time of memory-bound operators over the operators'
+  roofline time (launch costs aside: a launch waits on neither roof).
+- Access pattern and shape class, where the spec measures them (`memlint hw calibrate` does;
+  [hardware.md](hardware.md)), decided from the operator's cost alone. A matrix product (tensor
+  unit) has M = intensity x b / 2 effective rows (b the compute dtype's bytes; an M x K by K x N
+  product gives MKN / (MK + KN + MN), which is M when K and N are much larger); at most 16 rows
+  make it skinny. A skinny product runs at min(peak, `skinny_matmul_rate`); a skinny product
+  whose weight reads are over half of its bytes (a decode step's GEMV) streams them at
+  `weight_streaming_bandwidth`. Data movement (a modelled cost with no FLOPs that moves bytes:
+  Concat, Transpose, Gather, Slice, Expand, Split, ... as written) runs at `copy_bandwidth` (a
+  decode step's KV-cache Concat and Transpose). Every other operator, and every operator on a
+  spec without those figures, keeps the peak and the memory bandwidth (an element-wise Add's
+  rate).
 - Node outcomes: `modelled` (a formula counted it), `metadata` (moves nothing), `folded` (every
   input is a constant: computed once at load), `unmodelled` (no formula: FLOPs unknown, bytes a
   lower bound), `unresolved` (a tensor shape stayed unknown: bytes a lower bound). Coverage counts
@@ -44,6 +56,24 @@ device. These are the conventions every report states:
 
 ## Operator families
 """
+
+TWO_ESTIMATES = """\
+Every report carries two estimates, each with its kernel count (JSON `summary.kernels`,
+`predicted_latency_s`, `kernels_fused`, `predicted_latency_fused_s`):
+
+- *as written*: every node that moves bytes or computes is a kernel, timed on the roofline, plus
+  the spec's per-kernel launch cost once per kernel (`hardware.kernel_launch_s`: the NVIDIA specs
+  carry a sourced 2.4 us, a calibrated CPU its per-node overhead; `--cuda-graphs` drops it for a
+  runtime that replays the step as a CUDA graph). Per-operator times in the tables are the
+  roofline's alone; the launch costs are added to the totals (`summary.launch_s` in Python).
+- *fused*: the graph as a fusing runtime runs it, below. `fused_gap_s` says, per kind of
+  fusion, how much of the as-written estimate it removes.
+
+Each finding's saving says which estimate it changes (`estimate` in the JSON): fixes a fusing
+runtime already makes (ML102 element-wise chains, ML103 materialized attention, ML105 copied KV
+cache) change the as-written estimate only; the others (batching, narrower weights, a smaller
+cache) change both. Noise thresholds and rule shares compare the operators' roofline time
+(launch costs aside); a saving that removes kernels (ML102, ML103) counts their launches."""
 
 QUANTIZED = """\
 Measured on BERT-base (quantize_static QDQ, quantize_dynamic, MatMulNBits int4, fp16): weight
@@ -98,6 +128,9 @@ def render() -> str:
         module = importlib.import_module(f"memlint.costs.{family}")
         title = family.replace("_", " ")
         parts.append(f"\n### {title} (`memlint/costs/{family}.py`)\n\n{(module.__doc__ or '').strip()}\n")
+    fused = importlib.import_module("memlint.analysis.fused")
+    parts.append(f"\n## Two estimates: as written and fused (`memlint/analysis/fused.py`)\n\n"
+                 f"{TWO_ESTIMATES}\n\n{(fused.__doc__ or '').strip()}\n")
     quantized = importlib.import_module("memlint.costs.quantized")
     parts.append(f"\n## Quantized graphs (`memlint/costs/quantized.py`)\n\n"
                  f"{(quantized.__doc__ or '').strip()}\n\n{QUANTIZED}\n")

@@ -66,6 +66,7 @@ def lint(
     scenario: ScenarioRequest | Mapping[str, Any] | None = None,
     confirm: Confirm | None = None,
     decode: int | None = None,
+    cuda_graphs: bool = False,
 ) -> Report:
     """Lint a model for the device `hw` and return the Report (`report.to_dict()` is the JSON
     report's document).
@@ -83,11 +84,17 @@ def lint(
     an unbound dim. tf32=True lets fp32 matmuls use the TF32 tensor peak.
 
     scenario (a ScenarioRequest or a mapping of its fields: phase, batch, context, prompt,
-    sweeps, generate, weights_dtype, kv_dtype, tp) applies to an ONNX decoder with a KV cache:
-    without one, such a decoder is linted at the default decode step (docs/llm.md), and the
+    sweeps, generate, weights_dtype, kv_dtype, act_dtype, exclude_blocks, tp) applies to an
+    ONNX decoder with a KV cache, except the what-ifs weights_dtype, kv_dtype, act_dtype and
+    exclude_blocks ("embedding,lm_head"), which apply to every model: the report's nodes and
+    `summary` are then the what-if's, `summary.as_written` the graph's own totals, and the
+    findings stay those of the graph as written (docs/blocks.md). Without a scenario, a
+    decoder is linted at the default decode step (docs/llm.md), and the
     report's `llm` holds its sections. config selects rules, options, suppressions, noise
     thresholds and a baseline (memlint.config; no configuration file is read by the library).
     confirm runs the model and joins measured times to the report (memlint.confirm).
+    cuda_graphs=True prices a runtime that replays the step as a CUDA graph: the spec's
+    per-kernel launch cost is dropped from both estimates (a GPU spec only).
 
     A torch step with a KV cache gets the LLM sections too (docs/torch.md): pass its inputs
     (a transformers cache or a tuple cache in example_kwargs; linted at their shapes), or give a
@@ -98,8 +105,11 @@ def lint(
     Raises MemlintError (with one clear line) when the tool cannot do its job.
     """
     spec = hw if isinstance(hw, HardwareSpec) else resolve(hw, hw_files)
+    if cuda_graphs:
+        spec = graph_replay(spec)
     config = config or Config()
     request = ScenarioRequest.of(scenario)
+    what_if = request.what_if  # checked before any load
     if _onnx_source(source) and request.moe_routing:
         raise LlmError(
             f"--moe-routing {request.moe_routing}: applies to torch mixture-of-experts steps, "
@@ -119,6 +129,8 @@ def lint(
             strict_dims=strict_dims, tf32=tf32, default_dims=default_dims,
             example_inputs=example_inputs, example_kwargs=example_kwargs, decode=decode,
         )  # fmt: skip
+    if cuda_graphs:
+        report = dataclasses.replace(report, cuda_graphs=True)
     if confirm is not None:
         from memlint.confirm import measure
 
@@ -126,7 +138,21 @@ def lint(
             report, torch_source=None if _onnx_source(source) else source, runs=confirm.runs,
             provider=confirm.provider, progress=confirm.progress, announce=confirm.announce,
         ))  # fmt: skip
+    if not what_if.is_identity:  # after the measured run: it ran the graph as written
+        from memlint.llm.whatif import apply_what_if
+
+        report = apply_what_if(report, what_if)
     return report
+
+
+def graph_replay(spec: HardwareSpec) -> HardwareSpec:
+    """`spec` as a runtime that replays the step as a CUDA graph sees it: no per-kernel launch
+    cost. ConfigError for a spec that is not a GPU's."""
+    if spec.kind != "gpu":
+        raise ConfigError(
+            f"--cuda-graphs: {spec.name} is a {spec.kind} spec; CUDA graphs apply to GPU specs"
+        )
+    return dataclasses.replace(spec, kernel_overhead_s=None)
 
 
 def _lint_torch(
@@ -177,8 +203,9 @@ def _with_sections(report: Report, run: Any, request: ScenarioRequest) -> Report
 
     return dataclasses.replace(report, llm=sections(
         run, sweeps=request.sweeps, generate_tokens=request.generate,
-        weights_dtype=request.weights_dtype, kv_dtype=request.kv_dtype, tp=request.tp,
-        exact=request.exact,
+        weights_dtype=request.weights_dtype, kv_dtype=request.kv_dtype,
+        act_dtype=request.act_dtype, exclude_blocks=request.what_if.exclude_blocks,
+        tp=request.tp, exact=request.exact,
         # a crossover search re-lints up to five times: only when a sweep asks for tables
         find_crossover=bool(request.sweeps) if request.find_crossover is None
         else request.find_crossover,
@@ -307,8 +334,8 @@ def check(report: Report, config: Config | None = None) -> Report:
     from memlint import engine
     from memlint.rulebase import RuleContext
 
-    ctx = RuleContext(
-        report.model, report.hardware, report.nodes, report.summary.predicted_latency_s,
+    ctx = RuleContext(  # shares are of the operators' time: launch costs are no rule's
+        report.model, report.hardware, report.nodes, report.summary.work_latency_s,
         tf32=report.tf32,
     )
     config = config or Config()

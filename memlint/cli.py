@@ -71,6 +71,7 @@ _LINT_OPTIONS = (
     click.option("--strict-dims", is_flag=True, help="Fail instead of assuming 1 for unbound dims or an LLM "
                  "scenario's defaults (batch, context, decode step)."),
     click.option("--tf32", is_flag=True, default=None, help="Let fp32 matmuls run at the TF32 tensor-core peak."),
+    click.option("--cuda-graphs", is_flag=True, help="The runtime replays the step as a CUDA graph: no per-kernel launch cost (GPU specs)."),
     click.option("--select", multiple=True, metavar="CODES", help="Only these rule codes or prefixes (comma-separated; replaces the config's)."),
     click.option("--ignore", multiple=True, metavar="CODES", help="Skip these rule codes or prefixes (comma-separated; adds to the config's)."),
     click.option("--severity", "severities", multiple=True, metavar="CODE=LEVEL", help="Override a rule's severity (info, warning, error); repeatable."),
@@ -86,8 +87,10 @@ _LINT_OPTIONS = (
     click.option("--prompt", type=click.IntRange(min=1), default=None, help="LLM scenario: prompt length (prefill) or the context after it (decode)."),
     click.option("--sweep", "sweeps", multiple=True, metavar="AXIS=V1,V2,...", help="LLM sweep table over batch or context, e.g. batch=1,8,64,256; repeatable."),
     click.option("--generate", type=click.IntRange(min=1), default=None, help="LLM: total cost of generating N tokens one by one from the prompt."),
-    click.option("--weights-dtype", type=click.Choice(("fp16", "bf16", "fp8", "int8", "int4")), default=None, help="LLM what-if: weights stored in this dtype."),
-    click.option("--kv-dtype", type=click.Choice(("fp16", "fp8", "int8")), default=None, help="LLM what-if: KV cache stored in this dtype."),
+    click.option("--weights-dtype", type=click.Choice(("fp16", "bf16", "fp8", "int8", "int4")), default=None, help="What-if: weights stored in this dtype (every model)."),
+    click.option("--kv-dtype", type=click.Choice(("fp16", "fp8", "int8")), default=None, help="What-if: KV cache stored in this dtype (a model without one: changes nothing)."),
+    click.option("--act-dtype", default=None, metavar="int8|fp8|fp16|bf16", help="What-if: floating-point activations stored in this dtype; matmuls whose operands are all at it compute in it."),
+    click.option("--exclude-block", "exclude_blocks", multiple=True, metavar="NAME[,NAME]", help="What-if: leave these blocks out of every total (embedding, attention_projection, attention_scores, ffn, norm_elementwise, lm_head, other; docs/blocks.md)."),
     click.option("--tp", type=click.IntRange(min=1), default=None, help="LLM what-if: tensor parallelism over N devices (all-reduce over the interconnect)."),
     click.option("--moe-routing", type=click.Choice(("expected", "all", "top-k")), default=None, help="A torch MoE step's experts: expected under uniform routing (default), all of them, or only top-k."),
     click.option("--debug", is_flag=True, help="Show tracebacks and debug logs."),
@@ -116,7 +119,7 @@ def _request(options: dict, **extra) -> LintRequest:  # noqa: ANN003
         ignore=_split(values["ignore"]),
         config_file=None if values["config_file"] is None else str(values["config_file"]),
     )
-    return LintRequest(scenario=ScenarioRequest(**scenario), **values)
+    return LintRequest(scenario=ScenarioRequest.of(scenario), **values)
 
 
 @cli.command()
@@ -125,7 +128,7 @@ def _request(options: dict, **extra) -> LintRequest:  # noqa: ANN003
 @click.option("--format", "fmt", type=click.Choice(tuple(FORMATS)), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the report here instead of stdout.")
 @click.option("--timestamp", is_flag=True, help="Stamp the report with the time it was made (reports are otherwise byte-identical run to run).")
-@click.option("--top", default=None, type=click.IntRange(min=0), help="Operator rows in the text and Markdown tables (identical layers are one row in text).  [default: 8 text, 15 Markdown]")
+@click.option("--top", default=None, type=click.IntRange(min=0), help="Operator rows in the text and Markdown tables (identical layers are one row in text).  [default: 5 text, 15 Markdown]")
 @click.option("--verbose", "-v", is_flag=True, help="Text: each finding's evidence and every fix (default: one line per finding).")
 @click.option("--baseline", "baseline_file", type=click.Path(path_type=Path), help="Fail only on findings that are not in this baseline file; report the fixed ones.")
 @click.option("--write-baseline", type=click.Path(path_type=Path), help="Record the current findings in this baseline file (then exit 0).")

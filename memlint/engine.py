@@ -247,7 +247,9 @@ def _check(rule: Rule, ctx: RuleContext, *, lenient: bool = False) -> list[Findi
         if not isinstance(finding, Finding) or finding.code != rule.code:
             raise RuleError(f"{where} returned something other than its own Finding")
     return [
-        replace(f, share=ctx.share(f.time_s)) if f.time_s is not None else f for f in found
+        replace(f, share=ctx.share(f.time_s) if f.time_s is not None else f.share,
+                estimate=rule.estimate)
+        for f in found
     ]
 
 
@@ -337,5 +339,10 @@ def _is_noise(
 ) -> bool:  # type: ignore[assignment]
     if finding.time_s is None:  # about the graph as a whole (capacity, coverage): always shown
         return False
-    share = ctx.share(finding.saving_s) if finding.code in by_saving else (finding.share or 0.0)
+    if finding.code in by_saving:  # a saving may hold launches: of the total that holds them
+        total = ctx.shared("engine.predicted-latency", lambda: ctx.total_latency_s + ctx.launch_s(
+            sum(1 for r in ctx.results if r.timing.bound.value != "none")))
+        share = finding.saving_s / total if total else 0.0
+    else:
+        share = finding.share or 0.0
     return share < config.min_share and finding.saving_s < config.min_saving_s

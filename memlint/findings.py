@@ -76,6 +76,8 @@ class Finding:
     count: int = 1
     group: str = ""  # "24 nodes: /h.0/mlp/MatMul ... /h.23/mlp/MatMul" for a grouped finding
     source: SourceLocation | None = None
+    # the estimate its saving changes: "both", or "as_written" (the rule's `estimate`)
+    estimate: str = "both"
 
     @property
     def saving_s(self) -> float:

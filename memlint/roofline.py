@@ -1,8 +1,18 @@
 """The roofline: pure functions from an operator's cost and a device to a predicted time.
 
-time = max(flops / peak(dtype, unit), bytes / bandwidth) + per-kernel overhead (where the spec
-gives one). An operator is memory-bound when its memory time is the larger of the two, which
+time = max(flops / peak(dtype, unit), bytes / bandwidth): the operator's work. The spec's
+per-kernel launch cost (GPU specs, a calibrated CPU's per-node overhead) is added once per
+kernel to the totals (memlint.core.report.summarize, memlint.analysis.fused). An operator is memory-bound when its memory time is the larger of the two, which
 is the same as its intensity (FLOPs per byte) falling below the ridge point peak / bandwidth.
+
+Specs may carry figures by access pattern and shape class (a calibrated CPU does); each applies
+where the cost says it does, and a spec without them times every operator as above:
+- a skinny matrix product (tensor unit, at most SKINNY_ROWS effective rows, see `skinny_rows`)
+  runs at min(peak, skinny_matmul_flops_per_s);
+- a skinny matrix product whose bytes are mostly weights (weights read > half of all bytes
+  moved: a decode step's GEMV) streams them at weight_streaming_bandwidth_bytes_per_s;
+- data movement (no FLOPs, bytes moved: Concat, Transpose, Gather, Slice, Expand, Split, ... as
+  written, decided from the cost alone, see `is_copy`) runs at copy_bandwidth_bytes_per_s.
 """
 
 from __future__ import annotations
@@ -12,7 +22,11 @@ from dataclasses import dataclass
 
 from memlint.costs import CostStatus, OpCost
 from memlint.hardware import HardwareSpec
-from memlint.ir import SourceLocation
+from memlint.ir import ComputeUnit, SourceLocation
+
+# A matrix product with at most this many effective rows is "skinny": decode at small batch
+# (M = batch), the shape class calibration measures at 8 rows, next to the square peaks.
+SKINNY_ROWS = 16
 
 
 class Bound(enum.Enum):
@@ -54,16 +68,49 @@ def time_op(cost: OpCost, spec: HardwareSpec, *, tf32: bool = False) -> Timing:
     if cost.parts:
         return _sum_parts([time_op(part, spec, tf32=tf32) for part in cost.parts])
     peak = spec.peak_for(cost.compute_dtype, cost.unit, tf32=tf32)
-    compute = cost.flops / peak.flops_per_s
-    memory = cost.bytes_moved / spec.memory_bandwidth_bytes_per_s
+    rate, bandwidth = peak.flops_per_s, spec.memory_bandwidth_bytes_per_s
+    skinny_rate = spec.skinny_matmul_flops_per_s
+    streaming = spec.weight_streaming_bandwidth_bytes_per_s
+    rows = skinny_rows(cost) if skinny_rate or streaming else None
+    if rows is not None and rows <= SKINNY_ROWS:
+        if skinny_rate:
+            rate = min(rate, skinny_rate)
+        if streaming and 2 * cost.bytes_read.weights > cost.bytes_moved:
+            bandwidth = streaming
+    if spec.copy_bandwidth_bytes_per_s and is_copy(cost):
+        bandwidth = spec.copy_bandwidth_bytes_per_s
+    compute = cost.flops / rate
+    memory = cost.bytes_moved / bandwidth
     runs = cost.status not in (CostStatus.METADATA, CostStatus.FOLDED) and (
         cost.flops > 0 or cost.bytes_moved > 0
     )
     if not runs:
-        return Timing(0.0, 0.0, 0.0, peak.flops_per_s, peak.key, Bound.NONE)
+        return Timing(0.0, 0.0, 0.0, rate, peak.key, Bound.NONE)
     bound = Bound.MEMORY if memory >= compute else Bound.COMPUTE
-    latency = max(compute, memory) + (spec.kernel_overhead_s or 0.0)
-    return Timing(compute, memory, latency, peak.flops_per_s, peak.key, bound)
+    latency = max(compute, memory)  # the launch cost is the summary's: kernels x launch
+    return Timing(compute, memory, latency, rate, peak.key, bound)
+
+
+def is_copy(cost: OpCost) -> bool:
+    """Data movement: an operator that does no arithmetic and moves bytes (a copy, transpose,
+    gather, slice, ...), from its cost alone. Metadata ops move no bytes, so they are not; nor
+    is an op without a formula (its FLOPs are unknown, not zero, and its bytes a lower bound)."""
+    return cost.status is CostStatus.MODELLED and cost.flops == 0 and cost.bytes_moved > 0
+
+
+def skinny_rows(cost: OpCost) -> float | None:
+    """The effective row count M of a matrix product (tensor unit), from its cost alone; None
+    for other operators.
+
+    An M x K by K x N product at b bytes per element does 2MKN FLOPs over b(MK + KN + MN) bytes:
+    intensity * b / 2 = MKN / (MK + KN + MN), which is M when K and N are much larger (a decode
+    step's GEMV reads 1, a square n x n product n / 3). b is the compute dtype's width (4 when
+    unknown).
+    """
+    if cost.unit is not ComputeUnit.TENSOR or cost.flops <= 0 or cost.bytes_moved <= 0:
+        return None
+    bits = cost.compute_dtype.bits if cost.compute_dtype is not None else 0
+    return cost.flops * ((bits or 32) / 8) / (2 * cost.bytes_moved)
 
 
 def _sum_parts(parts: list[Timing]) -> Timing:

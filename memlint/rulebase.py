@@ -96,6 +96,9 @@ class Rule:
     # under both thresholds; for rules whose nodes can take much time while fixing them saves
     # little (ML102: a chain one kernel would not shorten much)
     noise_by_saving: ClassVar[bool] = False
+    # Which estimate a finding's saving changes: "both", or "as_written" for what a fusing
+    # runtime already does (the fused estimate assumes it: ML102, ML103, ML105)
+    estimate: ClassVar[str] = "both"
     fix: ClassVar[str]
     bad: ClassVar[Example]
     good: ClassVar[Example]
@@ -238,6 +241,11 @@ class RuleContext(GraphIndex):
     def share(self, time_s: float) -> float:
         """A time as a fraction of the model's predicted latency."""
         return time_s / self.total_latency_s if self.total_latency_s else 0.0
+
+    def launch_s(self, kernels: int) -> float:
+        """What launching `kernels` kernels costs on this device (0 where the spec gives no
+        per-kernel launch cost, or with --cuda-graphs): a fix that runs fewer saves it."""
+        return max(kernels, 0) * (self.spec.kernel_overhead_s or 0.0)
 
     def retime(self, cost: OpCost) -> Timing:
         """The roofline timing of a hypothetical cost on this device (for saving estimates)."""

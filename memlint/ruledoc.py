@@ -11,12 +11,21 @@ def scope_of(rule: Rule) -> str:
     return "the whole graph" if rule.op_types is None else ", ".join(sorted(rule.op_types))
 
 
+def _estimate_line(rule: Rule) -> str:
+    if getattr(rule, "estimate", "both") == "as_written":
+        return ("Its saving changes the as-written estimate only: a fusing runtime already does "
+                "the fix, and the fused estimate assumes it (docs/cost-model.md).")
+    return "Its saving changes both estimates, as written and fused (docs/cost-model.md)."
+
+
 def rule_doc(rule: Rule, origin: str = "memlint") -> str:
     sections = rule.doc_sections()
     lines = [
         f"# {rule.name} ({rule.code})",
         "",
         f"Severity: {rule.severity.value}. Checks: {scope_of(rule)}. From: {origin}.",
+        "",
+        _estimate_line(rule),
         "",
         sections[""],
         "",

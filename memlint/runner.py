@@ -53,6 +53,7 @@ class LintRequest:
     scenario: ScenarioRequest = ScenarioRequest()  # the LLM scenario and what-ifs
     example_inputs: str | None = None  # "package.module:make_inputs" for a module factory
     budgets: tuple[str, ...] = ()  # --budget NAME=VALUE (rule ML903 over-budget)
+    cuda_graphs: bool = False  # --cuda-graphs: no per-kernel launch cost (GPU specs)
 
 
 def is_torch_target(model: Path) -> bool:
@@ -117,6 +118,7 @@ def lint_model(model: Path, request: LintRequest, *, confirm: Any = None):  # ->
         config=config,
         scenario=request.scenario,
         confirm=confirm,
+        cuda_graphs=request.cuda_graphs,
     )
     return report, config
 

@@ -56,6 +56,7 @@ class CopiedKvCache(Rule):
     """
 
     code = "ML105"
+    estimate = "as_written"  # a fusing runtime already does the fix
     name = "copied-kv-cache"
     severity = Severity.WARNING
     op_types = frozenset({"Concat", "Expand", "Tile"})

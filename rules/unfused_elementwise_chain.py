@@ -52,6 +52,7 @@ class UnfusedElementwiseChain(Rule):
     """
 
     code = "ML102"
+    estimate = "as_written"  # a fusing runtime already does the fix
     name = "unfused-elementwise-chain"
     noise_by_saving = True
     severity = Severity.WARNING
@@ -86,7 +87,8 @@ class UnfusedElementwiseChain(Rule):
             written_b = sum(r.cost.bytes_moved for r in results)
             time_s = sum(r.timing.predicted_latency_s for r in results)
             fused_s = ctx.retime(fused).predicted_latency_s
-            saving_s = max(time_s - fused_s, 0.0)
+            # and one launch instead of one per node (GPU specs: kernel launch cost)
+            saving_s = max(time_s - fused_s, 0.0) + ctx.launch_s(len(results) - 1)
             if saving_s <= 0.0 or fused.bytes_moved >= written_b:
                 continue  # one kernel would move as much: nothing to fuse for
             pattern = recognise(ctx, chain)

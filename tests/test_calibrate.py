@@ -7,7 +7,7 @@ import pytest
 import memlint.hardware.calibrate as calibrate_module
 from memlint.confirm import ConfirmError
 from memlint.hardware import load_spec_file, resolve
-from memlint.hardware.calibrate import Figure, calibrate, to_toml
+from memlint.hardware.calibrate import TINY_BUDGET_S, Figure, calibrate, to_toml
 
 pytest.importorskip("onnxruntime")
 
@@ -28,6 +28,58 @@ def test_a_tiny_budget_calibration_writes_a_loadable_cpu_spec(tmp_path):
     # the file's spec is the one returned, and `--hw local` finds it with --hw-file
     assert result.spec.memory_bandwidth_bytes_per_s == spec.memory_bandwidth_bytes_per_s
     assert resolve("local", [path]).name == "local-cpu"
+
+
+def test_a_tiny_budget_measures_the_figures_by_access_pattern():
+    result = calibrate(seconds_budget=TINY_BUDGET_S / 2, date="2026-01-02", device="cpu")
+    spec = result.spec
+    fields = [figure.field for figure in result.figures]
+    assert "weight_streaming_bandwidth" in fields and "skinny_matmul_rate" in fields
+    assert spec.weight_streaming_bandwidth_bytes_per_s > 1e8
+    assert spec.skinny_matmul_flops_per_s > 1e6
+    # tiny sizes: a 256 x 512 float32 weight is 512 KiB; an 8 x 128 by 128 x 128 MatMul
+    assert "by a 256x512 float32 initializer (0 MiB)" in spec.sources["weight_streaming_bandwidth"]
+    assert "MatMul 8x128 x 128x128 float32" in spec.sources["skinny_matmul_rate"]
+    # the copy bandwidth: 12 layers of a [1,12,63,64] past's Concat and the present's Transpose
+    assert "copy_bandwidth" in fields and spec.copy_bandwidth_bytes_per_s > 1e8
+    copies = spec.sources["copy_bandwidth"]
+    assert "Concat of a [1,12,63,64] float32 past" in copies and "(perm 0,1,3,2)" in copies
+    assert "in 12 layers" in copies and "(393216 B each)" in copies
+    # the overhead comes from the decode-like mix; the chain of Adds is quoted beside it
+    overhead = spec.sources["kernel_overhead"]
+    assert "256 more blocks of small shape / index / element-wise nodes" in overhead
+    assert "a graph of 3084 nodes" in overhead and "in a graph of 33 blocks;" in overhead
+    assert "one more one-element Add in a chain of 257:" in overhead
+
+
+def test_the_overhead_mix_has_the_kernels_memlint_counts(tmp_path):
+    # each block: Shape, Unsqueeze and two Reshapes are metadata (no time); Gather, Concat, two
+    # Transposes, Mul, Softmax, Add and Div are kernels: 8 of 12, as MIX_KERNELS says
+    import memlint
+    from memlint.hardware.ort import MIX_KERNELS, MIX_NODES, mix_model
+
+    path = tmp_path / "mix.onnx"
+    path.write_bytes(mix_model(3))
+    report = memlint.lint(path, hw="a100")
+    assert len(report.nodes) == 3 * MIX_NODES
+    kernels = [n for n in report.nodes if n.timing.predicted_latency_s > 0]
+    assert len(kernels) == 3 * MIX_KERNELS == 24
+    if getattr(report.summary, "kernels", None) is not None:  # the summary's own count
+        assert report.summary.kernels == 24
+
+
+def test_the_copy_model_moves_the_bytes_the_figure_counts(tmp_path):
+    # one layer, past 63: the Concat reads 12*63*64*4 = 193,536 + 12*64*4 = 3,072 B and writes
+    # the [1,12,64,64] present, 196,608 B; the Transpose reads and writes 196,608 B: 393,216 B
+    # each, as the source says, and both are data movement (no FLOPs) for the roofline
+    import memlint
+    from memlint.roofline import is_copy
+
+    path = tmp_path / "copies.onnx"
+    path.write_bytes(calibrate_module._copy_model(63, 1))
+    nodes = {n.name: n for n in memlint.lint(path, hw="a100").nodes}
+    for name in ("concat0", "transpose0"):
+        assert nodes[name].cost.bytes_moved == 393_216 and is_copy(nodes[name].cost)
 
 
 def test_to_toml_is_deterministic_and_parses_back():

@@ -109,3 +109,25 @@ def test_small_kernels_are_the_ones_with_under_half_a_microsecond_of_work():
     assert _measurement(nodes).small_kernels == (3, pytest.approx(2e-6))
     assert _measurement(nodes[:2]).small_kernels == (2, pytest.approx(2.5e-6))
     assert _measurement(nodes[3:]).small_kernels == (0, None)
+
+
+def test_the_fused_estimate_is_compared_with_the_optimised_run():
+    from dataclasses import replace
+
+    from memlint.core.document import measurement_dict
+    from memlint.report.sections import measured_blocks
+
+    plain = _measurement([])
+    assert plain.predicted_fused_latency_s is None and plain.fused_error is None
+    assert measurement_dict(plain)["fused_error"] is None
+    # fused estimate 0.8 s against the optimised run's 1.0 s: (0.8 - 1.0) / 1.0 = -20%
+    fused = replace(plain, predicted_fused_latency_s=0.8)
+    assert fused.fused_error == pytest.approx(-0.2)
+    document = measurement_dict(fused)
+    assert document["predicted_fused_latency_s"] == 0.8
+    assert document["fused_error"] == pytest.approx(-0.2)
+    rows = dict(measured_blocks(fused)[0].rows)
+    assert rows["fused estimate"] == "800 ms (against the optimised run: error -20.0%)"
+    assert "fused estimate" not in dict(measured_blocks(plain)[0].rows)
+    # no optimised run (torch): nothing to compare the fused estimate with
+    assert replace(fused, optimised_latency_s=None).fused_error is None

@@ -473,12 +473,15 @@ def test_block_through_fx_matches_its_onnx_export(tmp_path):
     assert via_fx.summary.bytes_by_kind.weights == pytest.approx(
         via_onnx.summary.bytes_by_kind.weights, rel=1e-3
     )
-    # The exporter's separate bias Adds make unfused chains (bias Add + GELU) that fusing
-    # saves real time on; torch's addmm has the bias inside, and the one chain left (residual
-    # Add + LayerNorm) saves ~1 ns, under ML102's noise threshold. Everything else agrees.
+    # The exporter's separate bias Adds make longer unfused chains (bias Add + GELU); torch's
+    # addmm has the bias inside, and the chain left (residual Add + LayerNorm) saves the
+    # bytes of one tensor (~1 ns) and its launches (2.4 us each on a100): ML102 on both.
     fx_codes, onnx_codes = {f.code for f in via_fx.findings}, {f.code for f in via_onnx.findings}
-    assert fx_codes == onnx_codes - {"ML102"}
+    assert fx_codes == onnx_codes
     assert "ML102" in onnx_codes
+    saving = {r: max(f.saving_s for f in rep.findings if f.code == "ML102")
+              for r, rep in (("fx", via_fx), ("onnx", via_onnx))}  # fmt: skip
+    assert saving["onnx"] > saving["fx"]
 
 
 # --- the Done-when check: Hugging Face GPT-2 ---------------------------------------------------

@@ -60,6 +60,16 @@ def test_interpolated_totals_equal_the_sum_of_single_steps(gpt2, overhead):
     assert totals.aggregate_tokens_per_s == pytest.approx(2 * 30 / totals.total.latency_s)
 
 
+def test_a_spec_with_figures_by_shape_class_lints_every_step(gpt2):
+    # a matrix product can change class (skinny or not) as the context grows, so the per-node
+    # lines of the interpolation would mix two rates: every step is linted instead
+    spec = dataclasses.replace(resolve_hw("h100", ()), skinny_matmul_flops_per_s=100e12,
+                               weight_streaming_bandwidth_bytes_per_s=2e12)
+    totals = generate(Evaluator(GPT2, spec, gpt2), tokens=12, prompt=4)
+    assert totals.method == "every step"
+    assert_same(totals.total, summed(GPT2, spec, gpt2, prompt=4, tokens=12))
+
+
 def test_exact_and_short_runs_lint_every_step(gpt2):
     spec = resolve_hw("a100", ())
     exact = generate(Evaluator(GPT2, spec, gpt2), tokens=8, prompt=4, exact=True)

@@ -92,8 +92,11 @@ def test_float_weights_move_matmuls_to_their_peak(structure, hw, weights, peak):
 def test_identity_and_kv_without_cache():
     bert = analyse(load(SAMPLES / "bert_encoder.onnx"), resolve_hw("a100", ()))
     assert apply_precision(bert, Precision()) is bert
-    with pytest.raises(LlmError, match="--kv-dtype fp8: .*bert_encoder.onnx has no KV-cache tensors"):
-        apply_precision(bert, Precision.parse(kv_cache="fp8"))
+    # The literature's convention sets every tensor's width: a model without a KV cache takes
+    # --kv-dtype, and nothing changes (memlint.llm.whatif.apply_what_if records it).
+    after = apply_precision(bert, Precision.parse(kv_cache="fp8"))
+    assert after.summary.flops == bert.summary.flops
+    assert after.summary.bytes_moved == bert.summary.bytes_moved
 
 
 def test_tensor_parallel_formula(structure):

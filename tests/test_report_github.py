@@ -122,7 +122,7 @@ def test_nodes_in_the_message_group_or_first_three(cnn: Report):
 def test_summary_notice(cnn: Report):
     # 2 ms predicted, 1.5 ms of it in memory-bound ops -> 75.0% (the % escaped as %25)
     summary = dataclasses.replace(
-        cnn.summary, predicted_latency_s=2e-3, memory_bound_latency_s=1.5e-3
+        cnn.summary, predicted_latency_s=2e-3, memory_bound_latency_s=1.5e-3, launch_s=0.0
     )
     report = dataclasses.replace(
         cnn, summary=summary, hidden_as_noise=3,

@@ -1,6 +1,6 @@
 """ML105 copied-kv-cache: Concat(past, new) -> present, with hand-derived bytes and times.
 
-Device: a100 = nvidia-a100-sxm4-80gb, 2.039e12 B/s, no per-kernel overhead. Concat does no
+Device: a100 = nvidia-a100-sxm4-80gb, 2.039e12 B/s, as replayed in a CUDA graph (memlint.api.graph_replay, --cuda-graphs: no per-kernel launch cost). Concat does no
 arithmetic; it reads every input once and writes its output once.
 """
 
@@ -12,6 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from memlint.api import graph_replay
 from memlint.api import analyse, check, load
 from memlint.config import Config
 from memlint.frontends.onnx import load_onnx_proto
@@ -49,11 +50,11 @@ def _step(past: str = "past_key_values.0.key", present: str = "present.0.key",
 
 def _findings(proto: onnx.ModelProto, config: Config = ALL, **dims: int):
     model = load_onnx_proto(proto, Path("step.onnx"), dims=dims)
-    return check(analyse(model, resolve("a100")), config).findings
+    return check(analyse(model, graph_replay(resolve("a100"))), config).findings
 
 
 def test_device_constants() -> None:
-    spec = resolve("a100")
+    spec = graph_replay(resolve("a100"))
     assert spec.memory_bandwidth_bytes_per_s == BW
     assert not spec.kernel_overhead_s
 
@@ -108,7 +109,7 @@ def test_concat_of_activations_is_quiet() -> None:
         "g (float[1,4,127,32] a, float[1,4,1,32] b) => (float[1,4,128,32] c) "
         "{ c = Concat <axis = 2> (a, b) }"
     )
-    report = analyse(load_example(Example(text)), resolve("a100"))
+    report = analyse(load_example(Example(text)), graph_replay(resolve("a100")))
     assert check(report, ALL).findings == ()
 
 
@@ -118,7 +119,7 @@ def test_gpt2_sample_groups_layers_and_key_value(past: int) -> None:
     # above min_share (1%), so the group is shown although it saves well under 1 ms.
     dims = {"batch_size": 1, "sequence_length": 1, "past_sequence_length": past}
     model = load(SAMPLES / "gpt2_decoder_step.onnx", dims=dims)
-    report = check(analyse(model, resolve("a100")), Config(select=("ML105",)))
+    report = check(analyse(model, graph_replay(resolve("a100"))), Config(select=("ML105",)))
     (f,) = report.findings
     assert f.count == 4  # 2 layers x key and value
     assert f.nodes == (

@@ -1,7 +1,7 @@
 """ML103 materialized-attention: eager attention blocks, with hand-derived bytes and times.
 
 Device: a100 = nvidia-a100-sxm4-80gb, 2.039e12 B/s, vector.float32 19.5e12 FLOP/s,
-tensor.float16 312e12 FLOP/s, no per-kernel overhead. A MatMul with output Y and contraction K
+tensor.float16 312e12 FLOP/s, as replayed in a CUDA graph (memlint.api.graph_replay, --cuda-graphs: no per-kernel launch cost). A MatMul with output Y and contraction K
 costs 2 * numel(Y) * K FLOPs; Softmax 5 per element; Add/Mul/Div/Where/IsNaN 1; Cast,
 Transpose 0. Each node reads its inputs once and writes its outputs once; Reshape moves nothing.
 """
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from memlint.api import graph_replay
 from memlint.api import analyse, check, load
 from memlint.config import Config
 from memlint.frontends.onnx_text import load_example
@@ -26,12 +27,12 @@ ALL = Config(select=("ML103",), min_share=0.0, min_saving_s=0.0)
 
 
 def _findings(text: str, config: Config = ALL, **dims: int):
-    report = analyse(load_example(Example(text, dims=dims)), resolve("a100"))
+    report = analyse(load_example(Example(text, dims=dims)), graph_replay(resolve("a100")))
     return check(report, config).findings
 
 
 def test_device_constants() -> None:
-    spec = resolve("a100")
+    spec = graph_replay(resolve("a100"))
     assert spec.memory_bandwidth_bytes_per_s == BW
     assert spec.peak_flops_per_s["vector.float32"] == FP32_PEAK
     assert spec.peak_flops_per_s["tensor.float16"] == FP16_PEAK
@@ -209,7 +210,7 @@ def test_fused_attention_op_is_quiet() -> None:
 
 def test_bert_sample_fires_grouped_with_default_thresholds() -> None:
     model = load(SAMPLES / "bert_encoder.onnx", dims={"batch_size": 1, "sequence_length": 128})
-    report = check(analyse(model, resolve("a100")), Config(select=("ML103",)))
+    report = check(analyse(model, graph_replay(resolve("a100"))), Config(select=("ML103",)))
     (f,) = report.findings
     assert f.count == 2
     assert f.nodes[0] == "/encoder/layer.0/attention/self/Softmax"
@@ -223,7 +224,7 @@ def test_bert_sample_fires_grouped_with_default_thresholds() -> None:
 def test_gpt2_sample_decode_step() -> None:
     dims = {"batch_size": 1, "sequence_length": 1, "past_sequence_length": 128}
     model = load(SAMPLES / "gpt2_decoder_step.onnx", dims=dims)
-    report = check(analyse(model, resolve("a100")), Config(select=("ML103",)))
+    report = check(analyse(model, graph_replay(resolve("a100"))), Config(select=("ML103",)))
     (f,) = report.findings
     assert f.count == 2
     assert f.nodes[0] == "/transformer/h.0/attn/Softmax"

@@ -162,8 +162,10 @@ def _direct_readers(ctx: GraphIndex, views: set[str], name: str,
     return tuple(found)
 
 
-def find_chains(ctx: GraphIndex) -> list[Chain]:
-    """Every group of two or more fusible nodes that one kernel could run (see module doc)."""
+def find_chains(ctx: GraphIndex, *, glue: bool = False) -> list[Chain]:
+    """Every group of two or more fusible nodes that one kernel could run (see module doc).
+    glue=True also starts chains at ops on scalars and shape vectors (the fused estimate: its
+    groups must not depend on the sizes of one point, memlint.analysis.fused)."""
     depth: dict[str, int] = {}
     after: dict[str, int] = {}  # depth seen by the node's consumers
     fusible: set[str] = set()
@@ -204,7 +206,7 @@ def find_chains(ctx: GraphIndex) -> list[Chain]:
         if candidate is None:
             candidate = fusible_op[op] = is_fusible(node)
         candidate = candidate and result is not None and result.cost.status is modelled
-        if candidate and (any(p.name in fusible for p in producers)
+        if candidate and (glue or any(p.name in fusible for p in producers)
                           or _touches_data(ctx, node, big)):
             fusible.add(name)
             parent[name] = name

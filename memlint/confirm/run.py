@@ -420,6 +420,7 @@ def _join(
         profiler_floor_s=floor_s,
         notes=tuple(notes),
         kernel_overhead_s=report.hardware.kernel_overhead_s,
+        predicted_fused_latency_s=getattr(report.summary, "predicted_latency_fused_s", None),
     )
 
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the types this module reads; core.report imports this modul
     )
     from memlint.core.measurement import Measurement
     from memlint.core.report import NodeResult, Report
+    from memlint.core.whatif import AsWritten, BlockTotals, WhatIf
 
 SCHEMA_VERSION = 1
 
@@ -43,7 +44,13 @@ CONVENTIONS = (
     "(Concat into present, Transpose, GQA Expand, Cast) are activation traffic, and capacity "
     "figures count the cache, never its copies.",
     "Predicted time of an operator = max(FLOPs / dense peak for its dtype and unit, "
-    "bytes / memory bandwidth) + per-kernel overhead where the spec gives one.",
+    "bytes / memory bandwidth) + the per-kernel launch cost where the spec gives one (GPU "
+    "specs; none with --cuda-graphs).",
+    "Two estimates: as written (every operator that moves bytes or computes is a kernel) and "
+    "fused (attention with the KV cache read once and updated in place, element-wise chains "
+    "and norms, epilogues of matrix products and projections that share an input each one "
+    "kernel reading its inputs once; shape arithmetic on the host), each with its kernel "
+    "count.",
     "Unmodelled operators are never counted as zero: their bytes are a lower bound and the "
     "coverage says how many there are.",
     "A finding's saving is the predicted time its fix removes from the nodes it concerns; "
@@ -54,6 +61,43 @@ CONVENTIONS = (
 
 def _kinds(counts: ByteCounts) -> dict[str, int]:
     return {"weights": counts.weights, "activations": counts.activations, "kv_cache": counts.kv_cache}
+
+
+def _block(block: BlockTotals) -> dict[str, Any]:
+    return {
+        "nodes": block.nodes,
+        "flops": block.flops,
+        "bytes_read": block.bytes_read.total,
+        "bytes_written": block.bytes_written.total,
+        "bytes_by_kind": _kinds(block.bytes_by_kind),
+        "intensity": block.intensity,
+        "predicted_latency_s": block.predicted_latency_s,
+    }
+
+
+def _what_if(what_if: WhatIf | None) -> dict[str, Any] | None:
+    if what_if is None:
+        return None
+    return {
+        "weights_dtype": what_if.weights_dtype,
+        "act_dtype": what_if.act_dtype,
+        "kv_dtype": what_if.kv_dtype,
+        "exclude_blocks": list(what_if.exclude_blocks),
+        "unchanged": list(what_if.unchanged),
+    }
+
+
+def _as_written(totals: AsWritten | None) -> dict[str, Any] | None:
+    if totals is None:
+        return None
+    return {
+        "flops": totals.flops,
+        "bytes_read": totals.bytes_read.total,
+        "bytes_written": totals.bytes_written.total,
+        "bytes_by_kind": _kinds(totals.bytes_read + totals.bytes_written),
+        "intensity": totals.intensity,
+        "predicted_latency_s": totals.predicted_latency_s,
+    }
 
 
 def _node(node: NodeResult) -> dict[str, Any]:
@@ -105,6 +149,8 @@ def document(report: Report) -> dict[str, Any]:
             "memory_capacity_bytes": spec.memory_capacity_bytes,
             "peak_flops_per_s": dict(spec.peak_flops_per_s),
             "kernel_overhead_s": spec.kernel_overhead_s,
+            "kernel_launch_s": spec.kernel_overhead_s or 0.0,
+            "cuda_graphs": report.cuda_graphs,
             "ridge_point": summary.ridge_point,
             "ridge_point_peak": summary.ridge_peak_key,
             "tf32": report.tf32,
@@ -117,7 +163,16 @@ def document(report: Report) -> dict[str, Any]:
             "bytes_by_kind": _kinds(summary.bytes_by_kind),
             "intensity": summary.intensity,
             "predicted_latency_s": summary.predicted_latency_s,
+            "kernels": summary.kernels,
+            "kernels_fused": summary.kernels_fused,
+            "predicted_latency_fused_s": summary.predicted_latency_fused_s,
+            "bytes_moved_fused": None if summary.fused is None else summary.fused.bytes_moved,
+            "fused_groups": None if summary.fused is None else dict(summary.fused.groups),
+            "fused_gap_s": None if summary.fused is None else dict(summary.fused.gap_s),
             "memory_bound_fraction": summary.memory_bound_fraction,
+            "by_block": {role: _block(b) for role, b in summary.by_block.items()},
+            "what_if": _what_if(summary.what_if),
+            "as_written": _as_written(summary.as_written),
             "combined_saving_s": report.combined_saving_s,
             "hardware": spec.name,
             "dims": dict(report.dims),
@@ -179,6 +234,7 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
         "time_s": finding.time_s,
         "share": finding.share,
         "saving_s": finding.saving_s,
+        "estimate": finding.estimate,
         "evidence": [{"name": m.name, "value": m.value, "unit": m.unit} for m in finding.evidence],
         "fixes": [{"text": f.text, "saving_s": f.saving_s} for f in finding.fixes],
         "source": None if finding.source is None else f"{finding.source.file}:{finding.source.line}",
@@ -370,6 +426,8 @@ def measurement_dict(m: Measurement) -> dict[str, Any]:
         "measured_nodes_s": m.measured_nodes_s,
         "total_error": m.total_error,
         "optimised_error": m.optimised_error,
+        "predicted_fused_latency_s": m.predicted_fused_latency_s,
+        "fused_error": m.fused_error,
         "kernels_mapped_fraction": m.kernels_mapped_fraction,
         "small_kernels": {"count": small[0], "median_s": small[1],
                           "spec_kernel_overhead_s": m.kernel_overhead_s},

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
+from memlint.core.whatif import WhatIf
 from memlint.costs.model import ByteCounts
 from memlint.errors import LlmError
 from memlint.ir import DType
@@ -23,7 +24,9 @@ class ScenarioRequest:
     """What the caller asks of a decoder with a KV cache (memlint.lint(..., scenario=...), the
     CLI's --phase/--batch/--context/--prompt/--sweep/--generate/--weights-dtype/--kv-dtype/--tp).
     None / () everywhere (the default) means: the default decode step for a decoder with a KV
-    cache, the graph as bound for any other model (docs/llm.md)."""
+    cache, the graph as bound for any other model (docs/llm.md). The precision what-ifs and
+    --exclude-block (`what_if`) apply to every model: the report's totals are the what-if's
+    (docs/blocks.md)."""
 
     phase: str | None = None  # "prefill" or "decode"
     batch: int | None = None
@@ -33,6 +36,8 @@ class ScenarioRequest:
     generate: int | None = None  # tokens generated one by one from the prompt
     weights_dtype: str | None = None  # what-if: fp16, bf16, fp8, int8, int4
     kv_dtype: str | None = None  # what-if: fp16, fp8, int8
+    act_dtype: str | None = None  # what-if: int8, fp8, fp16, bf16 (every model)
+    exclude_blocks: tuple[str, ...] = ()  # what-if: block roles left out of every total
     tp: int | None = None  # what-if: tensor parallelism over N devices
     # a torch MoE step's routing: "expected" (the default), "all" experts, or "top-k" only
     moe_routing: str | None = None
@@ -58,7 +63,26 @@ class ScenarioRequest:
         if isinstance(given.get("sweeps"), str):
             given["sweeps"] = (given["sweeps"],)
         given["sweeps"] = tuple(given.get("sweeps", ()))
+        blocks = given.get("exclude_blocks", ())
+        blocks = (blocks,) if isinstance(blocks, str) else tuple(blocks)
+        given["exclude_blocks"] = tuple(
+            part.strip() for text in blocks for part in text.split(",") if part.strip()
+        )
         return cls(**given)
+
+    @property
+    def what_if(self) -> WhatIf:
+        """The what-ifs that apply to every model (memlint.llm.whatif.apply_what_if);
+        LlmError for an unknown dtype or block name."""
+        from memlint.analysis.blocks import BLOCKS, unknown_blocks
+
+        Precision.parse(self.weights_dtype, self.kv_dtype, self.act_dtype)  # names checked
+        unknown = unknown_blocks(self.exclude_blocks)
+        if unknown:
+            raise LlmError(f"--exclude-block {unknown[0]!r}: expected block names from "
+                           f"{', '.join(BLOCKS)} (comma-separated)")
+        return WhatIf(self.weights_dtype, self.act_dtype, self.kv_dtype,
+                      tuple(dict.fromkeys(self.exclude_blocks)))
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -67,9 +91,13 @@ class ScenarioRequest:
             "--" + f.name.replace("_", "-").removesuffix("s") if f.name == "sweeps"
             else "--" + f.name.replace("_", "-")
             for f in fields(self)
-            if f.name not in ("exact", "find_crossover")
+            if f.name not in ("exact", "find_crossover", *_EVERY_MODEL)
             and getattr(self, f.name) not in (None, ())
         )
+
+
+# What-ifs that apply to every model (no scenario flags: any source takes them).
+_EVERY_MODEL = ("weights_dtype", "kv_dtype", "act_dtype", "exclude_blocks")
 
 
 class Phase(enum.Enum):
@@ -153,25 +181,33 @@ WEIGHT_DTYPES = {
 KV_DTYPES = {"fp16": DType.FLOAT16, "fp8": DType.FLOAT8E4M3FN, "int8": DType.INT8}
 
 
+ACT_DTYPES = {"int8": DType.INT8, "fp8": DType.FLOAT8E4M3FN, "fp16": DType.FLOAT16,
+              "bf16": DType.BFLOAT16}  # fmt: skip
+
+
 DTYPE_LABELS = {dtype: name for name, dtype in WEIGHT_DTYPES.items()}
 
 
 @dataclass(frozen=True)
 class Precision:
-    """Target widths for the weights and the KV cache (None: as in the graph)."""
+    """Target widths for the weights, the KV cache and the activations (None: as in the
+    graph)."""
 
     weights: DType | None = None
     kv_cache: DType | None = None
+    activations: DType | None = None
 
     @classmethod
-    def parse(cls, weights: str | None = None, kv_cache: str | None = None) -> Precision:
+    def parse(cls, weights: str | None = None, kv_cache: str | None = None,
+              activations: str | None = None) -> Precision:
         """From the flag values ("int4", "fp8", ...); LlmError names the accepted ones."""
         return cls(_pick("--weights-dtype", weights, WEIGHT_DTYPES),
-                   _pick("--kv-dtype", kv_cache, KV_DTYPES))  # fmt: skip
+                   _pick("--kv-dtype", kv_cache, KV_DTYPES),
+                   _pick("--act-dtype", activations, ACT_DTYPES))  # fmt: skip
 
     @property
     def is_identity(self) -> bool:
-        return self.weights is None and self.kv_cache is None
+        return self.weights is None and self.kv_cache is None and self.activations is None
 
     @property
     def label(self) -> str:
@@ -180,6 +216,8 @@ class Precision:
             parts.append(f"weights {DTYPE_LABELS[self.weights]}")
         if self.kv_cache is not None:
             parts.append(f"KV cache {DTYPE_LABELS[self.kv_cache]}")
+        if self.activations is not None:
+            parts.append(f"activations {DTYPE_LABELS[self.activations]}")
         return ", ".join(parts) or "as in the graph"
 
 
@@ -233,6 +271,7 @@ class StepTotals:
     bytes_written: ByteCounts
     latency_s: float
     memory_bound_latency_s: float
+    launch_s: float = 0.0  # kernels x the spec's launch cost, in latency_s
 
     @property
     def bytes_moved(self) -> int:
@@ -244,7 +283,9 @@ class StepTotals:
 
     @property
     def memory_bound_fraction(self) -> float:
-        return self.memory_bound_latency_s / self.latency_s if self.latency_s else 0.0
+        """Share of the operators' time (launch costs aside) that waits on memory."""
+        work = self.latency_s - self.launch_s
+        return min(self.memory_bound_latency_s / work, 1.0) if work > 0 else 0.0
 
     def __add__(self, other: StepTotals) -> StepTotals:
         return StepTotals(
@@ -254,6 +295,7 @@ class StepTotals:
             bytes_written=self.bytes_written + other.bytes_written,
             latency_s=self.latency_s + other.latency_s,
             memory_bound_latency_s=self.memory_bound_latency_s + other.memory_bound_latency_s,
+            launch_s=self.launch_s + other.launch_s,
         )
 
 

@@ -114,7 +114,9 @@ class Measurement:
     `InferenceSession.run` (wall clock, profiler off). `predicted_latency_s` is the report's
     prediction for the graph as written (unfused), so `total_error` compares it with the run
     that has graph optimisations off; `optimised_error` compares it with the run onnxruntime
-    optimises as it would in deployment. torch (a torch.export graph, memlint.confirm.
+    optimises as it would in deployment; `fused_error` compares the report's fused estimate
+    (`predicted_fused_latency_s`, the kernels a fusing runtime runs) with that optimised run.
+    torch (a torch.export graph, memlint.confirm.
     torch_run): the graph as written runs eagerly, op by op; there is no optimised run
     (`optimised_latency_s` None).
     """
@@ -141,6 +143,8 @@ class Measurement:
     notes: tuple[str, ...] = ()
     kernel_overhead_s: float | None = None  # the spec's per-kernel overhead the prediction used
     runtime: str = ""  # what ran it: "onnxruntime 1.32.0", "torch 2.13.0"
+    # the report's fused estimate (Summary.predicted_latency_fused_s); None: the report has none
+    predicted_fused_latency_s: float | None = None
 
     @property
     def total_error(self) -> float:
@@ -153,6 +157,14 @@ class Measurement:
         if self.optimised_latency_s is None:
             return None
         return _error(self.predicted_latency_s, self.optimised_latency_s)
+
+    @property
+    def fused_error(self) -> float | None:
+        """(predicted fused - measured) / measured against the optimised run's latency (None:
+        no fused estimate or no optimised run)."""
+        if self.predicted_fused_latency_s is None or self.optimised_latency_s is None:
+            return None
+        return _error(self.predicted_fused_latency_s, self.optimised_latency_s)
 
     @property
     def nodes_error(self) -> float:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +12,7 @@ from memlint.baseline import Entry
 from memlint.config import Suppression
 from memlint.core.document import CONVENTIONS, SCHEMA_VERSION, document
 from memlint.core.llm import LlmSections
+from memlint.core.whatif import EMPTY_BLOCKS, AsWritten, BlockTotals, WhatIf, block_totals
 from memlint.costs import ByteCounts, CostStatus, cost_of
 from memlint.costs.registry import cost_keys
 from memlint.errors import MemlintError
@@ -21,6 +22,7 @@ from memlint.ir import ComputeUnit, Model
 from memlint.roofline import Bound, NodeResult, time_op
 
 if TYPE_CHECKING:  # a measured run's type, imported by --confirm alone
+    from memlint.analysis.fused import FusedEstimate
     from memlint.core.measurement import Measurement
 
 __all__ = [
@@ -58,6 +60,24 @@ class Summary:
     memory_bound_latency_s: float
     ridge_point: float  # FLOP/B of the peak that bounds most of the model's FLOPs
     ridge_peak_key: str
+    kernels: int = 0  # nodes that run a kernel as written (each with the spec's launch cost)
+    launch_s: float = 0.0  # kernels x the spec's per-kernel launch cost, in predicted_latency_s
+    # The second estimate: the kernels a fusing runtime runs (memlint.analysis.fused); None
+    # when the summary was made without the graph.
+    fused: FusedEstimate | None = None
+    # Per block role (memlint.analysis.blocks), made with the graph; the what-ifs these totals
+    # are for and the graph's own totals beside them (memlint.llm.whatif.apply_what_if).
+    by_block: Mapping[str, BlockTotals] = field(default_factory=lambda: EMPTY_BLOCKS)
+    what_if: WhatIf | None = None
+    as_written: AsWritten | None = None
+
+    @property
+    def kernels_fused(self) -> int | None:
+        return None if self.fused is None else self.fused.kernels
+
+    @property
+    def predicted_latency_fused_s(self) -> float | None:
+        return None if self.fused is None else self.fused.latency_s
 
     @property
     def bytes_by_kind(self) -> ByteCounts:
@@ -72,10 +92,17 @@ class Summary:
         return self.flops / self.bytes_moved if self.bytes_moved else None
 
     @property
+    def work_latency_s(self) -> float:
+        """The operators' roofline time, launch costs aside (what rules compare shares with)."""
+        return self.predicted_latency_s - self.launch_s
+
+    @property
     def memory_bound_fraction(self) -> float:
-        if not self.predicted_latency_s:
+        """Share of the operators' roofline time (launch costs aside) that waits on memory."""
+        work = self.work_latency_s
+        if not work:
             return 0.0
-        return self.memory_bound_latency_s / self.predicted_latency_s
+        return min(self.memory_bound_latency_s / work, 1.0)  # not above 1 by rounding
 
 
 @dataclass(frozen=True)
@@ -104,6 +131,7 @@ class Report:
     baseline: BaselineResult | None = None  # set when a baseline was given
     llm: LlmSections | None = None  # the LLM sections, for decoders
     measurement: Measurement | None = None  # a measured run (--confirm)
+    cuda_graphs: bool = False  # priced as a CUDA graph replay: no per-kernel launch cost
 
     @property
     def dims(self) -> Mapping[str, int]:
@@ -143,7 +171,22 @@ class Report:
         return document(self)
 
 
-def summarize(nodes: tuple[NodeResult, ...], spec: HardwareSpec, tf32: bool) -> Summary:
+def summarize(
+    nodes: tuple[NodeResult, ...], spec: HardwareSpec, tf32: bool, *, model: Model | None = None,
+    exclude: Collection[str] = frozenset(), sizes: Callable[[str], int | None] | None = None,
+) -> Summary:
+    """The totals of `nodes` (those named in `exclude` left out). With the `model` they were
+    analysed from, the fused estimate too (memlint.analysis.fused), priced at `nodes`' costs
+    and, where given, `sizes` (tensor name -> bytes: a sweep point priced on the base graph)."""
+    fused = None
+    if model is not None:
+        from memlint.analysis.fused import estimate
+        from memlint.analysis.graph_index import GraphIndex
+
+        fused = estimate(GraphIndex(model, nodes), spec, tf32=tf32, size=sizes,
+                         exclude=exclude)  # fmt: skip
+    if exclude:
+        nodes = tuple(n for n in nodes if n.name not in exclude)
     flops_by_peak: Counter[str] = Counter()
     for node in nodes:
         if node.cost.flops:
@@ -168,16 +211,22 @@ def summarize(nodes: tuple[NodeResult, ...], spec: HardwareSpec, tf32: bool) -> 
             total[1] += part.activations * count
             total[2] += part.kv_cache * count
     memory = Bound.MEMORY
+    kernels = sum(1 for n in nodes if n.timing.bound is not Bound.NONE)
+    launch = kernels * (spec.kernel_overhead_s or 0.0)
     return Summary(
         flops=flops,
         bytes_read=ByteCounts(*read),
         bytes_written=ByteCounts(*written),
-        predicted_latency_s=sum(n.timing.predicted_latency_s for n in nodes),
+        predicted_latency_s=sum(n.timing.predicted_latency_s for n in nodes) + launch,
         memory_bound_latency_s=sum(
             n.timing.predicted_latency_s for n in nodes if n.timing.bound is memory
         ),
         ridge_point=ridge,
         ridge_peak_key=key,
+        kernels=kernels,
+        launch_s=launch,
+        fused=fused,
+        by_block=EMPTY_BLOCKS if model is None else block_totals(nodes, model.graph),
     )
 
 
@@ -245,7 +294,7 @@ def analyse(model: Model, spec: HardwareSpec, *, tf32: bool = False) -> Report:
         model=model,
         hardware=spec,
         nodes=results,
-        summary=summarize(results, spec, tf32),
+        summary=summarize(results, spec, tf32, model=model),
         coverage=coverage_of(results, model),
         tf32=tf32,
     )

@@ -3,16 +3,38 @@
 CPU (onnxruntime, CPU provider, its default threads; numpy for comparison):
 - memory bandwidth: an onnxruntime Add of two float32 arrays far larger than the last-level
   cache, bytes counted as memlint counts them (two reads and one write) over the kernel time in
-  the profiler; a one-row MatMul streaming a 128 MiB weight (a decode step's kernel) is measured
-  too and quoted in the source;
+  the profiler;
+- weight-streaming bandwidth: a one-row MatMul streaming a 128 MiB weight (a decode step's
+  GEMV), the weight's bytes over the kernel time: what a matrix product with few rows reaches
+  reading its weights (the cost model uses it for those, the memory bandwidth for the rest);
 - peak FLOP/s per dtype: the best rate of onnxruntime MatMuls x @ W of n x n matrices for a
   few n (float32 and float64), 2*n^3 FLOPs over the kernel time. W is an initializer, as a
   model's weights are, so onnxruntime prepacks it as it does in a model (an unpacked right-hand
   side runs 5-15% slower); the best of the sizes because which one runs fastest depends on the
   caches (on a 2-core EPYC: 512 -> 231, 1024 -> 203, 2048 -> 198 GFLOPS float32), and a
   roofline's peak is the rate the kernels can reach;
-- per-kernel overhead: the wall-clock cost of one more kernel in a run, from a chain of
-  one-element Adds (graph optimisations off, profiler off): (t(K) - t(1)) / (K - 1);
+- skinny matmul rate: a MatMul of SKINNY_ROWS_MEASURED rows by an n x n float32 initializer
+  small enough to stay in the caches (its compute rate, not its memory), 2*8*n^2 FLOPs over
+  the kernel time: the rate of a decode-shaped product (the square peaks above are n x n);
+- copy bandwidth: a decode step's KV-cache copies as onnxruntime runs them (graph
+  optimisations off, as --confirm's unoptimised run): COPY_LAYERS times, on inputs of their
+  own, a Concat of a [1, 12, past, 64] float32 past with a [1, 12, 1, 64] new token into a
+  present that is a graph output (onnxruntime allocates it every run, as a decode step's
+  present.N.key), then the Transpose (perm 0, 1, 3, 2) of that present that GPT-2's attention
+  scores read; each is read + written bytes over its kernel time, and the figure is both
+  kernels' bytes over both times (what one bandwidth must give to time the pair right). The
+  inputs of all the layers together are larger than the last-level cache, so every past is
+  read from memory, as a decode step reads its cache;
+- per-kernel overhead: the wall-clock cost of the small nodes of a real graph, from a mix of
+  the shape / index / element-wise nodes a decode step runs (memlint.hardware.ort.mix_model,
+  graph optimisations off as --confirm's unoptimised run has them, profiler off):
+  (t(K blocks) - t(1 block)) over the kernels memlint times in K - 1 blocks, so the metadata
+  nodes (Shape, Reshape, ...) that memlint gives no time are paid for by the kernels beside
+  them, as in a decode step; K makes a graph of a decode step's size (3,084 nodes), because the
+  cost per node grows with the graph (the executor's per-node state no longer stays in the
+  caches; the data of these nodes does: evicting the L2 between blocks changed nothing
+  measurable). The slope of a 33-block graph and a chain of one-element Adds, both cheaper
+  per kernel, are measured too and quoted in the source;
 - memory capacity: MemTotal of /proc/meminfo.
 
 The spec uses the onnxruntime figures because `--confirm` runs onnxruntime's kernels: numpy's
@@ -56,25 +78,35 @@ from memlint.hardware.machine import total_memory_bytes
 from memlint.hardware.ort import (
     CPU,
     CUDA,
+    MIX_KERNELS,
+    MIX_NODES,
     chain_model,
     cuda_answers,
     import_onnxruntime,
+    mix_model,
     tiny_model,
 )
-from memlint.hardware.ort_profile import read_trace
+from memlint.hardware.ort_profile import Trace, read_trace
 from memlint.hardware.schema import parse_document
 
 CPU_NAME, GPU_NAME, ALIAS = "local-cpu", "local-gpu", "local"
 QUICK_BUDGET_S = 5.0  # below this, smaller arrays and matrices (still past the caches)
 TINY_BUDGET_S = 1.0  # below this, sizes for a smoke test (cache-resident: not a real figure)
 OVERHEAD_CHAIN = 257
+# mix_model blocks: 256 more than one, 2,048 more kernels, a graph of 3,084 nodes, the size of a
+# small decoder's step (Optimum's GPT-2 small export: 2,741 nodes). The cost per kernel grows
+# with the graph (the executor's per-node state outgrows the caches): on a 2-core EPYC 0.59 us
+# at 33 blocks (396 nodes), 0.85-0.99 at 257, 1.0-1.13 at 513; the 33-block slope is quoted
+OVERHEAD_BLOCKS, OVERHEAD_BLOCKS_SMALL = 257, 33
+COPY_LAYERS = 12  # _copy_model's layers (GPT-2 small's): 12 pasts of 3 MiB at full size
+SKINNY_ROWS_MEASURED = 8
 
 
 @dataclass(frozen=True)
 class Figure:
     """One calibrated number as it goes into the TOML file."""
 
-    field: str  # "memory_bandwidth", "memory_capacity", "kernel_overhead" or "peaks.<key>"
+    field: str  # a field of the hardware file ("memory_bandwidth", ...) or "peaks.<key>"
     value: float  # in `unit`
     unit: str  # a unit of memlint.hardware.UNITS
     source: str
@@ -190,11 +222,13 @@ def _cpu_figures(
         "float64": ((96, 192), (192, 384), (384, 768, 1536))[tier],
     }
     gemv = (256, 1024, 4096)[tier]  # a gemv x 2gemv float32 weight: 128 MiB at full size
+    skinny = (128, 256, 512)[tier]  # an n x n float32 weight: 1 MiB at full size, in the caches
+    past = (63, 511, 1023)[tier]  # a [1, 12, past, 64] float32 past: 3 MiB at full size
     version = f"onnxruntime {ort.__version__}"
 
     say("memory bandwidth")
     add_s = _ort_kernel_times(ort, _add_model(elements), _add_feeds(elements), "add",
-                              budget * 0.3, threads)
+                              budget * 0.22, threads)
     bandwidth = 3 * 4 * elements / fast(add_s)
     weight_bytes = 2 * gemv * gemv * 4
     gemv_s = _ort_kernel_times(ort, _gemv_model(gemv), {"x": np.ones((1, gemv), np.float32)},
@@ -204,13 +238,17 @@ def _cpu_figures(
         "memory_bandwidth", bandwidth / 1e9, "GB/s",
         f"{stamp}: {version} Add of two {elements * 4 >> 20} MiB float32 arrays, 12 B per "
         f"element over the {QUARTILE_TEXT} kernel time of {len(add_s)} runs (for comparison: "
-        f"{version} MatMul streaming a {weight_bytes >> 20} MiB float32 weight "
-        f"{weight_bytes / fast(gemv_s) / 1e9:.3g} GB/s; numpy add {numpy_add / 1e9:.3g} GB/s "
-        f"and copy {numpy_copy / 1e9:.3g} GB/s, one thread)",
+        f"numpy add {numpy_add / 1e9:.3g} GB/s and copy {numpy_copy / 1e9:.3g} GB/s, one "
+        "thread)",
+    ), Figure(
+        "weight_streaming_bandwidth", weight_bytes / fast(gemv_s) / 1e9, "GB/s",
+        f"{stamp}: {version} MatMul of one row by a {gemv}x{2 * gemv} float32 initializer "
+        f"({weight_bytes >> 20} MiB), the weight's bytes over the {QUARTILE_TEXT} kernel time "
+        f"of {len(gemv_s)} runs",
     )]
     for dtype, ns in sizes.items():
         say(f"{dtype} matmul peak")
-        share = budget * (0.25 if dtype == "float32" else 0.15) / len(ns)
+        share = budget * (0.25 if dtype == "float32" else 0.1) / len(ns)
         rates = {}
         for n in ns:
             mm_s = _ort_kernel_times(ort, _matmul_model(n, dtype), _matmul_feeds(n, dtype), "mm",
@@ -226,12 +264,31 @@ def _cpu_figures(
             f"time of {rates[best][1]} runs; the fastest of n = {', '.join(map(str, ns))} "
             f"(GFLOPS at {others}; numpy matmul at {best}: {numpy_rate / 1e9:.3g})",
         ))
+    say("skinny matmul rate")
+    rows = SKINNY_ROWS_MEASURED
+    skinny_s = _ort_kernel_times(
+        ort, _matmul_model(skinny, "float32", rows),
+        {"x": np.ones((rows, skinny), np.float32)}, "mm", budget * 0.05, threads)
+    figures.append(Figure(
+        "skinny_matmul_rate", 2 * rows * skinny**2 / fast(skinny_s) / 1e9, "GFLOPS",
+        f"{stamp}: {version} MatMul {rows}x{skinny} x {skinny}x{skinny} float32 (weight an "
+        f"initializer, prepacked, in the caches), 2*m*n^2 FLOPs over the {QUARTILE_TEXT} kernel "
+        f"time of {len(skinny_s)} runs",
+    ))
+    say("copy bandwidth")
+    figures.append(_copy_figure(ort, past, budget * 0.08, threads, stamp, version))
     say("per-kernel overhead")
-    overhead = _ort_overhead(ort, budget * 0.07, threads)
+    chain = _ort_overhead(ort, budget * 0.03, threads)
+    overhead, small = _ort_mix_overhead(ort, budget * 0.08, threads)
     figures.append(Figure(
         "kernel_overhead", max(overhead * 1e6, 0.001), "us",
-        f"{stamp}: {version} wall-clock cost of one more one-element Add in a chain of "
-        f"{OVERHEAD_CHAIN} (graph optimisations and profiler off), medians",
+        f"{stamp}: {version} wall-clock cost per kernel of {OVERHEAD_BLOCKS - 1} more blocks of "
+        f"small shape / index / element-wise nodes as a decode step runs them ({MIX_NODES} "
+        f"nodes, {MIX_KERNELS} of them kernels in memlint's count; a graph of "
+        f"{OVERHEAD_BLOCKS * MIX_NODES} nodes, a small decoder step's size; graph optimisations "
+        f"and profiler off), medians (for comparison: {max(small * 1e6, 0.001):.3g} us in a "
+        f"graph of {OVERHEAD_BLOCKS_SMALL} blocks; one more one-element Add in a chain of "
+        f"{OVERHEAD_CHAIN}: {max(chain * 1e6, 0.001):.3g} us)",
     ))
     total = total_memory_bytes()
     if not total:
@@ -262,33 +319,93 @@ def _ort_kernel_times(
     ort: Any, model: bytes, feeds: dict[str, np.ndarray], node: str, budget: float, threads: int
 ) -> list[float]:
     """Profiler kernel times of `node` over runs that fill `budget` (one warm-up, >= 3 runs)."""
+    return _kernel_times(_ort_trace(ort, model, feeds, budget, threads), (node,))
+
+
+def _ort_trace(
+    ort: Any, model: bytes, feeds: dict[str, np.ndarray], budget: float, threads: int,
+    *, optimised: bool = True,
+) -> Trace:
+    """onnxruntime's profile of runs that fill `budget` (one warm-up, >= 3 runs)."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="memlint-calibrate-") as tmp:
         options = _session_options(ort, threads)
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "calibrate")
+        if not optimised:
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         session = ort.InferenceSession(model, options, providers=[CPU])
         _repeat(functools.partial(session.run, None, feeds), budget)
         trace = read_trace(session.end_profiling(), skip=1)
         session = None
-    times = [run[node] for run in trace.runs if run.get(node, 0) > 0]
+    return trace
+
+
+def _kernel_times(trace: Trace, nodes: tuple[str, ...]) -> list[float]:
+    """The kernel times of `nodes` in every run of `trace`, pooled (each node's own times)."""
+    times = [run[node] for run in trace.runs for node in nodes if run.get(node, 0) > 0]
     if not times:
         raise ConfirmError("onnxruntime's profile has no kernel time for the calibration run")
     return times
 
 
+def _copy_figure(
+    ort: Any, past: int, budget: float, threads: int, stamp: str, version: str
+) -> Figure:
+    """The copy bandwidth: a decode step's KV-cache Concat and Transpose (see _copy_model)."""
+    rng = np.random.default_rng(2)
+    feeds = {}
+    for i in range(COPY_LAYERS):
+        feeds[f"past{i}"] = rng.standard_normal((1, 12, past, 64)).astype(np.float32)
+        feeds[f"new{i}"] = rng.standard_normal((1, 12, 1, 64)).astype(np.float32)
+    trace = _ort_trace(ort, _copy_model(past, COPY_LAYERS), feeds, budget, threads,
+                       optimised=False)
+    concat = fast(_kernel_times(trace, tuple(f"concat{i}" for i in range(COPY_LAYERS))))
+    transpose = fast(_kernel_times(trace, tuple(f"transpose{i}" for i in range(COPY_LAYERS))))
+    # as memlint counts them: each reads the present's elements and writes them once
+    moved = 2 * 12 * (past + 1) * 64 * 4
+    cached = COPY_LAYERS * moved // 2 >> 20
+    return Figure(
+        "copy_bandwidth", 2 * moved / (concat + transpose) / 1e9, "GB/s",
+        f"{stamp}: {version} KV-cache copies of a decode step, graph optimisations off, in "
+        f"{COPY_LAYERS} layers ({cached} MiB of pasts): Concat of a [1,12,{past},64] float32 "
+        f"past and a [1,12,1,64] token into a present that is a graph output "
+        f"({moved / concat / 1e9:.3g} GB/s) and Transpose (perm 0,1,3,2) of the present as "
+        f"the attention scores read it ({moved / transpose / 1e9:.3g} GB/s), read + written "
+        f"bytes ({moved} B each) over the {QUARTILE_TEXT} kernel times of "
+        f"{len(trace.runs)} runs; the figure is both kernels' bytes over both times, as one "
+        "bandwidth must time the pair",
+    )
+
+
 def _ort_overhead(ort: Any, budget: float, threads: int) -> float:
     """Seconds one more tiny kernel adds to a run: the slope between a 1- and a K-kernel chain."""
-    medians = []
-    for count in (1, OVERHEAD_CHAIN):
-        options = _session_options(ort, threads)
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        session = ort.InferenceSession(chain_model(count), options, providers=[CPU])
-        feeds = {"x": np.ones(1, np.float32), "c": np.ones(1, np.float32)}
-        run = functools.partial(session.run, None, feeds)
-        medians.append(statistics.median(_repeat(run, budget / 2)))
-    return (medians[1] - medians[0]) / (OVERHEAD_CHAIN - 1)
+    feeds = {"x": np.ones(1, np.float32), "c": np.ones(1, np.float32)}
+    one, many = (_unoptimised_median(ort, chain_model(count), feeds, budget / 2, threads)
+                 for count in (1, OVERHEAD_CHAIN))
+    return (many - one) / (OVERHEAD_CHAIN - 1)
+
+
+def _ort_mix_overhead(ort: Any, budget: float, threads: int) -> tuple[float, float]:
+    """Seconds per kernel (as memlint counts kernels) that small nodes of a real graph add: the
+    slope between 1 and OVERHEAD_BLOCKS blocks of mix_model (a graph of a decode step's size),
+    and for comparison between 1 and OVERHEAD_BLOCKS_SMALL blocks."""
+    feeds = {"x": np.ones((1, 1, 768), np.float32)}
+    one, small, many = (_unoptimised_median(ort, mix_model(blocks), feeds, budget / 3, threads)
+                        for blocks in (1, OVERHEAD_BLOCKS_SMALL, OVERHEAD_BLOCKS))
+    return ((many - one) / ((OVERHEAD_BLOCKS - 1) * MIX_KERNELS),
+            (small - one) / ((OVERHEAD_BLOCKS_SMALL - 1) * MIX_KERNELS))
+
+
+def _unoptimised_median(
+    ort: Any, model: bytes, feeds: dict[str, np.ndarray], budget: float, threads: int
+) -> float:
+    """Median wall-clock seconds of a run with graph optimisations (and the profiler) off."""
+    options = _session_options(ort, threads)
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model, options, providers=[CPU])
+    return statistics.median(_repeat(functools.partial(session.run, None, feeds), budget))
 
 
 def _session_options(ort: Any, threads: int) -> Any:
@@ -342,6 +459,32 @@ def _add_feeds(elements: int) -> dict[str, np.ndarray]:
     return {"a": np.ones(elements, np.float32), "b": np.full(elements, 2.0, np.float32)}
 
 
+def _copy_model(past: int, layers: int) -> bytes:
+    """A decode step's KV-cache copies, `layers` times on inputs of their own: present{i} =
+    Concat(past{i} [1, 12, past, 64], new{i} [1, 12, 1, 64]) on the sequence axis, a graph
+    output as a decode step's present.N.key is (onnxruntime allocates it every run), then
+    Transpose(present{i}, perm 0, 1, 3, 2) as GPT-2's attention reads K^T, its output reduced
+    so that it is an intermediate of the arena. Nodes concat{i}, transpose{i}."""
+    from onnx import TensorProto, helper
+
+    def value(name: str, shape: list[int]) -> Any:
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+    nodes, inputs, outputs = [], [], []
+    for i in range(layers):
+        nodes += [
+            helper.make_node("Concat", [f"past{i}", f"new{i}"], [f"present{i}"],
+                             name=f"concat{i}", axis=2),
+            helper.make_node("Transpose", [f"present{i}"], [f"keys{i}"], name=f"transpose{i}",
+                             perm=[0, 1, 3, 2]),
+            helper.make_node("ReduceMax", [f"keys{i}"], [f"max{i}"], name=f"max{i}",
+                             keepdims=0),
+        ]
+        inputs += [value(f"past{i}", [1, 12, past, 64]), value(f"new{i}", [1, 12, 1, 64])]
+        outputs += [value(f"present{i}", [1, 12, past + 1, 64]), value(f"max{i}", [])]
+    return tiny_model(nodes, inputs, outputs)
+
+
 def _gemv_model(n: int) -> bytes:
     """y = x @ w with w a 2n x ... initializer: one row streaming the whole weight, as a decode
     step's matmuls do (onnxruntime prepacks initializer weights, as in a real model)."""
@@ -356,16 +499,18 @@ def _gemv_model(n: int) -> bytes:
     )
 
 
-def _matmul_model(n: int, dtype: str) -> bytes:
-    """y = x @ w, w an n x n initializer (prepacked by onnxruntime, as a model's weights are)."""
+def _matmul_model(n: int, dtype: str, rows: int | None = None) -> bytes:
+    """y = x @ w, x rows x n (n x n by default), w an n x n initializer (prepacked by
+    onnxruntime, as a model's weights are)."""
     from onnx import TensorProto, helper, numpy_helper
 
     elem = TensorProto.FLOAT if dtype == "float32" else TensorProto.DOUBLE
     weight = np.random.default_rng(1).standard_normal((n, n)).astype(dtype)
+    m = n if rows is None else rows
     return tiny_model(
         [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
-        [helper.make_tensor_value_info("x", elem, [n, n])],
-        [helper.make_tensor_value_info("y", elem, [n, n])],
+        [helper.make_tensor_value_info("x", elem, [m, n])],
+        [helper.make_tensor_value_info("y", elem, [m, n])],
         [numpy_helper.from_array(weight, "w")],
     )
 

@@ -73,4 +73,58 @@ def chain_model(count: int) -> bytes:
     return tiny_model(nodes, scalar, [output])
 
 
-__all__ = ["CPU", "CUDA", "chain_model", "cuda_answers", "import_onnxruntime", "tiny_model"]
+# One block of mix_model: 12 nodes, of which memlint times 8 as kernels (Gather, Concat, two
+# Transposes, Mul, Softmax, Add, Div) and 4 as metadata (Shape, Unsqueeze, two Reshapes: no
+# bytes, no time). Decode steps have 0.4-0.9 metadata nodes per kernel (Constants aside): 45
+# beside 105 in sample_models' GPT-2 step, 811 beside 906 in Optimum's GPT-2 export.
+MIX_NODES, MIX_KERNELS = 12, 8
+
+
+def mix_model(blocks: int, width: int = 768, heads: int = 12) -> bytes:
+    """`blocks` copies, back to back, of the small shape / index / element-wise nodes a decode
+    step runs around its matrix products, on one token of `width` float32 values: x -> Shape ->
+    Gather -> Unsqueeze -> Concat -> Reshape to heads -> Transpose -> Mul -> Softmax -> Transpose
+    -> Reshape back -> Add bias -> Div -> the next block. Their own work is next to nothing, so
+    their time is what small nodes cost in a real graph."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    head = width // heads
+    constants = {
+        "zero": np.array(0, np.int64), "axes0": np.array([0], np.int64),
+        "heads_shape": np.array([1, heads, head], np.int64),
+        "flat": np.array([1, 1, width], np.int64), "scale": np.array(0.125, np.float32),
+        "bias": np.full(width, 0.5, np.float32), "two": np.array(2.0, np.float32),
+    }
+    nodes = []
+    for i in range(blocks):
+        x, y = f"t{i}" if i else "x", f"t{i + 1}"
+        nodes += [
+            helper.make_node("Shape", [x], [f"s{i}"], name=f"shape{i}"),
+            helper.make_node("Gather", [f"s{i}", "zero"], [f"g{i}"], name=f"gather{i}", axis=0),
+            helper.make_node("Unsqueeze", [f"g{i}", "axes0"], [f"u{i}"], name=f"unsqueeze{i}"),
+            helper.make_node("Concat", [f"u{i}", "heads_shape"], [f"c{i}"], name=f"concat{i}",
+                             axis=0),
+            helper.make_node("Reshape", [x, f"c{i}"], [f"r{i}"], name=f"reshape{i}"),
+            helper.make_node("Transpose", [f"r{i}"], [f"p{i}"], name=f"transpose{i}",
+                             perm=[0, 2, 1, 3]),
+            helper.make_node("Mul", [f"p{i}", "scale"], [f"m{i}"], name=f"mul{i}"),
+            helper.make_node("Softmax", [f"m{i}"], [f"e{i}"], name=f"softmax{i}", axis=-1),
+            helper.make_node("Transpose", [f"e{i}"], [f"q{i}"], name=f"back{i}",
+                             perm=[0, 2, 1, 3]),
+            helper.make_node("Reshape", [f"q{i}", "flat"], [f"f{i}"], name=f"flat{i}"),
+            helper.make_node("Add", [f"f{i}", "bias"], [f"a{i}"], name=f"add{i}"),
+            helper.make_node("Div", [f"a{i}", "two"], [y], name=f"div{i}"),
+        ]
+    token = [1, 1, width]
+    return tiny_model(
+        nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, token)],
+        [helper.make_tensor_value_info(f"t{blocks}", TensorProto.FLOAT, token)],
+        [numpy_helper.from_array(value, name) for name, value in constants.items()],
+    )
+
+
+__all__ = [
+    "CPU", "CUDA", "MIX_KERNELS", "MIX_NODES", "chain_model", "cuda_answers",
+    "import_onnxruntime", "mix_model", "tiny_model",
+]

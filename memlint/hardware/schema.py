@@ -13,6 +13,9 @@ A file (TOML, or YAML when PyYAML is installed) holds a list `device` of tables:
     l2_cache = { ... }                      # optional
     interconnect_bandwidth = { ... }        # optional
     kernel_overhead = { value = 5, unit = "us", source = "..." }   # optional
+    weight_streaming_bandwidth = { value = 38, unit = "GB/s", source = "..." }  # optional
+    skinny_matmul_rate = { value = 90, unit = "GFLOPS", source = "..." }        # optional
+    copy_bandwidth = { value = 20, unit = "GB/s", source = "..." }              # optional
 
     [device.peaks]                          # dense peaks, at least one
     "tensor.float16" = { value = 312, unit = "TFLOPS", source = "..." }
@@ -69,6 +72,9 @@ QUANTITIES: Mapping[str, tuple[str, bool]] = {
     "l2_cache": ("size", False),
     "interconnect_bandwidth": ("bandwidth", False),
     "kernel_overhead": ("time", False),
+    "weight_streaming_bandwidth": ("bandwidth", False),
+    "skinny_matmul_rate": ("rate", False),
+    "copy_bandwidth": ("bandwidth", False),
 }
 TEXT_FIELDS = ("name", "display_name", "kind", "notes")
 KNOWN_FIELDS = frozenset(QUANTITIES) | frozenset(TEXT_FIELDS) | {"aliases", "peaks"}
@@ -151,6 +157,9 @@ def parse_device(entry: Any, origin: str, index: int) -> HardwareSpec:
         l2_cache_bytes=None if l2 is None else round(l2),
         interconnect_bandwidth_bytes_per_s=values["interconnect_bandwidth"],
         kernel_overhead_s=values["kernel_overhead"],
+        weight_streaming_bandwidth_bytes_per_s=values["weight_streaming_bandwidth"],
+        skinny_matmul_flops_per_s=values["skinny_matmul_rate"],
+        copy_bandwidth_bytes_per_s=values["copy_bandwidth"],
         peak_flops_per_s=peaks,
         sources=sources,
         origin=origin,

@@ -110,6 +110,16 @@ class HardwareSpec:
     l2_cache_bytes: int | None = None
     interconnect_bandwidth_bytes_per_s: float | None = None
     kernel_overhead_s: float | None = None
+    # Optional figures by access pattern and shape class (memlint.roofline.time_op uses them):
+    # the bandwidth a matrix product reaches streaming its weights with few rows (a decode
+    # step's GEMV), and the FLOP rate of a skinny matrix product (few rows; the peaks above are
+    # square ones). None: the memory bandwidth and the peaks serve every operator.
+    weight_streaming_bandwidth_bytes_per_s: float | None = None
+    skinny_matmul_flops_per_s: float | None = None
+    # The bandwidth of data movement: operators that do no arithmetic and move bytes (Concat,
+    # Transpose, Gather, Slice, Expand, Split, ...), as a decode step's KV-cache copies run.
+    # None: the memory bandwidth serves them too.
+    copy_bandwidth_bytes_per_s: float | None = None
     sources: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     origin: str = ""
     notes: str = ""
@@ -124,6 +134,9 @@ class HardwareSpec:
             "l2_cache": self.l2_cache_bytes,
             "interconnect_bandwidth": self.interconnect_bandwidth_bytes_per_s,
             "kernel_overhead": self.kernel_overhead_s,
+            "weight_streaming_bandwidth": self.weight_streaming_bandwidth_bytes_per_s,
+            "skinny_matmul_rate": self.skinny_matmul_flops_per_s,
+            "copy_bandwidth": self.copy_bandwidth_bytes_per_s,
             **{f"peaks.{k}": v for k, v in self.peak_flops_per_s.items()},
         }
         for label, value in figures.items():

@@ -12,8 +12,8 @@ contexts spread over the range (both ends included) and, if for every node the F
 bytes read and written of each kind are exactly affine in the context with a whole-number slope
 at all of them (checked in integer arithmetic), with the same op status, unit and peak, every
 step is computed from those lines: its nodes' roofline times (max(FLOPs / peak, bytes /
-bandwidth) + kernel overhead, as memlint.roofline times them) are summed step by step, so a node
-that turns from memory- to compute-bound mid-generation is timed right. Otherwise, or with
+bandwidth), as memlint.roofline times them, plus the launch cost of each kernel) are summed
+step by step, so a node that turns from memory- to compute-bound mid-generation is timed right. Otherwise, or with
 exact=True, every step is evaluated. The check is exact at the sampled contexts, not a proof for
 the ones between: a graph whose cost bends between them (a cache padded to blocks, a window
 narrower than the range) would be mis-summed, and exact=True is the remedy. Standard decoders
@@ -46,6 +46,7 @@ def step_totals(report: Report) -> StepTotals:
         bytes_written=s.bytes_written,
         latency_s=s.predicted_latency_s,
         memory_bound_latency_s=s.memory_bound_latency_s,
+        launch_s=s.launch_s,
     )
 
 
@@ -113,18 +114,21 @@ class _Lines:
         ]  # per field, summed over nodes and steps, in Python integers
         flops0, flops1 = self.base[0], self.slope[0]
         moved0, moved1 = self.base[1:].sum(axis=0), self.slope[1:].sum(axis=0)
-        time_s = memory_bound_s = 0.0
+        time_s = memory_bound_s = launch_s = 0.0
         for start in range(0, steps, _CHUNK):  # [chunk, node] arrays: bounded memory
             at = offsets[start:start + _CHUNK, None]
             flops = (flops0 + flops1 * at).astype(np.float64)
             moved = (moved0 + moved1 * at).astype(np.float64)
             compute = flops / self.peak
             memory = moved / self.bandwidth
-            # as memlint.roofline.time_op: a node that runs takes max(compute, memory) + overhead
-            # and is memory-bound when its memory time is at least its compute time
+            # as memlint.roofline.time_op: a node that runs takes max(compute, memory) and is
+            # memory-bound when its memory time is at least its compute time; as
+            # memlint.core.report.summarize, each kernel adds the launch cost to the total
             runs = self.runs & ((flops > 0) | (moved > 0))
-            time = np.where(runs, np.maximum(compute, memory) + self.overhead, 0.0)
-            time_s += float(time.sum())
+            time = np.where(runs, np.maximum(compute, memory), 0.0)
+            launch = self.overhead * int(runs.sum())
+            time_s += float(time.sum()) + launch
+            launch_s += launch
             memory_bound_s += float(np.where(runs & (memory >= compute), time, 0.0).sum())
         return StepTotals(
             steps=steps,
@@ -133,6 +137,7 @@ class _Lines:
             bytes_written=ByteCounts(*exact[4:7]),
             latency_s=time_s,
             memory_bound_latency_s=memory_bound_s,
+            launch_s=launch_s,
         )
 
 
@@ -148,8 +153,14 @@ def _fields(report: Report) -> np.ndarray:
 
 def _affine(contexts: tuple[int, ...], reports: list[Report]) -> _Lines | None:
     """Per-node lines through the sampled steps, or None when any node is not exactly affine
-    with a whole-number slope, or the steps differ in anything but their sizes."""
+    with a whole-number slope, or the steps differ in anything but their sizes, or the spec
+    times matrix products by shape class (a product's class can change with the context) or
+    copies at their own bandwidth (the lines below time every node at the memory bandwidth)."""
     first = reports[0]
+    if (first.hardware.skinny_matmul_flops_per_s
+            or first.hardware.weight_streaming_bandwidth_bytes_per_s
+            or first.hardware.copy_bandwidth_bytes_per_s):
+        return None
     signature = [(n.name, n.cost.status, n.cost.unit, n.timing.peak_key, bool(n.cost.parts))
                  for n in first.nodes]  # fmt: skip
     for report in reports[1:]:

@@ -58,7 +58,7 @@ def tensor_parallel(
     compute = sum(
         time_op(_split(n.cost, tp, kv_share), spec, tf32=report.tf32).predicted_latency_s
         for n in report.nodes
-    )
+    ) + report.summary.launch_s  # each device launches every kernel of the step
     element = structure.activation_dtype.bits / 8
     tokens = batch * new_tokens
     per_layer = ALLREDUCES_PER_LAYER * allreduce_bytes(tp, tokens, structure.hidden_size, element)

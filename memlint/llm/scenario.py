@@ -31,7 +31,7 @@ from memlint.hardware import HardwareSpec
 from memlint.ir import EMPTY, Model
 from memlint.llm import LlmError
 from memlint.llm.steps import StepFigures, figures, folded_figures
-from memlint.llm.whatif import Precision, apply_precision
+from memlint.llm.whatif import Precision, apply_precision, without_blocks
 
 DEFAULT_CONTEXT = 1024
 # An encoder-decoder whose encoder length the model does not fix (T5, BART, Marian: any input
@@ -347,6 +347,7 @@ class Evaluator:
         precision: Precision | None = None,
         encoder_length: int | None = None,
         loader: Callable[[Scenario], Model] | None = None,
+        exclude_blocks: tuple[str, ...] = (),
     ) -> None:
         if not structure.has_kv_cache:
             raise no_kv_cache(structure, ["LLM scenarios"])
@@ -358,6 +359,7 @@ class Evaluator:
         self.input_shapes = dict(input_shapes or {})
         self.tf32 = tf32
         self.precision = precision or Precision()
+        self.exclude_blocks = exclude_blocks  # block roles left out of every step's totals
         # An encoder-decoder's encoder length, for scenarios made without one (generation steps)
         self.encoder_length = encoder_length
         self.loader = loader
@@ -365,11 +367,13 @@ class Evaluator:
         self._reports: dict[tuple, Report] = {}
         self._figures: dict[tuple, StepFigures] = {}
 
-    def with_precision(self, precision: Precision) -> Evaluator:
+    def with_precision(self, precision: Precision, *,
+                       exclude_blocks: tuple[str, ...] = ()) -> Evaluator:
         return Evaluator(
             self.source, self.spec, self.structure, dims=self.dims,
             input_shapes=self.input_shapes, tf32=self.tf32, precision=precision,
             encoder_length=self.encoder_length, loader=self.loader,
+            exclude_blocks=exclude_blocks,
         )  # fmt: skip
 
     def complete(self, scenario: Scenario) -> Scenario:
@@ -398,7 +402,8 @@ class Evaluator:
             found = None
             base = next(iter(self._reports.values()), None)
             if isinstance(self.source, ParsedOnnx) and base is not None \
-                    and self.precision.is_identity and not self.input_shapes \
+                    and self.precision.is_identity and not self.exclude_blocks \
+                    and not self.input_shapes \
                     and not scenario_inputs(self.structure, scenario):
                 found = folded_figures(self.source, base, self.dims_for(scenario))
             if found is None:
@@ -427,7 +432,8 @@ class Evaluator:
                                   input_values=scenario_inputs(self.structure, scenario) or None)
             self.loads += 1
             report = analyse(model, self.spec, tf32=self.tf32)
-            self._reports[key] = apply_precision(report, self.precision)
+            self._reports[key] = without_blocks(apply_precision(report, self.precision),
+                                                self.exclude_blocks)  # fmt: skip
         return self._reports[key]
 
 

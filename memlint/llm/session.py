@@ -19,7 +19,7 @@ from memlint.llm.parallel import smallest_fitting_tp, tensor_parallel
 from memlint.llm.scenario import Evaluator, Phase, Scenario, require_kv_cache
 from memlint.llm.serving import serving
 from memlint.llm.sweep import crossover_batch, parse_sweep, sweep
-from memlint.llm.whatif import Precision, apply_precision, precision_gain
+from memlint.llm.whatif import Precision, apply_precision, precision_gain, without_blocks
 
 
 @dataclass(frozen=True)
@@ -37,27 +37,30 @@ def sections(
     generate_tokens: int | None = None,
     weights_dtype: str | None = None,
     kv_dtype: str | None = None,
+    act_dtype: str | None = None,
+    exclude_blocks: tuple[str, ...] = (),
     tp: int | None = None,
     exact: bool = False,
     find_crossover: bool = True,
 ) -> LlmSections:
     """The LLM sections for `run`; LlmError for a flag that does not apply to the model.
 
-    With --weights-dtype / --kv-dtype every section (serving, sweeps, generation, tensor
-    parallel) is computed for the what-if, and `precision` compares it with the graph as it is;
-    `run.report` (its findings and node table) stays the graph as it is. The crossover batch
-    of a decode step costs up to five more loads (find_crossover=False skips it unless a batch
-    sweep finds it anyway); exact=True lints every step of --generate.
+    With --weights-dtype / --kv-dtype / --act-dtype every section (serving, sweeps, generation,
+    tensor parallel) is computed for the what-if, and `precision` compares it with the graph as
+    it is; `run.report` (its findings) stays the graph as it is. `exclude_blocks` leaves the
+    nodes of those block roles (memlint.analysis.blocks) out of every step's totals. The
+    crossover batch of a decode step costs up to five more loads (find_crossover=False skips it
+    unless a batch sweep finds it anyway); exact=True lints every step of --generate.
     """
     structure = run.structure
-    require_kv_cache(structure, {"--sweep": tuple(sweeps), "--generate": generate_tokens,
-                                 "--kv-dtype": kv_dtype})  # fmt: skip
-    precision = Precision.parse(weights_dtype, kv_dtype)
+    require_kv_cache(structure, {"--sweep": tuple(sweeps), "--generate": generate_tokens})
+    precision = Precision.parse(weights_dtype, kv_dtype, act_dtype)
     gain = None
     step = run.report
     if not precision.is_identity:
         step = apply_precision(run.report, precision)
         gain = precision_gain(run.report, step, precision)
+    step = without_blocks(step, exclude_blocks)
     split = smallest = None
     if tp is not None:  # on the what-if's step when one is asked for
         batch, new_tokens = _tokens(run)
@@ -67,8 +70,8 @@ def sections(
         return LlmSections(structure, None, precision=gain, tensor_parallel=split,
                            smallest_tp=smallest)  # fmt: skip
     evaluator = run.evaluator
-    if not precision.is_identity:
-        evaluator = evaluator.with_precision(precision)
+    if not precision.is_identity or exclude_blocks:
+        evaluator = evaluator.with_precision(precision, exclude_blocks=exclude_blocks)
         evaluator.remember(run.scenario, step)
     base = run.scenario
     parsed = [parse_sweep(text) for text in sweeps]

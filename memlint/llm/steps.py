@@ -100,7 +100,7 @@ def folded_figures(parsed: ParsedOnnx, base: Report, dims: dict[str, int]) -> St
     size = sizes.get
 
     return StepFigures(
-        summary=summarize(nodes, spec, tf32),
+        summary=summarize(nodes, spec, tf32, model=base.model, sizes=size),
         gemm=gemm_balance_of(nodes, spec),
         peak_memory_bytes=footprint_resized(whole, size).peak_total_bytes,
         capacity_bytes=spec.memory_capacity_bytes,

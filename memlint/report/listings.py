@@ -46,15 +46,21 @@ def spec_lines(spec: HardwareSpec) -> list[str]:
         ("interconnect_bandwidth", spec.interconnect_bandwidth_bytes_per_s
          and units.si(spec.interconnect_bandwidth_bytes_per_s, "B/s")),
         ("kernel_overhead", spec.kernel_overhead_s and units.seconds(spec.kernel_overhead_s)),
+        ("weight_streaming_bandwidth", spec.weight_streaming_bandwidth_bytes_per_s
+         and units.si(spec.weight_streaming_bandwidth_bytes_per_s, "B/s")),
+        ("skinny_matmul_rate", spec.skinny_matmul_flops_per_s
+         and units.si(spec.skinny_matmul_flops_per_s, "FLOP/s")),
+        ("copy_bandwidth", spec.copy_bandwidth_bytes_per_s
+         and units.si(spec.copy_bandwidth_bytes_per_s, "B/s")),
     ]
     for key, value in rows:
         if value:
-            lines.append(f"  {key:<24} {value:<14} {escape(spec.sources.get(key, ''))}")
+            lines.append(f"  {key:<26} {value:<14} {escape(spec.sources.get(key, ''))}")
     lines.append("dense peaks (ridge point = peak / memory bandwidth):")
     for key, value in sorted(spec.peak_flops_per_s.items()):
         ridge = value / spec.memory_bandwidth_bytes_per_s
         lines.append(
-            f"  {key:<24} {units.si(value, 'FLOP/s'):<14} ridge {ridge:.3g} FLOP/B  "
+            f"  {key:<26} {units.si(value, 'FLOP/s'):<14} ridge {ridge:.3g} FLOP/B  "
             f"{escape(spec.sources.get(key, ''))}"
         )
     if spec.notes:

@@ -40,6 +40,9 @@ def measured_blocks(m: Any) -> list:  # m: memlint.confirm.Measurement
                                  f"prediction error {error(m.total_error)})"),
         *((("measured, optimised", f"{units.seconds(m.optimised_latency_s)} (onnxruntime's full "
                                    f"optimisations; prediction error {error(m.optimised_error)})"),
+           *((("fused estimate", f"{units.seconds(m.predicted_fused_latency_s)} (against the "
+                                 f"optimised run: error {error(m.fused_error)})"),)
+             if m.fused_error is not None else ()),
            ("kernels mapped", f"{units.percent(m.kernels_mapped_fraction)} of the optimised "
                               "run's kernel time maps back to graph nodes"))
           if optimised else ()),

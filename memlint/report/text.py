@@ -25,10 +25,20 @@ from rich.text import Text
 from memlint import units
 from memlint._version import __version__
 from memlint.core.report import Report
-from memlint.report.view import best_fix, combined_saving, inert, layer_groups, short_fix
+from memlint.report.blocks_view import SHORT_HEADERS, block_rows, short_cells, what_if_line
+from memlint.report.view import (
+    as_written_text,
+    best_fix,
+    combined_saving,
+    fused_line,
+    inert,
+    layer_groups,
+    memory_bound_of,
+    short_fix,
+)
 from memlint.roofline import Bound
 
-DEFAULT_TOP = 8  # operator rows (identical layers are one row): the report fits a screen
+DEFAULT_TOP = 5  # operator rows (identical layers are one row): the report fits a screen
 
 
 def _kinds_line(counts) -> str:  # noqa: ANN001
@@ -63,6 +73,9 @@ def render_to(console: Console, report: Report, *, top: int | None = DEFAULT_TOP
     console.print(dims_line if shown else Text("dims: none bound"))
     if report.config_files:
         console.print(Text("config: " + inert("; ".join(report.config_files))))
+    what_if = what_if_line(report)
+    if what_if:
+        console.print(Text(inert(what_if), style="bold magenta"))
     unbound = [d.name for d in report.model.dims if d.assumed and not d.source]
     if unbound:
         console.print(
@@ -87,8 +100,13 @@ def render_to(console: Console, report: Report, *, top: int | None = DEFAULT_TOP
         f"{units.intensity(summary.intensity)}  (ridge point {summary.ridge_point:.3g} FLOP/B "
         f"for {summary.ridge_peak_key})",
     )
-    table.add_row("predicted latency", units.seconds(summary.predicted_latency_s))
-    table.add_row("memory-bound", f"{units.percent(summary.memory_bound_fraction)} of predicted time")
+    table.add_row("predicted latency",
+                  f"{units.seconds(summary.predicted_latency_s)}  (as written: {as_written_text(report)})")
+    fused = fused_line(report)
+    if fused is not None:
+        table.add_row("fused estimate", fused)
+    table.add_row("memory-bound", f"{units.percent(summary.memory_bound_fraction)} of "
+                  + memory_bound_of(summary))
     unmodelled = inert(", ".join(f"{op} x{n}" for op, n in coverage.unmodelled_ops.items()))
     cov = (
         f"{coverage.nodes_modelled}/{coverage.nodes_total} nodes modelled "
@@ -113,6 +131,8 @@ def render_to(console: Console, report: Report, *, top: int | None = DEFAULT_TOP
         )
     console.print(table)
     console.print()
+    if verbose or report.summary.what_if is not None:  # the screen: -v or a what-if shows it
+        _blocks(console, report)
     _llm(console, report)
     if verbose:
         _findings(console, report)
@@ -127,6 +147,21 @@ def render_to(console: Console, report: Report, *, top: int | None = DEFAULT_TOP
             style="dim",
         )
     )
+
+
+def _blocks(console: Console, report: Report) -> None:
+    """The totals per block role (summary.by_block)."""
+    rows = block_rows(report)
+    if not rows:
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for i, header in enumerate(SHORT_HEADERS):
+        table.add_column("by block" if i == 0 else header, justify="left" if i == 0 else "right",
+                         no_wrap=True)  # fmt: skip
+    for row in rows:
+        table.add_row(*short_cells(row))
+    console.print(table)
+    console.print()
 
 
 def _operators(console: Console, report: Report, top: int) -> None:

@@ -32,9 +32,10 @@ from functools import lru_cache
 
 from memlint import units
 from memlint._version import __version__
-from memlint.core.report import CONVENTIONS, NodeResult, Report
+from memlint.core.report import CONVENTIONS, NodeResult, Report, Summary
 from memlint.findings import Finding, Fix, Metric
 from memlint.ir import SourceLocation
+from memlint.report.blocks_view import BLOCK_HEADERS, block_rows, what_if_line
 from memlint.report.chart import CHART_POINTS, Chart, in_strip, on_chart, roofline_chart
 from memlint.report.labels import evidence_label
 from memlint.report.families import (  # noqa: F401 - family_of, css_key: part of the view API
@@ -182,6 +183,7 @@ class FindingView:
     fixes: tuple[FixView, ...]
     best_fix: FixView | None
     source: str
+    estimate: str = ""  # "as written only" when the fused estimate already assumes the fix
 
 
 @dataclass(frozen=True)
@@ -255,6 +257,9 @@ class ReportView:
     llm: tuple = ()  # memlint.report.llm_view.Block: the LLM sections (decoders with a KV cache)
     llm_charts: tuple = ()  # memlint.report.sweep_chart.SweepChart: one per sweep
     sections_title: str = ""  # the heading over `llm`: LLM serving and/or the measured run
+    blocks: tuple = ()  # memlint.report.blocks_view.BlockRow: summary.by_block
+    block_headers: tuple[str, ...] = ()
+    what_if: str = ""  # "totals are a what-if: ..." ("" without one)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,6 +324,9 @@ def build(
         unused=tuple(UnusedView(u.code, u.nodes, u.reason) for u in report.unused_suppressions),
         nodes=rows,
         nodes_by_time=by_time,
+        blocks=block_rows(report),
+        block_headers=BLOCK_HEADERS,
+        what_if=what_if_line(report),
     )
 
 
@@ -464,6 +472,66 @@ def _header(report: Report, timestamp: str | None) -> Header:
     )
 
 
+# What each kind of fused group removes, as the gap line names it (memlint.analysis.fused).
+_GAP_LABELS = {"attention": "attention (cache read once, in place)",
+               "chain": "element-wise chains",
+               "epilogue": "product epilogues",
+               "projections": "shared-input projections",
+               "shapes": "shape arithmetic on the host"}
+
+
+def memory_bound_of(summary: Summary) -> str:
+    """What the memory-bound share is of: the predicted time, or with launch costs in it the
+    operators' time (a launch waits on neither roof)."""
+    return "the operators' time (launches aside)" if summary.launch_s else "predicted time"
+
+
+def as_written_text(report: Report) -> str:
+    """'2,971 kernels, 2.4 us launch each' (the as-written estimate's detail)."""
+    summary, spec = report.summary, report.hardware
+    launch = (f", {units.seconds(spec.kernel_overhead_s)} launch each" if spec.kernel_overhead_s
+              else ", CUDA graph replay: no launch cost" if report.cuda_graphs
+              else ", no launch cost in the spec")
+    return f"{summary.kernels:,} kernel{'s' if summary.kernels != 1 else ''}{launch}"
+
+
+_GAP_SHORT = {"attention": "attention", "chain": "chains", "epilogue": "epilogues",
+              "projections": "projections", "shapes": "shape math"}
+
+
+def fused_line(report: Report) -> str | None:
+    """The fused estimate on one terminal line: '765 us  (202 kernels; as written +987 us:
+    attention 517 us, epilogues 463 us, chains 7.21 us)', None when the summary has none."""
+    fused = report.summary.fused
+    if fused is None:
+        return None
+    more = report.summary.predicted_latency_s - fused.latency_s
+    gaps = sorted(((t, _GAP_SHORT[k]) for k, t in fused.gap_s.items() if t > 0), reverse=True)
+    line = f"{units.seconds(fused.latency_s)}  ({fused.kernels:,} kernel" \
+           f"{'s' if fused.kernels != 1 else ''}"
+    if more > 0 and gaps:
+        line += f"; as written +{units.seconds(more)}: " + ", ".join(
+            f"{label} {units.seconds(t)}" for t, label in gaps)
+    return line + ")"
+
+
+def fused_texts(report: Report) -> tuple[str, str] | None:
+    """The fused estimate's value and detail ('1,486 kernels; as written is 1.6 ms more: ...'),
+    None when the summary has none."""
+    summary = report.summary
+    fused = summary.fused
+    if fused is None:
+        return None
+    more = summary.predicted_latency_s - fused.latency_s
+    parts = [f"{label} {units.seconds(fused.gap_s[kind])}"
+             for kind, label in _GAP_LABELS.items() if fused.gap_s.get(kind, 0.0) > 0]
+    detail = f"{fused.kernels:,} kernel{'s' if fused.kernels != 1 else ''} as a fusing runtime " \
+             "runs them"
+    if more > 0 and parts:
+        detail += f"; as written is {units.seconds(more)} more: " + ", ".join(parts)
+    return units.seconds(fused.latency_s), detail
+
+
 def _cards(report: Report) -> tuple[Card, ...]:
     summary, coverage = report.summary, report.coverage
     by_kind = summary.bytes_by_kind
@@ -480,16 +548,18 @@ def _cards(report: Report) -> tuple[Card, ...]:
     intensity = summary.intensity
     below = intensity is not None and intensity < summary.ridge_point
     mem_share = summary.memory_bound_fraction
+    fused = fused_texts(report)
     return (
         Card(
             "Predicted latency",
             units.seconds(summary.predicted_latency_s),
-            "sum of per-operator roofline times, unfused",
+            f"as written: every operator a kernel ({as_written_text(report)})",
         ),
+        *((Card("Fused estimate", fused[0], fused[1]),) if fused else ()),
         Card(
             "Memory-bound",
             units.percent(mem_share),
-            f"of predicted time ({units.seconds(summary.memory_bound_latency_s)})",
+            f"of {memory_bound_of(summary)} ({units.seconds(summary.memory_bound_latency_s)})",
             tone="bad" if mem_share >= 0.5 else "good",
         ),
         Card("FLOPs", units.flops(summary.flops), "multiply-accumulate = 2 FLOPs"),
@@ -599,8 +669,11 @@ def _time_by_op(report: Report, top: int) -> tuple[Bar, ...]:
 
 def time_by_kind(report: Report) -> dict[str, float]:
     """Predicted time per bucket: weights / activations / kv_cache (memory-bound time split by
-    bytes of each kind) and compute (compute-bound time). The buckets sum to the latency."""
+    bytes of each kind), compute (compute-bound time) and, where the spec has a per-kernel
+    launch cost, launch (kernels x launch). The buckets sum to the latency."""
     buckets = {"weights": 0.0, "activations": 0.0, "kv_cache": 0.0, "compute": 0.0}
+    if report.summary.launch_s:
+        buckets["launch"] = report.summary.launch_s
     for node in report.nodes:
         time_s = node.timing.predicted_latency_s
         moved = node.cost.bytes_read + node.cost.bytes_written
@@ -616,7 +689,8 @@ def time_by_kind(report: Report) -> dict[str, float]:
 
 def _time_by_kind(report: Report) -> tuple[Bar, ...]:
     buckets = time_by_kind(report)
-    labels = dict(BYTE_KINDS) | {"compute": "compute (compute-bound nodes)"}
+    labels = dict(BYTE_KINDS) | {"compute": "compute (compute-bound nodes)",
+                                 "launch": "kernel launches"}
     groups = [(labels[k], t, "", css_key(k)) for k, t in buckets.items()]
     return _bars(groups, report.summary.predicted_latency_s)
 
@@ -657,6 +731,7 @@ def _finding(rank: int, finding: Finding, anchor_of: dict[str, str]) -> FindingV
         fixes=fixes,
         best_fix=best,
         source=_source(finding.source),
+        estimate="as written only" if finding.estimate == "as_written" else "",
     )
 
 

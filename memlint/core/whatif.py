@@ -1,0 +1,111 @@
+"""What a report's totals are: per-block totals (`summary.by_block`), the what-ifs a report's
+totals are computed for (`summary.what_if`) and the graph's own totals beside them
+(`summary.as_written`). Data only: memlint.analysis.blocks gives the roles, memlint.llm.whatif
+applies the what-ifs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from memlint.costs import ByteCounts
+from memlint.ir import Graph
+from memlint.roofline import NodeResult
+
+
+@dataclass(frozen=True)
+class BlockTotals:
+    """The nodes of one block role, totalled (memlint.analysis.blocks)."""
+
+    nodes: int
+    flops: int
+    bytes_read: ByteCounts
+    bytes_written: ByteCounts
+    predicted_latency_s: float
+
+    @property
+    def bytes_by_kind(self) -> ByteCounts:
+        return self.bytes_read + self.bytes_written
+
+    @property
+    def bytes_moved(self) -> int:
+        return self.bytes_by_kind.total
+
+    @property
+    def intensity(self) -> float | None:
+        return self.flops / self.bytes_moved if self.bytes_moved else None
+
+
+def block_totals(nodes: Iterable[NodeResult], graph: Graph) -> Mapping[str, BlockTotals]:
+    """{role: totals} over `nodes`, the roles in memlint.analysis.blocks.BLOCKS order; a role
+    without nodes is absent."""
+    from memlint.analysis.blocks import BLOCKS, NORM_ELEMENTWISE, node_blocks
+
+    roles = node_blocks(graph)
+    sums: dict[str, list] = {}
+    for node in nodes:
+        cost = node.cost
+        row = sums.setdefault(roles.get(node.name, NORM_ELEMENTWISE),
+                              [0, 0, ByteCounts(), ByteCounts(), 0.0])  # fmt: skip
+        row[0] += 1
+        row[1] += cost.flops
+        row[2] += cost.bytes_read
+        row[3] += cost.bytes_written
+        row[4] += node.timing.predicted_latency_s
+    return MappingProxyType({role: BlockTotals(*sums[role]) for role in BLOCKS if role in sums})
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    """The what-ifs a report's totals are for (--weights-dtype, --act-dtype, --kv-dtype,
+    --exclude-block); `unchanged` names those that changed nothing in this graph (--kv-dtype on
+    a model without a KV cache)."""
+
+    weights_dtype: str | None = None
+    act_dtype: str | None = None
+    kv_dtype: str | None = None
+    exclude_blocks: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()  # "kv_dtype", ...
+
+    @property
+    def is_identity(self) -> bool:
+        return not (self.weights_dtype or self.act_dtype or self.kv_dtype or self.exclude_blocks)
+
+    @property
+    def label(self) -> str:
+        """'weights int8, activations int8, KV cache int8 (changed nothing: no KV cache);
+        embedding and lm_head left out'."""
+        parts = []
+        for field, what in (("weights_dtype", "weights"), ("act_dtype", "activations"),
+                            ("kv_dtype", "KV cache")):
+            value = getattr(self, field)
+            if value:
+                note = " (no such tensors: changed nothing)" if field in self.unchanged else ""
+                parts.append(f"{what} {value}{note}")
+        if self.exclude_blocks:
+            parts.append(f"{' and '.join(self.exclude_blocks)} left out")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class AsWritten:
+    """The graph's own totals, beside a what-if's."""
+
+    flops: int
+    bytes_read: ByteCounts
+    bytes_written: ByteCounts
+    predicted_latency_s: float
+
+    @property
+    def bytes_moved(self) -> int:
+        return self.bytes_read.total + self.bytes_written.total
+
+    @property
+    def intensity(self) -> float | None:
+        return self.flops / self.bytes_moved if self.bytes_moved else None
+
+
+EMPTY_BLOCKS: Mapping[str, BlockTotals] = MappingProxyType({})
+
+__all__ = ["EMPTY_BLOCKS", "AsWritten", "BlockTotals", "WhatIf", "block_totals"]
