@@ -63,6 +63,8 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
 
 
+# `memlint fix` takes --weights-dtype as the precision to convert to, not as a what-if.
+_WEIGHTS_WHAT_IF = click.option("--weights-dtype", type=click.Choice(("fp16", "bf16", "fp8", "int8", "int4")), default=None, help="What-if: weights stored in this dtype (every model).")
 _LINT_OPTIONS = (
     click.option("--hw", "hw", default=None, help="Device name or alias (memlint hw list).  [default: a100, or `hw` in the config]"),
     click.option("--hw-file", "hw_files", multiple=True, type=click.Path(path_type=Path), help="Extra hardware spec file (TOML/YAML); repeatable."),
@@ -87,7 +89,7 @@ _LINT_OPTIONS = (
     click.option("--prompt", type=click.IntRange(min=1), default=None, help="LLM scenario: prompt length (prefill) or the context after it (decode)."),
     click.option("--sweep", "sweeps", multiple=True, metavar="AXIS=V1,V2,...", help="LLM sweep table over batch or context, e.g. batch=1,8,64,256; repeatable."),
     click.option("--generate", type=click.IntRange(min=1), default=None, help="LLM: total cost of generating N tokens one by one from the prompt."),
-    click.option("--weights-dtype", type=click.Choice(("fp16", "bf16", "fp8", "int8", "int4")), default=None, help="What-if: weights stored in this dtype (every model)."),
+    _WEIGHTS_WHAT_IF,
     click.option("--kv-dtype", type=click.Choice(("fp16", "fp8", "int8")), default=None, help="What-if: KV cache stored in this dtype (a model without one: changes nothing)."),
     click.option("--act-dtype", default=None, metavar="int8|fp8|fp16|bf16", help="What-if: floating-point activations stored in this dtype; matmuls whose operands are all at it compute in it."),
     click.option("--exclude-block", "exclude_blocks", multiple=True, metavar="NAME[,NAME]", help="What-if: leave these blocks out of every total (embedding, attention_projection, attention_scores, ffn, norm_elementwise, lm_head, other; docs/blocks.md)."),
@@ -97,11 +99,16 @@ _LINT_OPTIONS = (
 )
 
 
-def lint_options(command):  # noqa: ANN001, ANN201 - a click decorator
-    """The options every linting command takes (check, diff)."""
+def lint_options(command, without: tuple = ()):  # noqa: ANN001, ANN201 - a click decorator
+    """The options every linting command takes (check, diff; fix `without` the what-if dtype)."""
     for option in reversed(_LINT_OPTIONS):
-        command = option(command)
+        if option not in without:
+            command = option(command)
     return command
+
+
+def lint_options_without_what_if_dtype(command):  # noqa: ANN001, ANN201
+    return lint_options(command, without=(_WEIGHTS_WHAT_IF,))
 
 
 def _request(options: dict, **extra) -> LintRequest:  # noqa: ANN003
@@ -277,7 +284,7 @@ def _check_many(models: list[Path], request, fmt: str, output: Path | None,  # n
 @lint_options
 @click.option("--format", "fmt", type=click.Choice(("text", "json", "markdown")), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the diff here instead of stdout.")
-@click.option("--max-regression", "limits", multiple=True, metavar="METRIC=LIMIT", help="Fail (exit 1) when METRIC grows by more than LIMIT, e.g. latency=5% or bytes=0.1; repeatable. Metrics: latency, flops, bytes, weights, activations, kv_cache, memory_bound, findings.")
+@click.option("--max-regression", "limits", multiple=True, metavar="METRIC=LIMIT", help="Fail (exit 1) when METRIC grows by more than LIMIT, e.g. latency=5% or bytes=0.1; repeatable. Metrics: latency, latency_fused, kernels, kernels_fused, flops, bytes, weights, activations, kv_cache, memory_bound, findings.")
 def diff_command(old: Path, new: Path, fmt: str, output: Path | None, limits: tuple[str, ...],
                  **options) -> int:  # noqa: ANN003
     """Compare two versions of a model: metric deltas, findings new and fixed, regression gates.
@@ -298,6 +305,50 @@ def diff_command(old: Path, new: Path, fmt: str, output: Path | None, limits: tu
               "markdown": diff_render.render_markdown}[fmt]
     _emit(render(result), output)
     return EXIT_FINDINGS if result.regressions else EXIT_OK
+
+
+@cli.command("fix")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--output", "-o", "out", type=click.Path(path_type=Path), help="Write the fixed model here (a new file; never the input).")
+@click.option("--weights-dtype", "precision", type=click.Choice(("fp16", "int8", "int4")), default="fp16", show_default=True, help="What ML106 (wide weights) converts the weights to: fp16 (keep_io_types), or int8 / int4 weight-only MatMulNBits (block 32).")
+@click.option("--dry-run", is_flag=True, help="List the transforms that would be applied and the predicted saving of each; write nothing.")
+@click.option("--confirm", "confirm_run", is_flag=True, help="Run the input and the output in onnxruntime (CPU) on synthetic inputs: measured latency, and outputs compared after each transform at its tolerance (exit 2 naming the transform that diverges).")
+@click.option("--runs", default=10, show_default=True, type=click.IntRange(min=1), help="Timed runs per model for --confirm.")
+@click.option("--format", "fmt", type=click.Choice(("text", "json", "markdown")), default="text", show_default=True)
+@click.option("--report", "report_file", type=click.Path(path_type=Path), help="Write the before/after report here instead of stdout.")
+@click.option("--example-inputs", default=None, metavar="PACKAGE.MODULE:ATTR", help="For a MODEL given as package.module:factory: a callable returning the example args, or (args, kwargs).")
+@lint_options_without_what_if_dtype
+def fix_command(model: Path, out: Path | None, precision: str, dry_run: bool, confirm_run: bool,
+                runs: int, fmt: str, report_file: Path | None, example_inputs: str | None,
+                **options) -> int:  # noqa: ANN003
+    """Apply the fixes of MODEL's findings that have an automatic transform, write OUT, and
+    prove them: the output is linted with the same options and compared with the input.
+
+    \b
+    ML107 layout copies   onnxruntime basic graph optimizations (Transpose optimizer)
+    ML102, ML103          onnxruntime transformer optimizer fusions (LayerNorm,
+                          SkipLayerNorm, Gelu, attention where its patterns match)
+    ML106 wide weights    --weights-dtype: fp16 (float16 converter, keep_io_types),
+                          int8 / int4 (MatMulNBitsQuantizer, weight-only)
+    Graph fusions run before the precision change. Without the weights file the precision
+    change is refused (one line) and the graph transforms still run. A torch target
+    (package.module:factory, .pt2) gets the fixes as code and nothing is written.
+    Exit 0: written (or dry run); 2: bad input, every transform refused, or --confirm
+    outputs diverged (nothing written). See docs/fix.md.
+    """
+    from memlint.fix import fix_model
+    from memlint.fix.render import RENDER
+
+    request = _request(options, example_inputs=example_inputs)
+    result = fix_model(model, out, request, weights_dtype=precision, dry_run=dry_run,
+                       confirm=confirm_run, runs=runs,
+                       announce=lambda line: click.echo(f"memlint: {line}", err=True))
+    _emit(RENDER[fmt](result), report_file)
+    for step in result.refused:
+        click.echo(f"memlint: refused {step.transform.name}: {_inert(step.note)}", err=True)
+    if result.steps and not dry_run and not result.applied and not result.advice:
+        return EXIT_ERROR  # everything selected was refused
+    return EXIT_OK
 
 
 def _now() -> str:

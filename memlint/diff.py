@@ -18,6 +18,9 @@ from memlint.findings import Finding
 # metric key -> (label, unit, how to read it from a report); "higher is worse" for all of them
 METRICS: dict[str, tuple[str, str]] = {
     "latency": ("predicted latency", "s"),
+    "latency_fused": ("predicted latency, fused", "s"),
+    "kernels": ("kernels", ""),
+    "kernels_fused": ("kernels, fused", ""),
     "flops": ("FLOPs", "FLOP"),
     "bytes": ("bytes moved", "B"),
     "weights": ("weight bytes moved", "B"),
@@ -32,6 +35,10 @@ def metric_values(report: Report) -> dict[str, float]:
     summary, kinds = report.summary, report.summary.bytes_by_kind
     return {
         "latency": summary.predicted_latency_s,
+        # a summary made without the graph has no fused estimate: as written stands for it
+        "latency_fused": _or(summary.predicted_latency_fused_s, summary.predicted_latency_s),
+        "kernels": summary.kernels,
+        "kernels_fused": _or(summary.kernels_fused, summary.kernels),
         "flops": summary.flops,
         "bytes": summary.bytes_moved,
         "weights": kinds.weights,
@@ -40,6 +47,10 @@ def metric_values(report: Report) -> dict[str, float]:
         "memory_bound": summary.memory_bound_fraction,
         "findings": len(report.findings),
     }
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ LAYERS = {
     "memlint.llm": "llm",
     "memlint.confirm": "confirm",
     "memlint.report": "report", "memlint.templates": "report",
-    "memlint.api": "api", "memlint.runner": "api", "memlint.formats": "api",
+    "memlint.api": "api", "memlint.runner": "api", "memlint.formats": "api", "memlint.fix": "api",
     "memlint.cli": "entry", "memlint.pytest_plugin": "entry", "memlint.torch_backend": "entry",
     "memlint.testing": "entry", "memlint": "entry",
 }

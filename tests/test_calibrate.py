@@ -40,10 +40,11 @@ def test_a_tiny_budget_measures_the_figures_by_access_pattern():
     # tiny sizes: a 256 x 512 float32 weight is 512 KiB; an 8 x 128 by 128 x 128 MatMul
     assert "by a 256x512 float32 initializer (0 MiB)" in spec.sources["weight_streaming_bandwidth"]
     assert "MatMul 8x128 x 128x128 float32" in spec.sources["skinny_matmul_rate"]
-    # the copy bandwidth: 12 layers of a [1,12,63,64] past's Concat and the present's Transpose
+    # the copy bandwidth: 12 layers of two [1,12,63,64] pasts' Concats and a Transpose
     assert "copy_bandwidth" in fields and spec.copy_bandwidth_bytes_per_s > 1e8
     copies = spec.sources["copy_bandwidth"]
-    assert "Concat of a [1,12,63,64] float32 past" in copies and "(perm 0,1,3,2)" in copies
+    assert "two Concats (keys, values) of a [1,12,63,64] float32 past" in copies
+    assert "Transpose (perm 0,1,3,2)" in copies
     assert "in 12 layers" in copies and "(393216 B each)" in copies
     # the overhead comes from the decode-like mix; the chain of Adds is quoted beside it
     overhead = spec.sources["kernel_overhead"]
@@ -69,16 +70,16 @@ def test_the_overhead_mix_has_the_kernels_memlint_counts(tmp_path):
 
 
 def test_the_copy_model_moves_the_bytes_the_figure_counts(tmp_path):
-    # one layer, past 63: the Concat reads 12*63*64*4 = 193,536 + 12*64*4 = 3,072 B and writes
-    # the [1,12,64,64] present, 196,608 B; the Transpose reads and writes 196,608 B: 393,216 B
-    # each, as the source says, and both are data movement (no FLOPs) for the roofline
+    # one layer, past 63: each Concat reads 12*63*64*4 = 193,536 + 12*64*4 = 3,072 B and
+    # writes the [1,12,64,64] present, 196,608 B; the Transpose reads and writes 196,608 B:
+    # 393,216 B each, as the source says, and all are data movement (no FLOPs) for the roofline
     import memlint
     from memlint.roofline import is_copy
 
     path = tmp_path / "copies.onnx"
     path.write_bytes(calibrate_module._copy_model(63, 1))
     nodes = {n.name: n for n in memlint.lint(path, hw="a100").nodes}
-    for name in ("concat0", "transpose0"):
+    for name in ("key0", "value0", "transpose0"):
         assert nodes[name].cost.bytes_moved == 393_216 and is_copy(nodes[name].cost)
 
 

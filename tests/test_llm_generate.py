@@ -70,6 +70,14 @@ def test_a_spec_with_figures_by_shape_class_lints_every_step(gpt2):
     assert_same(totals.total, summed(GPT2, spec, gpt2, prompt=4, tokens=12))
 
 
+def test_a_spec_with_a_copy_bandwidth_lints_every_step(gpt2):
+    # the lines time every node at the memory bandwidth; copies run at their own
+    spec = dataclasses.replace(resolve_hw("h100", ()), copy_bandwidth_bytes_per_s=1e12)
+    totals = generate(Evaluator(GPT2, spec, gpt2), tokens=12, prompt=4)
+    assert totals.method == "every step"
+    assert_same(totals.total, summed(GPT2, spec, gpt2, prompt=4, tokens=12))
+
+
 def test_exact_and_short_runs_lint_every_step(gpt2):
     spec = resolve_hw("a100", ())
     exact = generate(Evaluator(GPT2, spec, gpt2), tokens=8, prompt=4, exact=True)

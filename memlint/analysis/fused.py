@@ -267,7 +267,8 @@ def _group(ctx: GraphIndex, kind: str, members: dict[str, Node],
         result = ctx.result(name)
         if result is None or not result.cost.is_modelled:
             return None
-    order = [n for n in ctx.graph.nodes if n.name in members]
+    place = _places(ctx.graph)
+    order = sorted(members.values(), key=lambda n: place[n.name])
     chain = _chain(ctx, order)
     writes = tuple(v.name for v in chain.outputs)
     reads = tuple(v.name for v in chain.inputs)
@@ -279,7 +280,6 @@ def _group(ctx: GraphIndex, kind: str, members: dict[str, Node],
             past = [i for i in node.inputs if i and _is_cache(ctx, i, cached)]
             if past:
                 appends[name] = past[0]
-    place = _places(ctx.graph)
     return Group(kind, tuple(n.name for n in order), tuple(place[n.name] for n in order), reads,
                  writes, appends)
 

@@ -43,17 +43,26 @@ def block_totals(nodes: Iterable[NodeResult], graph: Graph) -> Mapping[str, Bloc
     from memlint.analysis.blocks import BLOCKS, NORM_ELEMENTWISE, node_blocks
 
     roles = node_blocks(graph)
-    sums: dict[str, list] = {}
+    sums: dict[str, list] = {}  # role -> [nodes, flops, 3 read kinds, 3 written kinds, time]
     for node in nodes:
         cost = node.cost
-        row = sums.setdefault(roles.get(node.name, NORM_ELEMENTWISE),
-                              [0, 0, ByteCounts(), ByteCounts(), 0.0])  # fmt: skip
+        row = sums.get(role := roles.get(node.name, NORM_ELEMENTWISE))
+        if row is None:
+            row = sums[role] = [0, 0, 0, 0, 0, 0, 0, 0, 0.0]
+        read, written = cost.bytes_read, cost.bytes_written
         row[0] += 1
         row[1] += cost.flops
-        row[2] += cost.bytes_read
-        row[3] += cost.bytes_written
-        row[4] += node.timing.predicted_latency_s
-    return MappingProxyType({role: BlockTotals(*sums[role]) for role in BLOCKS if role in sums})
+        row[2] += read.weights
+        row[3] += read.activations
+        row[4] += read.kv_cache
+        row[5] += written.weights
+        row[6] += written.activations
+        row[7] += written.kv_cache
+        row[8] += node.timing.predicted_latency_s
+    return MappingProxyType({
+        role: BlockTotals(row[0], row[1], ByteCounts(*row[2:5]), ByteCounts(*row[5:8]), row[8])
+        for role in BLOCKS if (row := sums.get(role)) is not None
+    })
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,14 @@ CPU (onnxruntime, CPU provider, its default threads; numpy for comparison):
   the kernel time: the rate of a decode-shaped product (the square peaks above are n x n);
 - copy bandwidth: a decode step's KV-cache copies as onnxruntime runs them (graph
   optimisations off, as --confirm's unoptimised run): COPY_LAYERS times, on inputs of their
-  own, a Concat of a [1, 12, past, 64] float32 past with a [1, 12, 1, 64] new token into a
-  present that is a graph output (onnxruntime allocates it every run, as a decode step's
-  present.N.key), then the Transpose (perm 0, 1, 3, 2) of that present that GPT-2's attention
-  scores read; each is read + written bytes over its kernel time, and the figure is both
-  kernels' bytes over both times (what one bandwidth must give to time the pair right). The
-  inputs of all the layers together are larger than the last-level cache, so every past is
-  read from memory, as a decode step reads its cache;
+  own, two Concats (keys, values) of a [1, 12, past, 64] float32 past with a [1, 12, 1, 64]
+  new token into presents that are graph outputs (onnxruntime allocates them every run, as a
+  decode step's present.N.key and .value), then the Transpose (perm 0, 1, 3, 2) of the keys'
+  present that GPT-2's attention scores read; each moves read + written bytes over its kernel
+  time, and the figure is the three kernels' bytes over their times (the one bandwidth that
+  times a layer's copies right; the source quotes each kind's own rate, which can differ).
+  The pasts of all the layers together (72 MiB) are larger than the last-level cache, so every
+  past is read from memory, as a decode step reads its cache;
 - per-kernel overhead: the wall-clock cost of the small nodes of a real graph, from a mix of
   the shape / index / element-wise nodes a decode step runs (memlint.hardware.ort.mix_model,
   graph optimisations off as --confirm's unoptimised run has them, profiler off):
@@ -98,7 +99,7 @@ OVERHEAD_CHAIN = 257
 # with the graph (the executor's per-node state outgrows the caches): on a 2-core EPYC 0.59 us
 # at 33 blocks (396 nodes), 0.85-0.99 at 257, 1.0-1.13 at 513; the 33-block slope is quoted
 OVERHEAD_BLOCKS, OVERHEAD_BLOCKS_SMALL = 257, 33
-COPY_LAYERS = 12  # _copy_model's layers (GPT-2 small's): 12 pasts of 3 MiB at full size
+COPY_LAYERS = 12  # _copy_model's layers (GPT-2 small's): 24 pasts of 3 MiB at full size
 SKINNY_ROWS_MEASURED = 8
 
 
@@ -353,29 +354,30 @@ def _kernel_times(trace: Trace, nodes: tuple[str, ...]) -> list[float]:
 def _copy_figure(
     ort: Any, past: int, budget: float, threads: int, stamp: str, version: str
 ) -> Figure:
-    """The copy bandwidth: a decode step's KV-cache Concat and Transpose (see _copy_model)."""
-    rng = np.random.default_rng(2)
+    """The copy bandwidth: a decode step's KV-cache Concats and Transpose (see _copy_model)."""
     feeds = {}
     for i in range(COPY_LAYERS):
-        feeds[f"past{i}"] = rng.standard_normal((1, 12, past, 64)).astype(np.float32)
-        feeds[f"new{i}"] = rng.standard_normal((1, 12, 1, 64)).astype(np.float32)
+        for cache in ("key", "value"):
+            feeds[f"past_{cache}{i}"] = np.full((1, 12, past, 64), 0.5, np.float32)
+            feeds[f"new_{cache}{i}"] = np.full((1, 12, 1, 64), 0.25, np.float32)
     trace = _ort_trace(ort, _copy_model(past, COPY_LAYERS), feeds, budget, threads,
                        optimised=False)
-    concat = fast(_kernel_times(trace, tuple(f"concat{i}" for i in range(COPY_LAYERS))))
+    concats = tuple(f"{cache}{i}" for i in range(COPY_LAYERS) for cache in ("key", "value"))
+    concat = fast(_kernel_times(trace, concats))
     transpose = fast(_kernel_times(trace, tuple(f"transpose{i}" for i in range(COPY_LAYERS))))
     # as memlint counts them: each reads the present's elements and writes them once
     moved = 2 * 12 * (past + 1) * 64 * 4
-    cached = COPY_LAYERS * moved // 2 >> 20
+    pasts = COPY_LAYERS * moved >> 20  # two pasts per layer, each half of `moved`
     return Figure(
-        "copy_bandwidth", 2 * moved / (concat + transpose) / 1e9, "GB/s",
+        "copy_bandwidth", 3 * moved / (2 * concat + transpose) / 1e9, "GB/s",
         f"{stamp}: {version} KV-cache copies of a decode step, graph optimisations off, in "
-        f"{COPY_LAYERS} layers ({cached} MiB of pasts): Concat of a [1,12,{past},64] float32 "
-        f"past and a [1,12,1,64] token into a present that is a graph output "
-        f"({moved / concat / 1e9:.3g} GB/s) and Transpose (perm 0,1,3,2) of the present as "
-        f"the attention scores read it ({moved / transpose / 1e9:.3g} GB/s), read + written "
-        f"bytes ({moved} B each) over the {QUARTILE_TEXT} kernel times of "
-        f"{len(trace.runs)} runs; the figure is both kernels' bytes over both times, as one "
-        "bandwidth must time the pair",
+        f"{COPY_LAYERS} layers ({pasts} MiB of pasts): per layer two Concats (keys, values) of "
+        f"a [1,12,{past},64] float32 past and a [1,12,1,64] token into a present that is a "
+        f"graph output ({moved / concat / 1e9:.3g} GB/s) and the Transpose (perm 0,1,3,2) of "
+        f"the keys' present that the attention scores read ({moved / transpose / 1e9:.3g} "
+        f"GB/s), read + written bytes ({moved} B each) over the {QUARTILE_TEXT} kernel times "
+        f"of {len(trace.runs)} runs; the figure is the three kernels' bytes over their times, "
+        "as one bandwidth must time a layer's copies",
     )
 
 
@@ -460,11 +462,12 @@ def _add_feeds(elements: int) -> dict[str, np.ndarray]:
 
 
 def _copy_model(past: int, layers: int) -> bytes:
-    """A decode step's KV-cache copies, `layers` times on inputs of their own: present{i} =
-    Concat(past{i} [1, 12, past, 64], new{i} [1, 12, 1, 64]) on the sequence axis, a graph
-    output as a decode step's present.N.key is (onnxruntime allocates it every run), then
-    Transpose(present{i}, perm 0, 1, 3, 2) as GPT-2's attention reads K^T, its output reduced
-    so that it is an intermediate of the arena. Nodes concat{i}, transpose{i}."""
+    """A decode step's KV-cache copies, `layers` times on inputs of their own: key{i} and
+    value{i} = Concat(past_<cache>{i} [1, 12, past, 64], new_<cache>{i} [1, 12, 1, 64]) on the
+    sequence axis into presents that are graph outputs, as a decode step's present.N.key and
+    .value are (onnxruntime allocates them every run), then transpose{i} = Transpose(present
+    keys, perm 0, 1, 3, 2) as GPT-2's attention reads K^T, its output reduced so that it is an
+    intermediate of the arena."""
     from onnx import TensorProto, helper
 
     def value(name: str, shape: list[int]) -> Any:
@@ -472,16 +475,20 @@ def _copy_model(past: int, layers: int) -> bytes:
 
     nodes, inputs, outputs = [], [], []
     for i in range(layers):
+        for cache in ("key", "value"):
+            nodes.append(helper.make_node(
+                "Concat", [f"past_{cache}{i}", f"new_{cache}{i}"], [f"present_{cache}{i}"],
+                name=f"{cache}{i}", axis=2))
+            inputs += [value(f"past_{cache}{i}", [1, 12, past, 64]),
+                       value(f"new_{cache}{i}", [1, 12, 1, 64])]
+            outputs.append(value(f"present_{cache}{i}", [1, 12, past + 1, 64]))
         nodes += [
-            helper.make_node("Concat", [f"past{i}", f"new{i}"], [f"present{i}"],
-                             name=f"concat{i}", axis=2),
-            helper.make_node("Transpose", [f"present{i}"], [f"keys{i}"], name=f"transpose{i}",
-                             perm=[0, 1, 3, 2]),
+            helper.make_node("Transpose", [f"present_key{i}"], [f"keys{i}"],
+                             name=f"transpose{i}", perm=[0, 1, 3, 2]),
             helper.make_node("ReduceMax", [f"keys{i}"], [f"max{i}"], name=f"max{i}",
                              keepdims=0),
         ]
-        inputs += [value(f"past{i}", [1, 12, past, 64]), value(f"new{i}", [1, 12, 1, 64])]
-        outputs += [value(f"present{i}", [1, 12, past + 1, 64]), value(f"max{i}", [])]
+        outputs.append(value(f"max{i}", []))
     return tiny_model(nodes, inputs, outputs)
 
 

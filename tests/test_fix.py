@@ -1,0 +1,258 @@
+"""`memlint fix` on real exports made in the test (conftest's small_exports: Optimum GPT-2 with
+past, Llama with past, BERT): the output is written, loaded and run by onnxruntime, its outputs
+stay within each transform's tolerance of the input's on the same synthetic inputs, and the
+before/after report says what was resolved and what the prediction gained."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memlint.cli import main
+
+pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+
+def fix(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["fix", *map(str, args)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def run_both(model: Path, fixed: Path) -> list[tuple[str, float]]:
+    """(output, max |fixed - model| / max |model|) on memlint's synthetic inputs."""
+    import onnxruntime as ort
+
+    import memlint
+    from memlint.confirm.inputs import synthesize_inputs
+
+    feeds = synthesize_inputs(memlint.lint(str(model), hw="a100").model)
+    before = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    after = ort.InferenceSession(str(fixed), providers=["CPUExecutionProvider"])
+    names = [o.name for o in before.get_outputs()]
+    old, new = before.run(names, feeds), after.run(names, feeds)
+    return [(name, float(np.max(np.abs(b - a)) / np.max(np.abs(a))))
+            for name, a, b in zip(names, old, new)]
+
+
+def metric(data: dict, key: str) -> dict:
+    return next(m for m in data["comparison"]["metrics"] if m["metric"] == key)
+
+
+def test_gpt2_default_fix_end_to_end(small_exports, tmp_path, capsys):
+    model, out = small_exports["gpt2"], tmp_path / "gpt2_fixed.onnx"
+    code, stdout, stderr = fix(capsys, model, "-o", out, "--confirm", "--runs", "2",
+                               "--format", "json")
+    assert code == 0, stderr
+    data = json.loads(stdout)
+    status = {t["name"]: t["status"] for t in data["transforms"]}
+    # ML102/ML103 -> the transformer optimizer's fusions; ML106 -> fp16 (the default precision)
+    assert status == {"transformer-fusions": "applied", "fp16": "applied"}
+    assert all(check["ok"] for check in data["confirm"]["checks"])
+    assert [c["transform"] for c in data["confirm"]["checks"]] == ["transformer-fusions", "fp16"]
+    # onnxruntime loads and runs the output; fusions are exact to float rounding and fp16
+    # rounds to 11 bits: 2e-2 of the largest output value (memlint.fix.transforms)
+    assert all(error < 2e-2 for _, error in run_both(model, out))
+    # every element-wise chain was fused (Gelu, LayerNorm, SkipLayerNorm): no ML102 is left
+    fixed_codes = {e["code"] for e in data["comparison"]["fixed"]}
+    assert "ML102" in fixed_codes
+    assert not any(f["code"] == "ML102" for f in data["comparison"]["new_findings"])
+    # attention is fused where the optimizer knows the pattern; where it does not, the
+    # finding is reported as still there, never dropped silently
+    unresolved = {u["code"] for u in data["unresolved"]}
+    assert "ML103" in fixed_codes or "ML103" in unresolved
+    latency, kernels = metric(data, "latency"), metric(data, "kernels")
+    assert latency["new"] < latency["old"] and kernels["new"] < kernels["old"]
+    assert metric(data, "weights")["new"] == pytest.approx(metric(data, "weights")["old"] / 2,
+                                                           rel=0.01)
+    assert data["confirm"]["latency_before_s"] > 0 and data["confirm"]["latency_after_s"] > 0
+
+
+def test_gpt2_fix_text_report(small_exports, tmp_path, capsys):
+    model = small_exports["gpt2"]
+    code, stdout, _ = fix(capsys, model, "-o", tmp_path / "out.onnx", "--select", "ML102")
+    assert code == 0
+    assert "applied     transformer-fusions (ML102" in stdout
+    assert "optimize_model(MODEL, model_type=\"gpt2\"" in stdout
+    for row in ("predicted latency ", "predicted latency, fused", "kernels ", "weight bytes moved"):
+        assert row in stdout
+    assert "findings resolved: ML102" in stdout
+    code, markdown, _ = fix(capsys, model, "-o", tmp_path / "out2.onnx", "--select", "ML102",
+                            "--format", "markdown")
+    assert code == 0 and "| predicted latency |" in markdown and "| transformer-fusions |" in markdown
+
+
+def test_bert_fp16_halves_the_weight_bytes(small_exports, tmp_path, capsys):
+    # Every float32 weight becomes float16: 4 -> 2 bytes (the int64 shape constants are not
+    # weights the report counts), so the weight bytes halve to within rounding.
+    model, out = small_exports["bert"], tmp_path / "bert_fp16.onnx"
+    code, stdout, stderr = fix(capsys, model, "-o", out, "--select", "ML106", "--confirm",
+                               "--runs", "1", "--format", "json")
+    assert code == 0, stderr
+    data = json.loads(stdout)
+    weights = metric(data, "weights")
+    assert weights["new"] / weights["old"] == pytest.approx(0.5, abs=0.01)
+    assert all(error < 2e-2 for _, error in run_both(model, out))
+
+
+def test_int4_weight_only_cuts_the_decoder_weight_bytes_6x(small_exports, tmp_path, capsys):
+    # MatMulNBits int4, symmetric, block 32: 0.5 B per weight + one fp32 scale per 32 weights
+    # (4 / 32 = 0.125 B) = 0.625 B against fp32's 4 B: 6.4x. Every MatMul weight is
+    # quantized, the LM head [64, 500] included; the embedding table (a Gather, not quantized)
+    # is read one row per decoded token, and the RMSNorm scales stay fp32 (64 values each):
+    # the whole step's weight bytes still fall more than 6x.
+    model, out = small_exports["llama"], tmp_path / "llama_int4.onnx"
+    code, stdout, stderr = fix(capsys, model, "-o", out, "--select", "ML106",
+                               "--weights-dtype", "int4", "--confirm", "--runs", "1",
+                               "--format", "json")
+    assert code == 0, stderr
+    data = json.loads(stdout)
+    weights = metric(data, "weights")
+    assert weights["old"] / weights["new"] >= 6
+    assert all(check["ok"] for check in data["confirm"]["checks"])
+    graph = onnx.load(str(out)).graph
+    weights_of = {t.name for t in graph.initializer}
+    assert any(n.op_type == "MatMulNBits" for n in graph.node)
+    # no MatMul reads a float weight any more (those left multiply activations: attention)
+    assert not [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights_of]
+
+
+@pytest.fixture
+def gpt2_split(small_exports, tmp_path) -> tuple[Path, Path]:
+    """(the GPT-2 with its weights in model.onnx_data, the same graph alone in another
+    folder: the weights file absent)."""
+    whole, alone = tmp_path / "whole", tmp_path / "alone"
+    whole.mkdir(), alone.mkdir()
+    proto = onnx.load(str(small_exports["gpt2"]))
+    onnx.save(proto, str(whole / "model.onnx"), save_as_external_data=True,
+              location="model.onnx_data")
+    shutil.copy(whole / "model.onnx", alone / "model.onnx")
+    return whole / "model.onnx", alone / "model.onnx"
+
+
+def test_weights_absent_refuses_precision_and_applies_graph_fixes(gpt2_split, capsys):
+    whole, alone = gpt2_split
+    out = alone.with_name("fixed.onnx")
+    code, stdout, stderr = fix(capsys, alone, "-o", out)
+    assert code == 0, stderr
+    refused = [line for line in stderr.splitlines() if "refused" in line]
+    assert refused == [("memlint: refused fp16: needs the weight values, and the weights file "
+                        "model.onnx_data is absent")]
+    assert "applied     transformer-fusions" in stdout and out.is_file()
+    # the output refers to the input's weights file: with it beside the output, it runs and
+    # matches the input (the fusions used no weight values)
+    shutil.copy(whole.with_name("model.onnx_data"), out.with_name("model.onnx_data"))
+    assert all(error < 1e-3 for _, error in run_both(whole, out))
+
+
+def test_weights_absent_and_only_precision_selected_is_exit_2(gpt2_split, capsys):
+    _, alone = gpt2_split
+    out = alone.with_name("int4.onnx")
+    code, _, stderr = fix(capsys, alone, "-o", out, "--select", "ML106", "--weights-dtype", "int4")
+    assert code == 2 and not out.exists()
+    assert "refused int4: needs the weight values" in stderr
+
+
+def test_dry_run_lists_transforms_and_writes_nothing(small_exports, tmp_path, capsys):
+    out = tmp_path / "never.onnx"
+    code, stdout, _ = fix(capsys, small_exports["gpt2"], "-o", out, "--dry-run",
+                          "--weights-dtype", "int8")
+    assert code == 0 and not out.exists() and list(tmp_path.iterdir()) == []
+    assert "dry run, nothing written" in stdout
+    assert "would apply transformer-fusions" in stdout and "would apply int8" in stdout
+    assert "predicted saving" in stdout and "bits=8" in stdout
+
+
+def test_the_input_is_never_overwritten(small_exports, capsys):
+    model = small_exports["gpt2"]
+    before = model.read_bytes()
+    code, _, stderr = fix(capsys, model, "-o", model)
+    assert code == 2 and model.read_bytes() == before
+    assert stderr.count("\n") == 1 and "must be a new file, not the input" in stderr
+
+
+def test_missing_output_is_one_line_exit_2(small_exports, capsys):
+    code, _, stderr = fix(capsys, small_exports["gpt2"])
+    assert code == 2 and stderr == "memlint: error: memlint fix needs -o OUT (or --dry-run)\n"
+
+
+def test_diverging_outputs_fail_naming_the_transform(small_exports, tmp_path, capsys,
+                                                     monkeypatch):
+    from memlint.fix import transforms
+
+    strict = tuple(dataclasses.replace(t, tolerance=1e-12) if t.name == "fp16" else t
+                   for t in transforms.TRANSFORMS)
+    monkeypatch.setattr(transforms, "TRANSFORMS", strict)
+    out = tmp_path / "out.onnx"
+    code, _, stderr = fix(capsys, small_exports["bert"], "-o", out, "--select", "ML106",
+                          "--confirm", "--runs", "1")
+    assert code == 2 and not out.exists()
+    assert "memlint: error: fp16: output 'last_hidden_state' moved by" in stderr
+    assert "was not written" in stderr
+
+
+CANCELLING = """<ir_version: 8, opset_import: ["" : 17]>
+g (float[8,64,16,32] x) => (float[8,64,16,32] y) {
+  t = Transpose<perm = [0, 2, 3, 1]>(x)
+  u = Transpose<perm = [0, 3, 1, 2]>(t)
+  y = Relu(u)
+}"""
+
+
+def test_cancelling_transposes_are_removed_by_onnxruntime(tmp_path, capsys):
+    model, out = tmp_path / "t.onnx", tmp_path / "t_fixed.onnx"
+    onnx.save(onnx.parser.parse_model(CANCELLING), str(model))
+    code, stdout, stderr = fix(capsys, model, "-o", out, "--min-share", "0", "--min-saving-s", "0",
+                               "--confirm", "--runs", "1", "--format", "json")
+    assert code == 0, stderr
+    data = json.loads(stdout)
+    assert [t["name"] for t in data["transforms"]] == ["onnxruntime-graph-optimizations"]
+    assert "Transpose" not in {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert {e["code"] for e in data["comparison"]["fixed"]} == {"ML107"}
+    assert data["confirm"]["checks"][0]["error"] == 0.0
+
+
+def test_external_data_stays_external(gpt2_split, capsys):
+    whole, _ = gpt2_split
+    out = whole.with_name("fixed.onnx")
+    code, _, stderr = fix(capsys, whole, "-o", out, "--select", "ML102")
+    assert code == 0, stderr
+    assert out.with_name("fixed.onnx.data").is_file()  # the weights beside it, under its name
+    assert sorted(p.name for p in whole.parent.iterdir()) == [
+        "fixed.onnx", "fixed.onnx.data", "model.onnx", "model.onnx_data"]  # no temp left
+    assert all(error < 1e-3 for _, error in run_both(whole, out))
+
+
+FACTORY = """
+import torch
+from torch_blocks import Block
+
+def build():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(Block(64, 4)).eval()
+
+def inputs():
+    return (torch.randn(1, 16, 64),)
+"""
+
+
+def test_a_torch_module_gets_the_fixes_as_code(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("torch")
+    (tmp_path / "memlint_fix_factory.py").write_text(FACTORY, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    code, stdout, stderr = fix(capsys, "memlint_fix_factory:build", "--example-inputs",
+                               "memlint_fix_factory:inputs", "-o", "never.onnx",
+                               "--weights-dtype", "int4")
+    assert code == 0, stderr
+    assert "a torch module is not rewritten" in stdout
+    assert "model = torch.compile(model)" in stdout
+    assert "quantize_(model, Int4WeightOnlyConfig(group_size=32))" in stdout
+    assert not (tmp_path / "never.onnx").exists()
