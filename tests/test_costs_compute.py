@@ -437,6 +437,11 @@ def test_rotary_embedding(domain):
     c = cost("RotaryEmbedding", inputs, [x], domain=domain)
     assert c.flops == 6_144
     assert c.unit is VECTOR
+    # reads X 2,048 x 2 B + the ids 4 x 8 B + of each [16, 32] cache the 4 rows of the
+    # positions (4 x 32 x 2 B = 256 B, not all 1,024 B); writes X again
+    assert c.bytes_read.total == 4_096 + 32 + 2 * 256
+    assert c.bytes_read.weights == 2 * 256
+    assert c.bytes_written.total == 4_096
 
 
 # --- recurrent ---------------------------------------------------------------------------------

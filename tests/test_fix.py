@@ -182,6 +182,13 @@ def test_missing_output_is_one_line_exit_2(small_exports, capsys):
     assert code == 2 and stderr == "memlint: error: memlint fix needs -o OUT (or --dry-run)\n"
 
 
+def test_a_bad_precision_is_exit_2(small_exports, tmp_path, capsys):
+    code, _, stderr = fix(capsys, small_exports["gpt2"], "-o", tmp_path / "x.onnx",
+                          "--weights-dtype", "int3")
+    assert code == 2 and "Invalid value for '--weights-dtype'" in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_diverging_outputs_fail_naming_the_transform(small_exports, tmp_path, capsys,
                                                      monkeypatch):
     from memlint.fix import transforms
@@ -256,3 +263,18 @@ def test_a_torch_module_gets_the_fixes_as_code(tmp_path, capsys, monkeypatch):
     assert "model = torch.compile(model)" in stdout
     assert "quantize_(model, Int4WeightOnlyConfig(group_size=32))" in stdout
     assert not (tmp_path / "never.onnx").exists()
+
+
+def test_weights_absent_refuses_a_fusion_that_merges_weights(small_exports, tmp_path, capsys):
+    # BERT's attention fusion concatenates the Q, K and V weights into one: on stand-in weights
+    # the merged tensor differs between the two seeds, so the fusion needs the real values.
+    alone = tmp_path / "model.onnx"
+    onnx.save(onnx.load(str(small_exports["bert"])), str(alone), save_as_external_data=True,
+              location="model.onnx_data")
+    alone.with_name("model.onnx_data").unlink()
+    code, _, stderr = fix(capsys, alone, "-o", tmp_path / "fixed.onnx")
+    assert code == 2 and not (tmp_path / "fixed.onnx").exists()
+    lines = stderr.splitlines()
+    assert any(line.startswith("memlint: refused transformer-fusions: needs the weights (it "
+                               "computes 'Attention_0_qkv_weight'") for line in lines)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no temp folder left

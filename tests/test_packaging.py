@@ -47,6 +47,7 @@ def test_wheel_layout(wheel):
         "memlint/frontends/onnx.py",
         "memlint/analysis/structure.py",
         "memlint/confirm/run.py",
+        "memlint/fix/apply.py",
         "memlint/report/html.py",
         "memlint/templates/report.html.j2",
     ):

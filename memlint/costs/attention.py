@@ -29,7 +29,9 @@ rotary embedding on the vector unit.
 
 from __future__ import annotations
 
-from memlint.costs.model import OpCost
+import dataclasses
+
+from memlint.costs.model import ByteCounts, OpCost
 from memlint.costs.reduction import SOFTMAX_FLOPS
 from memlint.costs.registry import CostContext, Formula, OpInfo, add_formula, register
 from memlint.ir import ComputeUnit
@@ -174,4 +176,20 @@ def _group_query_attention(ctx: CostContext) -> OpCost:
 @register("RotaryEmbedding", info=ATTENTION)
 @register("RotaryEmbedding", domain=MS, info=ATTENTION)
 def _rotary_embedding(ctx: CostContext) -> OpCost:
-    return ctx.cost(ROTARY_FLOPS * ctx.out_numel(), unit=ComputeUnit.VECTOR)
+    """Reads the input, the position ids and, of the cos and sin caches, the rows of those
+    positions (a cache of every position up to the model's maximum is indexed, not streamed:
+    onnxruntime's kernel reads cache[position_ids[b, s]]); writes the output."""
+    ms = ctx.node.domain == MS
+    positions = ctx.input(1 if ms else 3)
+    caches = (2, 3) if ms else (1, 2)
+    reads = []
+    for index, value in enumerate(ctx.inputs):
+        if value is None:
+            continue
+        if index in caches and positions is not None and positions.numel \
+                and value.shape and len(value.shape) == 2 and value.nbytes:
+            rows = min(positions.numel, value.shape[0])  # rows gathered, at most the cache
+            value = dataclasses.replace(value, shape=(rows, value.shape[1]))
+        reads.append(value)
+    return ctx.cost(ROTARY_FLOPS * ctx.out_numel(), unit=ComputeUnit.VECTOR,
+                    bytes_read=ByteCounts.of(reads))

@@ -121,6 +121,8 @@ def fix_model(model: Path, output: Path | None, request: LintRequest, *,
     for a torch target, or when no selected finding has an automatic transform."""
     if is_torch_target(model):
         return _torch_advice(model, request, weights_dtype)
+    if model.is_dir() and (model / "model.onnx").is_file():  # an export folder
+        model = model / "model.onnx"
     if output is None and not dry_run:
         raise ConfigError("memlint fix needs -o OUT (or --dry-run)")
     if output is not None:
