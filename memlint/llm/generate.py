@@ -13,8 +13,8 @@ bytes read and written of each kind are exactly affine in the context with a who
 at all of them (checked in integer arithmetic), with the same op status, unit and peak, every
 step is computed from those lines: its nodes' roofline times (max(FLOPs / peak, bytes /
 bandwidth), as memlint.roofline times them, plus the launch cost of each kernel) are summed
-step by step, so a node that turns from memory- to compute-bound mid-generation is timed right. Otherwise, or with
-exact=True, every step is evaluated. The check is exact at the sampled contexts, not a proof for
+step by step, so a node that turns from memory- to compute-bound mid-generation is timed right.
+Otherwise, or with exact=True, every step is evaluated. The check is exact at the sampled contexts, not a proof for
 the ones between: a graph whose cost bends between them (a cache padded to blocks, a window
 narrower than the range) would be mis-summed, and exact=True is the remedy. Standard decoders
 (Optimum GPT-2, Llama with GQA) are affine: attention reads and the KV append grow by one
