@@ -40,8 +40,10 @@ device. These are the conventions every report states:
   make it skinny. A skinny product runs at min(peak, `skinny_matmul_rate`); a skinny product
   whose weight reads are over half of its bytes (a decode step's GEMV) streams them at
   `weight_streaming_bandwidth`. Data movement (a modelled cost with no FLOPs that moves bytes:
-  Concat, Transpose, Gather, Slice, Expand, Split, ... as written) runs at `copy_bandwidth` (a
-  decode step's KV-cache Concat and Transpose). Every other operator, and every operator on a
+  Concat, Gather, Slice, Expand, Split, ... as written) runs at `copy_bandwidth` (a decode
+  step's KV-cache Concats); a permuting copy (Transpose, DepthToSpace, SpaceToDepth: strided
+  reads) at `transpose_bandwidth` (the same step's key Transposes), else at `copy_bandwidth`.
+  Every other operator, and every operator on a
   spec without those figures, keeps the peak and the memory bandwidth (an element-wise Add's
   rate).
 - Node outcomes: `modelled` (a formula counted it), `metadata` (moves nothing), `folded` (every

@@ -12,7 +12,10 @@ where the cost says it does, and a spec without them times every operator as abo
 - a skinny matrix product whose bytes are mostly weights (weights read > half of all bytes
   moved: a decode step's GEMV) streams them at weight_streaming_bandwidth_bytes_per_s;
 - data movement (no FLOPs, bytes moved: Concat, Transpose, Gather, Slice, Expand, Split, ... as
-  written, decided from the cost alone, see `is_copy`) runs at copy_bandwidth_bytes_per_s.
+  written, decided from the cost alone, see `is_copy`) runs at copy_bandwidth_bytes_per_s; a
+  copy that permutes the element order (the cost's `permutes`: Transpose) at
+  transpose_bandwidth_bytes_per_s where the spec has it (strided reads run several times slower
+  than a Concat's contiguous ones on a CPU).
 """
 
 from __future__ import annotations
@@ -77,8 +80,11 @@ def time_op(cost: OpCost, spec: HardwareSpec, *, tf32: bool = False) -> Timing:
             rate = min(rate, skinny_rate)
         if streaming and 2 * cost.bytes_read.weights > cost.bytes_moved:
             bandwidth = streaming
-    if spec.copy_bandwidth_bytes_per_s and is_copy(cost):
-        bandwidth = spec.copy_bandwidth_bytes_per_s
+    if is_copy(cost):
+        if cost.permutes and spec.transpose_bandwidth_bytes_per_s:
+            bandwidth = spec.transpose_bandwidth_bytes_per_s
+        elif spec.copy_bandwidth_bytes_per_s:
+            bandwidth = spec.copy_bandwidth_bytes_per_s
     compute = cost.flops / rate
     memory = cost.bytes_moved / bandwidth
     runs = cost.status not in (CostStatus.METADATA, CostStatus.FOLDED) and (

@@ -1,5 +1,5 @@
 """Issue 24: the optional figures by access pattern and shape class (weight-streaming bandwidth,
-skinny matmul rate, copy bandwidth): the file format reads and checks them, `hw show` lists them, and
+skinny matmul rate, copy and transpose bandwidths): the file format reads and checks them, `hw show` lists them, and
 memlint.roofline.time_op uses each where the cost says it applies, and nowhere else."""
 
 from __future__ import annotations
@@ -311,3 +311,49 @@ def test_without_the_copy_bandwidth_a_copy_is_todays_formula_exactly():
     timing = time_op(CONCAT, PLAIN)
     assert timing.memory_time_s == CONCAT.bytes_moved / 50e9
     assert timing.predicted_latency_s == max(0 / 200e9, CONCAT.bytes_moved / 50e9)
+
+
+# --- the transpose bandwidth (permuting copies) --------------------------------------------
+
+TRANSPOSING = replace(COPYING, name="transposing", transpose_bandwidth_bytes_per_s=6e9)
+TRANSPOSE = replace(CONCAT, permutes=True)  # the same bytes, a permutation of them
+
+
+def test_a_transpose_moves_at_the_transpose_bandwidth_and_a_concat_at_the_copy_one():
+    # 6,291,456 B / 6 GB/s = 1,048.576 us; the Concat keeps 20 GB/s (314.5728 us)
+    assert time_op(TRANSPOSE, TRANSPOSING).predicted_latency_s == pytest.approx(1048.576e-6)
+    assert time_op(CONCAT, TRANSPOSING).predicted_latency_s == pytest.approx(314.5728e-6)
+    # without a transpose figure a transpose is a copy (20 GB/s), without either today's 50 GB/s
+    assert time_op(TRANSPOSE, COPYING) == time_op(CONCAT, COPYING)
+    assert time_op(TRANSPOSE, PLAIN) == time_op(CONCAT, PLAIN)
+
+
+def test_the_transpose_cost_says_it_permutes():
+    from memlint.frontends.onnx_text import load_example
+    from memlint.rulebase import Example
+
+    model = load_example(Example("""
+g (float[2,64,128] x, float[2,64,128] y) => (float[2,128,64] t, float[4,64,128] c) {
+  t = Transpose <perm = [0, 2, 1]> (x)
+  c = Concat <axis = 0> (x, y)
+}
+"""))
+    from memlint.core.report import analyse
+
+    nodes = {n.op_type: n for n in analyse(model, PLAIN).nodes}
+    assert nodes["Transpose"].cost.permutes and not nodes["Concat"].cost.permutes
+
+
+def test_the_transpose_bandwidth_parses_and_is_listed(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text(DEVICE.replace(
+        'copy_bandwidth = { value = 20, unit = "GB/s", source = "a KV-cache Concat and Transpose" }',
+        'copy_bandwidth = { value = 20, unit = "GB/s", source = "a KV-cache Concat" }\n'
+        'transpose_bandwidth = { value = 6, unit = "GB/s", source = "its Transpose" }'),
+        encoding="utf-8")  # fmt: skip
+    (spec,) = load_spec_file(path)
+    assert spec.transpose_bandwidth_bytes_per_s == pytest.approx(6e9)  # 6 GB/s
+    assert spec.sources["transpose_bandwidth"] == "its Transpose"
+    assert "transpose_bandwidth" in "\n".join(spec_lines(spec))
+    with pytest.raises(HardwareError, match="transpose_bandwidth must be positive"):
+        replace(PLAIN, transpose_bandwidth_bytes_per_s=0.0)

@@ -40,12 +40,14 @@ def test_a_tiny_budget_measures_the_figures_by_access_pattern():
     # tiny sizes: a 256 x 512 float32 weight is 512 KiB; an 8 x 128 by 128 x 128 MatMul
     assert "by a 256x512 float32 initializer (0 MiB)" in spec.sources["weight_streaming_bandwidth"]
     assert "MatMul 8x128 x 128x128 float32" in spec.sources["skinny_matmul_rate"]
-    # the copy bandwidth: 12 layers of two [1,12,63,64] pasts' Concats and a Transpose
+    # the copy bandwidth: 12 layers of two [1,12,63,64] pasts' Concats; the transpose
+    # bandwidth: their Transposes, each kind at its own rate
     assert "copy_bandwidth" in fields and spec.copy_bandwidth_bytes_per_s > 1e8
+    assert "transpose_bandwidth" in fields and spec.transpose_bandwidth_bytes_per_s > 1e8
     copies = spec.sources["copy_bandwidth"]
-    assert "two Concats (keys, values) of a [1,12,63,64] float32 past" in copies
-    assert "Transpose (perm 0,1,3,2)" in copies
+    assert "two Concats per layer (keys, values) of a [1,12,63,64] float32 past" in copies
     assert "in 12 layers" in copies and "(393216 B each)" in copies
+    assert "Transpose (perm 0,1,3,2)" in spec.sources["transpose_bandwidth"]
     # the overhead comes from the decode-like mix; the chain of Adds is quoted beside it
     overhead = spec.sources["kernel_overhead"]
     assert "256 more blocks of small shape / index / element-wise nodes" in overhead

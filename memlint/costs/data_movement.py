@@ -47,6 +47,8 @@ TensorScatter read and write the whole tensor they update), except:
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
 from memlint.costs.elementwise import text_attr
@@ -98,8 +100,16 @@ def read_portion(value: Value, numel: int) -> ByteCounts:
     return ByteCounts.single(value.kind, min((numel * value.dtype.bits + 7) // 8, nbytes))
 
 
+# Copies that permute the element order (strided reads): a spec may time them at a bandwidth of
+# their own (transpose_bandwidth, memlint.roofline)
+PERMUTES = frozenset({"Transpose", "DepthToSpace", "SpaceToDepth"})
+
+
 def _copy(ctx: CostContext) -> OpCost:
-    return ctx.cost(0, bytes_written=_cache_update(ctx), note="a copy")
+    cost = ctx.cost(0, bytes_written=_cache_update(ctx), note="a copy")
+    if ctx.node.op_type in PERMUTES and not ctx.node.domain:
+        cost = dataclasses.replace(cost, permutes=True)
+    return cost
 
 
 def _cache_update(ctx: CostContext) -> ByteCounts | None:

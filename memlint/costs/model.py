@@ -90,6 +90,7 @@ class OpCost:
     compute_dtype: DType | None = None
     note: str = ""
     parts: tuple[OpCost, ...] = ()
+    permutes: bool = False  # a layout permutation (Transpose): strided reads, its own bandwidth
 
     @property
     def bytes_moved(self) -> int:
@@ -115,4 +116,5 @@ class OpCost:
             compute_dtype=self.compute_dtype,
             note=self.note,
             parts=tuple(p.scaled(factor) for p in self.parts),
+            permutes=self.permutes,
         )

@@ -22,8 +22,8 @@ CPU (onnxruntime, CPU provider, its default threads; numpy for comparison):
   new token into presents that are graph outputs (onnxruntime allocates them every run, as a
   decode step's present.N.key and .value), then the Transpose (perm 0, 1, 3, 2) of the keys'
   present that GPT-2's attention scores read; each moves read + written bytes over its kernel
-  time, and the figure is the three kernels' bytes over their times (the one bandwidth that
-  times a layer's copies right; the source quotes each kind's own rate, which can differ).
+  time: the Concats give copy_bandwidth, the Transposes transpose_bandwidth (strided reads:
+  several times slower than a Concat on a CPU, so one figure for both ranks them wrong).
   The pasts of all the layers together (72 MiB) are larger than the last-level cache, so every
   past is read from memory, as a decode step reads its cache;
 - per-kernel overhead: the wall-clock cost of the small nodes of a real graph, from a mix of
@@ -277,7 +277,7 @@ def _cpu_figures(
         f"time of {len(skinny_s)} runs",
     ))
     say("copy bandwidth")
-    figures.append(_copy_figure(ort, past, budget * 0.08, threads, stamp, version))
+    figures.extend(_copy_figures(ort, past, budget * 0.08, threads, stamp, version))
     say("per-kernel overhead")
     chain = _ort_overhead(ort, budget * 0.03, threads)
     overhead, small = _ort_mix_overhead(ort, budget * 0.08, threads)
@@ -351,10 +351,12 @@ def _kernel_times(trace: Trace, nodes: tuple[str, ...]) -> list[float]:
     return times
 
 
-def _copy_figure(
+def _copy_figures(
     ort: Any, past: int, budget: float, threads: int, stamp: str, version: str
-) -> Figure:
-    """The copy bandwidth: a decode step's KV-cache Concats and Transpose (see _copy_model)."""
+) -> tuple[Figure, Figure]:
+    """The copy and transpose bandwidths: a decode step's KV-cache Concats and Transposes (see
+    _copy_model), each kind at its own rate (a Transpose's strided reads run several times
+    slower than a Concat's on a CPU)."""
     feeds = {}
     for i in range(COPY_LAYERS):
         for cache in ("key", "value"):
@@ -368,16 +370,18 @@ def _copy_figure(
     # as memlint counts them: each reads the present's elements and writes them once
     moved = 2 * 12 * (past + 1) * 64 * 4
     pasts = COPY_LAYERS * moved >> 20  # two pasts per layer, each half of `moved`
-    return Figure(
-        "copy_bandwidth", 3 * moved / (2 * concat + transpose) / 1e9, "GB/s",
-        f"{stamp}: {version} KV-cache copies of a decode step, graph optimisations off, in "
-        f"{COPY_LAYERS} layers ({pasts} MiB of pasts): per layer two Concats (keys, values) of "
-        f"a [1,12,{past},64] float32 past and a [1,12,1,64] token into a present that is a "
-        f"graph output ({moved / concat / 1e9:.3g} GB/s) and the Transpose (perm 0,1,3,2) of "
-        f"the keys' present that the attention scores read ({moved / transpose / 1e9:.3g} "
-        f"GB/s), read + written bytes ({moved} B each) over the {QUARTILE_TEXT} kernel times "
-        f"of {len(trace.runs)} runs; the figure is the three kernels' bytes over their times, "
-        "as one bandwidth must time a layer's copies",
+    setting = (f"{stamp}: {version} KV-cache copies of a decode step, graph optimisations off, "
+               f"in {COPY_LAYERS} layers ({pasts} MiB of pasts): ")
+    timing = (f"read + written bytes ({moved} B each) over the {QUARTILE_TEXT} kernel times of "
+              f"{len(trace.runs)} runs")
+    return (
+        Figure("copy_bandwidth", moved / concat / 1e9, "GB/s",
+               setting + f"two Concats per layer (keys, values) of a [1,12,{past},64] float32 "
+               f"past and a [1,12,1,64] token into a present that is a graph output, "
+               f"{timing}"),
+        Figure("transpose_bandwidth", moved / transpose / 1e9, "GB/s",
+               setting + "the Transpose (perm 0,1,3,2) of each layer's keys' present that the "
+               f"attention scores read, {timing}"),
     )
 
 

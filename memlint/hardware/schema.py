@@ -16,6 +16,7 @@ A file (TOML, or YAML when PyYAML is installed) holds a list `device` of tables:
     weight_streaming_bandwidth = { value = 38, unit = "GB/s", source = "..." }  # optional
     skinny_matmul_rate = { value = 90, unit = "GFLOPS", source = "..." }        # optional
     copy_bandwidth = { value = 20, unit = "GB/s", source = "..." }              # optional
+    transpose_bandwidth = { value = 6, unit = "GB/s", source = "..." }          # optional
 
     [device.peaks]                          # dense peaks, at least one
     "tensor.float16" = { value = 312, unit = "TFLOPS", source = "..." }
@@ -75,6 +76,7 @@ QUANTITIES: Mapping[str, tuple[str, bool]] = {
     "weight_streaming_bandwidth": ("bandwidth", False),
     "skinny_matmul_rate": ("rate", False),
     "copy_bandwidth": ("bandwidth", False),
+    "transpose_bandwidth": ("bandwidth", False),
 }
 TEXT_FIELDS = ("name", "display_name", "kind", "notes")
 KNOWN_FIELDS = frozenset(QUANTITIES) | frozenset(TEXT_FIELDS) | {"aliases", "peaks"}
@@ -160,6 +162,7 @@ def parse_device(entry: Any, origin: str, index: int) -> HardwareSpec:
         weight_streaming_bandwidth_bytes_per_s=values["weight_streaming_bandwidth"],
         skinny_matmul_flops_per_s=values["skinny_matmul_rate"],
         copy_bandwidth_bytes_per_s=values["copy_bandwidth"],
+        transpose_bandwidth_bytes_per_s=values["transpose_bandwidth"],
         peak_flops_per_s=peaks,
         sources=sources,
         origin=origin,

@@ -120,6 +120,7 @@ class HardwareSpec:
     # Transpose, Gather, Slice, Expand, Split, ...), as a decode step's KV-cache copies run.
     # None: the memory bandwidth serves them too.
     copy_bandwidth_bytes_per_s: float | None = None
+    transpose_bandwidth_bytes_per_s: float | None = None  # permuting copies (Transpose)
     sources: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     origin: str = ""
     notes: str = ""
@@ -137,6 +138,7 @@ class HardwareSpec:
             "weight_streaming_bandwidth": self.weight_streaming_bandwidth_bytes_per_s,
             "skinny_matmul_rate": self.skinny_matmul_flops_per_s,
             "copy_bandwidth": self.copy_bandwidth_bytes_per_s,
+            "transpose_bandwidth": self.transpose_bandwidth_bytes_per_s,
             **{f"peaks.{k}": v for k, v in self.peak_flops_per_s.items()},
         }
         for label, value in figures.items():

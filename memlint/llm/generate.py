@@ -159,7 +159,8 @@ def _affine(contexts: tuple[int, ...], reports: list[Report]) -> _Lines | None:
     first = reports[0]
     if (first.hardware.skinny_matmul_flops_per_s
             or first.hardware.weight_streaming_bandwidth_bytes_per_s
-            or first.hardware.copy_bandwidth_bytes_per_s):
+            or first.hardware.copy_bandwidth_bytes_per_s
+            or first.hardware.transpose_bandwidth_bytes_per_s):
         return None
     signature = [(n.name, n.cost.status, n.cost.unit, n.timing.peak_key, bool(n.cost.parts))
                  for n in first.nodes]  # fmt: skip

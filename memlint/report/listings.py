@@ -52,6 +52,8 @@ def spec_lines(spec: HardwareSpec) -> list[str]:
          and units.si(spec.skinny_matmul_flops_per_s, "FLOP/s")),
         ("copy_bandwidth", spec.copy_bandwidth_bytes_per_s
          and units.si(spec.copy_bandwidth_bytes_per_s, "B/s")),
+        ("transpose_bandwidth", spec.transpose_bandwidth_bytes_per_s
+         and units.si(spec.transpose_bandwidth_bytes_per_s, "B/s")),
     ]
     for key, value in rows:
         if value:
