@@ -241,3 +241,24 @@ def test_a_sweep_point_priced_from_one_layer_has_the_full_reports_fused_estimate
         fast = folded_figures(parsed, base, dims)
         assert fast is not None
         assert fast.summary.fused == figures(analyse(load(parsed, dims), A100)).summary.fused
+
+
+def test_a_torch_decode_step_gets_both_estimates():
+    # a Hugging Face Llama (GQA) captured by torch.export at a decode step after 63 tokens: its
+    # attention is one scaled_dot_product_attention node already; the element-wise chains
+    # (RMSNorm, SiLU x up), the projections sharing an input (q/k/v, gate/up) and the epilogues
+    # fuse, and the cache is read once either way
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        num_hidden_layers=2, hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=128, vocab_size=500, max_position_embeddings=128)).eval()  # fmt: skip
+    summary = memlint.lint(model, decode=63, hw=A100).summary
+    fused = summary.fused
+    assert fused.kernels < summary.kernels
+    assert summary.predicted_latency_s >= summary.kernels * LAUNCH
+    assert fused.latency_s < summary.predicted_latency_s
+    assert dict(fused.groups)["projections"] == 4  # q/k/v and gate/up in each of 2 layers
+    # 2 layers x (K + V) x 2 KV heads x 63 tokens x 16 dims x 4 B = 32,256 B, read once
+    assert fused.bytes_read.kv_cache == summary.bytes_read.kv_cache == 2 * 2 * 2 * 63 * 16 * 4
