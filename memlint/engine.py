@@ -340,8 +340,7 @@ def _is_noise(
     if finding.time_s is None:  # about the graph as a whole (capacity, coverage): always shown
         return False
     if finding.code in by_saving:  # a saving may hold launches: of the total that holds them
-        total = ctx.shared("engine.predicted-latency", lambda: ctx.total_latency_s + ctx.launch_s(
-            sum(1 for r in ctx.results if r.timing.bound.value != "none")))
+        total = ctx.predicted_latency_s
         share = finding.saving_s / total if total else 0.0
     else:
         share = finding.share or 0.0

@@ -242,6 +242,14 @@ class RuleContext(GraphIndex):
         """A time as a fraction of the model's predicted latency."""
         return time_s / self.total_latency_s if self.total_latency_s else 0.0
 
+    @property
+    def predicted_latency_s(self) -> float:
+        """The step's predicted latency as written: the operators' time (total_latency_s) and
+        the launch of every node that runs a kernel (memlint.core.report.summarize)."""
+        return self.shared("rulebase.predicted-latency", lambda: self.total_latency_s
+                           + self.launch_s(sum(1 for r in self.results
+                                               if r.timing.bound.value != "none")))
+
     def launch_s(self, kernels: int) -> float:
         """What launching `kernels` kernels costs on this device (0 where the spec gives no
         per-kernel launch cost, or with --cuda-graphs): a fix that runs fewer saves it."""

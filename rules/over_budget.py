@@ -58,7 +58,7 @@ class OverBudget(Rule):
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         results = ctx.results
         work = ctx.total_latency_s  # the operators' time; with launch costs, the total has more
-        total = work + ctx.launch_s(sum(1 for r in results if r.timing.bound.value != "none"))
+        total = ctx.predicted_latency_s
         memory_s = sum(r.timing.predicted_latency_s for r in results if r.timing.bound.value == "memory")
         share = min(memory_s / work, 1.0) if work else 0.0
         modelled = sum(1 for r in results if r.cost.is_modelled)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -492,7 +492,7 @@ def as_written_text(report: Report) -> str:
     launch = (f", {units.seconds(spec.kernel_overhead_s)} launch each" if spec.kernel_overhead_s
               else ", CUDA graph replay: no launch cost" if report.cuda_graphs
               else ", no launch cost in the spec")
-    return f"{summary.kernels:,} kernel{'s' if summary.kernels != 1 else ''}{launch}"
+    return f"{plural(summary.kernels, 'kernel')}{launch}"
 
 
 _GAP_SHORT = {"attention": "attention", "chain": "chains", "epilogue": "epilogues",
@@ -505,31 +505,39 @@ def fused_line(report: Report) -> str | None:
     fused = report.summary.fused
     if fused is None:
         return None
-    more = report.summary.predicted_latency_s - fused.latency_s
-    gaps = sorted(((t, _GAP_SHORT[k]) for k, t in fused.gap_s.items() if t > 0), reverse=True)
-    line = f"{units.seconds(fused.latency_s)}  ({fused.kernels:,} kernel" \
-           f"{'s' if fused.kernels != 1 else ''}"
-    if more > 0 and gaps:
-        line += f"; as written +{units.seconds(more)}: " + ", ".join(
-            f"{label} {units.seconds(t)}" for t, label in gaps)
+    gaps = _gaps(report, _GAP_SHORT, largest_first=True)
+    line = f"{units.seconds(fused.latency_s)}  ({plural(fused.kernels, 'kernel')}"
+    if gaps:
+        line += f"; as written +{gaps[0]}: " + ", ".join(gaps[1])
     return line + ")"
 
 
 def fused_texts(report: Report) -> tuple[str, str] | None:
     """The fused estimate's value and detail ('1,486 kernels; as written is 1.6 ms more: ...'),
     None when the summary has none."""
-    summary = report.summary
-    fused = summary.fused
+    fused = report.summary.fused
     if fused is None:
         return None
-    more = summary.predicted_latency_s - fused.latency_s
-    parts = [f"{label} {units.seconds(fused.gap_s[kind])}"
-             for kind, label in _GAP_LABELS.items() if fused.gap_s.get(kind, 0.0) > 0]
-    detail = f"{fused.kernels:,} kernel{'s' if fused.kernels != 1 else ''} as a fusing runtime " \
-             "runs them"
-    if more > 0 and parts:
-        detail += f"; as written is {units.seconds(more)} more: " + ", ".join(parts)
+    gaps = _gaps(report, _GAP_LABELS, largest_first=False)
+    detail = f"{plural(fused.kernels, 'kernel')} as a fusing runtime runs them"
+    if gaps:
+        detail += f"; as written is {gaps[0]} more: " + ", ".join(gaps[1])
     return units.seconds(fused.latency_s), detail
+
+
+def _gaps(report: Report, labels: Mapping[str, str],
+          largest_first: bool) -> tuple[str, list[str]] | None:
+    """How much more the as-written estimate takes and 'label time' per fusion that removes
+    some of it (largest first, or in `labels`' order); None when it takes no more."""
+    fused = report.summary.fused
+    more = report.summary.predicted_latency_s - fused.latency_s
+    gaps = [(fused.gap_s[kind], label) for kind, label in labels.items()
+            if fused.gap_s.get(kind, 0.0) > 0]
+    if more <= 0 or not gaps:
+        return None
+    if largest_first:
+        gaps.sort(reverse=True)
+    return units.seconds(more), [f"{label} {units.seconds(t)}" for t, label in gaps]
 
 
 def _cards(report: Report) -> tuple[Card, ...]:
