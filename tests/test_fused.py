@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 import memlint
-from memlint.api import graph_replay, load
+from memlint.api import graph_replay
 from memlint.cli import main
 from memlint.config import Config
 from memlint.core.report import analyse
-from memlint.hardware import resolve
 from memlint.frontends.onnx_text import load_example
+from memlint.hardware import resolve
 from memlint.rulebase import Example
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -226,21 +226,6 @@ def test_a_7b_decode_step_fused_is_weights_and_cache_once_over_bandwidth(llama_7
     assert launched.predicted_latency_s == pytest.approx(
         summary.predicted_latency_s + summary.kernels * LAUNCH)
     assert launched.fused.latency_s == pytest.approx(fused.latency_s + fused.kernels * LAUNCH)
-
-
-def test_a_sweep_point_priced_from_one_layer_has_the_full_reports_fused_estimate():
-    # memlint.llm.steps prices the base step's plan at the point's sizes (the groups do not
-    # depend on the dims): the same fused estimate as a full lint at the point
-    from memlint.api import parse
-    from memlint.llm.steps import figures, folded_figures
-
-    parsed = parse(SAMPLES / "gpt2_decoder_step.onnx")
-    base_dims = {"batch_size": 1, "sequence_length": 1, "past_sequence_length": 8}
-    base = analyse(load(parsed, base_dims), A100)
-    for dims in ({**base_dims, "past_sequence_length": 100}, {**base_dims, "batch_size": 5}):
-        fast = folded_figures(parsed, base, dims)
-        assert fast is not None
-        assert fast.summary.fused == figures(analyse(load(parsed, dims), A100)).summary.fused
 
 
 def test_a_torch_decode_step_gets_both_estimates():

@@ -33,8 +33,7 @@ A group with a node whose cost is not modelled is not formed: its nodes stay ker
 own, so unmodelled bytes are never hidden.
 
 The plan (the groups) depends on the graph alone and is found once per graph; `estimate` prices
-it at the costs and tensor sizes it is given, so a sweep point that re-evaluates one layer
-(memlint.llm.steps) prices the base step's plan at the point's sizes.
+it at the node costs it is given (a what-if's).
 """
 
 from __future__ import annotations
@@ -138,7 +137,7 @@ def _plan(graph: Graph, ctx: GraphIndex) -> Plan:
     projections = _shared_input_projections(ctx, taken | in_chain)
     owner = {name: members for members in projections for name in members}
     for members in chains:
-        found = _epilogue_of(ctx, members, taken | in_chain)
+        found = _epilogue_of(ctx, members, (taken, in_chain))
         if found is None:
             kind = CHAIN
         elif found[-1].name in owner:  # the epilogue of one of a group of projections
@@ -190,31 +189,34 @@ def _constant(graph: Graph, name: str) -> bool:
 
 
 def _epilogue_of(ctx: GraphIndex, members: dict[str, Node],
-                 grouped: Collection[str]) -> list[Node] | None:
+                 grouped: tuple[Collection[str], ...]) -> list[Node] | None:
     """The matrix product or convolution whose result only `members` read (looked through
     views, and through an inference BatchNormalization, which runtimes fold into the
     convolution), which a runtime runs with the members as its epilogue (bias, activation,
-    residual): [folded nodes ..., product], the first in graph order that qualifies."""
+    residual): [folded nodes ..., product], the first in graph order that qualifies; none of
+    them in one of `grouped` (names already in a group)."""
     for node in members.values():
         for name in node.inputs:
-            found: list[Node] = []
-            reading = dict(members)
+            found: list[Node] = []  # the walked nodes read by the members or by each other
+            folded: set[str] = set()
             while name:
                 producer = ctx.producer(source(ctx, name))
-                if producer is None or producer.name in grouped or producer.name in reading:
+                if producer is None or producer.name in members or producer.name in folded \
+                        or any(producer.name in names for names in grouped):
                     break
                 result = ctx.result(producer.name)
                 out = producer.outputs[0]
                 if result is None or result.cost.status is not CostStatus.MODELLED \
                         or ctx.is_graph_output(out) \
-                        or any(r.name not in reading for r in readers(ctx, out)):
+                        or any(r.name not in members and r.name not in folded
+                               for r in readers(ctx, out)):
                     break
                 found.append(producer)
                 if producer.qualified_op in _PRODUCTS:
                     return found
                 if producer.qualified_op not in _FOLDED_INTO_PRODUCT or len(found) > 2:
                     break
-                reading[producer.name] = producer
+                folded.add(producer.name)
                 name = producer.inputs[0]
     return None
 
@@ -300,21 +302,18 @@ def estimate(
     *,
     tf32: bool = False,
     results: Sequence[NodeResult] | None = None,
-    size: Callable[[str], int | None] | None = None,
     exclude: Collection[str] = frozenset(),
 ) -> FusedEstimate:
-    """Price the plan of `ctx`'s graph: at its own node results and tensor sizes, or at
-    `results` (the costs of the graph's nodes, in its order, at another point: a sweep point
-    priced from one layer repeats that layer's results) and `size` (tensor name -> bytes
-    there). Nodes named in `exclude` are left out (a group whose nodes are all excluded is no
-    kernel)."""
+    """Price the plan of `ctx`'s graph at its tensor sizes and its own node results, or at
+    `results` (the costs of the graph's nodes, in its order or named). Nodes named in
+    `exclude` are left out (a group whose nodes are all excluded is no kernel)."""
     found = plan(ctx)
     results = ctx.results if results is None else results
     names = [n.name for n in ctx.graph.nodes]
     if len(results) != len(names):  # some nodes left out (a step without excluded blocks)
         by_name = {r.name: r for r in results}
         results = [by_name.get(name) for name in names]
-    nbytes = size or _own_sizes(ctx)
+    nbytes = _own_sizes(ctx)
     kinds = _kinds(ctx)
     cached = copies(ctx.graph)
     kernels, latency, flops = 0, 0.0, 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -173,18 +173,17 @@ class Report:
 
 def summarize(
     nodes: tuple[NodeResult, ...], spec: HardwareSpec, tf32: bool, *, model: Model | None = None,
-    exclude: Collection[str] = frozenset(), sizes: Callable[[str], int | None] | None = None,
+    exclude: Collection[str] = frozenset(),
 ) -> Summary:
     """The totals of `nodes` (those named in `exclude` left out). With the `model` they were
-    analysed from, the fused estimate too (memlint.analysis.fused), priced at `nodes`' costs
-    and, where given, `sizes` (tensor name -> bytes: a sweep point priced on the base graph)."""
+    analysed from, the fused estimate (memlint.analysis.fused) and the totals by block role
+    too."""
     fused = None
     if model is not None:
         from memlint.analysis.fused import estimate
         from memlint.analysis.graph_index import GraphIndex
 
-        fused = estimate(GraphIndex(model, nodes), spec, tf32=tf32, size=sizes,
-                         exclude=exclude)  # fmt: skip
+        fused = estimate(GraphIndex(model, nodes), spec, tf32=tf32, exclude=exclude)
     if exclude:
         nodes = tuple(n for n in nodes if n.name not in exclude)
     flops_by_peak: Counter[str] = Counter()
@@ -260,9 +259,11 @@ _SHARED = frozenset({CostStatus.MODELLED, CostStatus.METADATA, CostStatus.FOLDED
                      CostStatus.UNMODELLED})
 
 
-def analyse(model: Model, spec: HardwareSpec, *, tf32: bool = False) -> Report:
+def analyse(model: Model, spec: HardwareSpec, *, tf32: bool = False,
+            detail: bool = True) -> Report:
     """Cost every node, place it on the roofline of `spec`, and total the graph (no rules run:
-    memlint.api.check adds the findings).
+    memlint.api.check adds the findings). detail=False leaves the fused estimate and the
+    totals by block out of the summary (what a sweep point needs of a one-layer load).
 
     Nodes that read and write the same (memlint.costs.registry.cost_keys: op, attributes,
     shapes, dtypes, kinds, known values) share one cost and timing: the 80 layers of a decoder
@@ -294,7 +295,7 @@ def analyse(model: Model, spec: HardwareSpec, *, tf32: bool = False) -> Report:
         model=model,
         hardware=spec,
         nodes=results,
-        summary=summarize(results, spec, tf32, model=model),
+        summary=summarize(results, spec, tf32, model=model if detail else None),
         coverage=coverage_of(results, model),
         tf32=tf32,
     )

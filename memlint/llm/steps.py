@@ -15,12 +15,13 @@ tensor keeps its kind. A point where any of this does not hold is linted in full
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from memlint.analysis.kv_copies import copies
 from memlint.analysis.liveness import footprint, footprint_resized
 from memlint.core.llm import GemmBalance
 from memlint.core.report import NodeResult, Report, Summary, analyse, summarize
+from memlint.core.whatif import EMPTY_BLOCKS
 from memlint.costs import CostStatus
 from memlint.costs.quantized import EMPTY_VIEW, view_of
 from memlint.costs.registry import BUILTIN, op_info_of, origin_of
@@ -31,7 +32,8 @@ from memlint.ir import ComputeUnit, Graph, per_graph
 
 @dataclass(frozen=True)
 class StepFigures:
-    """One step's totals, the balance of its weight-reading GEMMs and its peak memory."""
+    """One step's totals (as written: a row has no fused estimate nor totals by block), the
+    balance of its weight-reading GEMMs and its peak memory."""
 
     summary: Summary
     gemm: GemmBalance
@@ -42,7 +44,7 @@ class StepFigures:
 def figures(report: Report) -> StepFigures:
     """The figures of an analysed step."""
     return StepFigures(
-        summary=report.summary,
+        summary=replace(report.summary, fused=None, by_block=EMPTY_BLOCKS),
         gemm=gemm_balance_of(report.nodes, report.hardware),
         peak_memory_bytes=footprint(report.model.graph).peak_total_bytes,
         capacity_bytes=report.hardware.memory_capacity_bytes,
@@ -93,14 +95,14 @@ def folded_figures(parsed: ParsedOnnx, base: Report, dims: dict[str, int]) -> St
                 or (name in cached) != (name in cached_here):
             return None
     spec, tf32 = base.hardware, base.tf32
-    kept = analyse(folded.model, spec, tf32=tf32).nodes
+    kept = analyse(folded.model, spec, tf32=tf32, detail=False).nodes
     nodes = tuple(kept[i] for i in folded.positions)  # the whole graph's order
     here = {name: value.nbytes for name, value in values.items()}
     sizes = {name: here.get(names.get(name, name)) for name in whole.values}
     size = sizes.get
 
     return StepFigures(
-        summary=summarize(nodes, spec, tf32, model=base.model, sizes=size),
+        summary=summarize(nodes, spec, tf32),
         gemm=gemm_balance_of(nodes, spec),
         peak_memory_bytes=footprint_resized(whole, size).peak_total_bytes,
         capacity_bytes=spec.memory_capacity_bytes,
