@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -75,6 +76,19 @@ def test_the_new_fields_parse_in_si_units(tmp_path):
     assert spec.skinny_matmul_flops_per_s == pytest.approx(40e9)
     assert spec.sources["weight_streaming_bandwidth"] == "a GEMV"
     assert spec.sources["skinny_matmul_rate"] == "an 8-row MatMul"
+
+
+def test_the_json_report_names_the_figures_by_access_pattern(tmp_path):
+    import memlint
+
+    path = tmp_path / "hw.toml"
+    path.write_text(DEVICE, encoding="utf-8")
+    sample = Path(__file__).resolve().parent.parent / "sample_models" / "small_cnn.onnx"
+    hardware = memlint.lint(sample, hw="acme-cpu", hw_files=[path]).to_dict()["hardware"]
+    assert hardware["weight_streaming_bandwidth_bytes_per_s"] == pytest.approx(38e9)
+    assert hardware["skinny_matmul_flops_per_s"] == pytest.approx(40e9)
+    assert hardware["copy_bandwidth_bytes_per_s"] == pytest.approx(20e9)
+    assert hardware["transpose_bandwidth_bytes_per_s"] is None  # the file gives none
 
 
 def test_the_new_fields_are_optional(tmp_path):

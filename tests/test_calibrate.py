@@ -55,6 +55,32 @@ def test_a_tiny_budget_measures_the_figures_by_access_pattern():
     assert "one more one-element Add in a chain of 257:" in overhead
 
 
+def test_the_peak_is_the_median_rate_of_the_sizes(monkeypatch):
+    # n = 128 and 256 (tiny budget) for float32, 96 and 192 for float64: the lower of the two
+    # middle rates is the peak, not the fastest size's (which sits best in the caches; the
+    # spec keeps 4 significant digits).
+    # Kernel times by n, so that float32 runs 2*128^3 / 1e-5 = 419 GFLOPS at 128 and
+    # 2*256^3 / 1e-4 = 336 at 256: the peak is 336 and the source quotes the other size.
+    sized = {128: 1e-5, 256: 1e-4, 96: 1e-5, 192: 1e-4}
+    real_model, real_times = calibrate_module._matmul_model, calibrate_module._ort_kernel_times
+
+    def model(n, dtype, rows=None):
+        return ("mm", n) if rows is None else real_model(n, dtype, rows)
+
+    def times(ort, model, feeds, node, budget, threads):
+        if isinstance(model, tuple):
+            return [sized[model[1]]] * 4
+        return real_times(ort, model, feeds, node, budget, threads)
+
+    monkeypatch.setattr(calibrate_module, "_matmul_model", model)
+    monkeypatch.setattr(calibrate_module, "_ort_kernel_times", times)
+    spec = calibrate(seconds_budget=TINY_BUDGET_S / 2, date="2026-01-02", device="cpu").spec
+    assert spec.peak_flops_per_s["vector.float32"] == pytest.approx(2 * 256**3 / 1e-4, rel=1e-3)
+    assert "MatMul 256x256 x 256x256 float32" in spec.sources["vector.float32"]
+    assert "the median rate of n = 128, 256 (GFLOPS at 128: 419;" in spec.sources["vector.float32"]
+    assert spec.peak_flops_per_s["vector.float64"] == pytest.approx(2 * 192**3 / 1e-4, rel=1e-3)
+
+
 def test_the_overhead_mix_has_the_kernels_memlint_counts(tmp_path):
     # each block: Shape, Unsqueeze and two Reshapes are metadata (no time); Gather, Concat, two
     # Transposes, Mul, Softmax, Add and Div are kernels: 8 of 12, as MIX_KERNELS says

@@ -149,6 +149,11 @@ def document(report: Report) -> dict[str, Any]:
             "memory_capacity_bytes": spec.memory_capacity_bytes,
             "peak_flops_per_s": dict(spec.peak_flops_per_s),
             "kernel_overhead_s": spec.kernel_overhead_s,
+            # the figures by access pattern (docs/hardware.md; null: the spec has none)
+            "weight_streaming_bandwidth_bytes_per_s": spec.weight_streaming_bandwidth_bytes_per_s,
+            "skinny_matmul_flops_per_s": spec.skinny_matmul_flops_per_s,
+            "copy_bandwidth_bytes_per_s": spec.copy_bandwidth_bytes_per_s,
+            "transpose_bandwidth_bytes_per_s": spec.transpose_bandwidth_bytes_per_s,
             "kernel_launch_s": spec.kernel_overhead_s or 0.0,
             "cuda_graphs": report.cuda_graphs,
             "ridge_point": summary.ridge_point,
