@@ -312,7 +312,7 @@ def diff_command(old: Path, new: Path, fmt: str, output: Path | None, limits: tu
 @click.option("--output", "-o", "out", type=click.Path(path_type=Path), help="Write the fixed model here (a new file; never the input).")
 @click.option("--weights-dtype", "precision", type=click.Choice(("fp16", "int8", "int4")), default="fp16", show_default=True, help="What ML106 (wide weights) converts the weights to: fp16 (keep_io_types), or int8 / int4 weight-only MatMulNBits (block 32).")
 @click.option("--dry-run", is_flag=True, help="List the transforms that would be applied and the predicted saving of each; write nothing.")
-@click.option("--confirm", "confirm_run", is_flag=True, help="Run the input and the output in onnxruntime (CPU) on synthetic inputs: measured latency, and outputs compared after each transform at its tolerance (exit 2 naming the transform that diverges).")
+@click.option("--confirm", "confirm_run", is_flag=True, help="Run the input and the output in onnxruntime (CPU) on synthetic inputs (and, for a model with a mask input, again with a padded mask): measured latency, and outputs compared after each transform at its tolerance (exit 2 naming the transform that diverges).")
 @click.option("--runs", default=10, show_default=True, type=click.IntRange(min=1), help="Timed runs per model for --confirm.")
 @click.option("--format", "fmt", type=click.Choice(("text", "json", "markdown")), default="text", show_default=True)
 @click.option("--report", "report_file", type=click.Path(path_type=Path), help="Write the before/after report here instead of stdout.")

@@ -56,6 +56,9 @@ def test_gpt2_default_fix_end_to_end(small_exports, tmp_path, capsys):
     assert status == {"transformer-fusions": "applied", "fp16": "applied"}
     assert all(check["ok"] for check in data["confirm"]["checks"])
     assert [c["transform"] for c in data["confirm"]["checks"]] == ["transformer-fusions", "fp16"]
+    # a decoder: the second feed pads the first half of the last row's attention_mask
+    # (past 127 + 1 new token) at the left, as batched generation does
+    assert data["confirm"]["feeds"] == ["all-ones mask", "left-padded mask"]
     # onnxruntime loads and runs the output; fusions are exact to float rounding and fp16
     # rounds to 11 bits: 2e-2 of the largest output value (memlint.fix.transforms)
     assert all(error < 2e-2 for _, error in run_both(model, out))
@@ -98,7 +101,22 @@ def test_bert_fp16_halves_the_weight_bytes(small_exports, tmp_path, capsys):
     data = json.loads(stdout)
     weights = metric(data, "weights")
     assert weights["new"] / weights["old"] == pytest.approx(0.5, abs=0.01)
+    # at the bound sequence_length 1 the mask has one position: nothing to pad, one feed
+    assert data["confirm"]["feeds"] == ["synthetic inputs"]
     assert all(error < 2e-2 for _, error in run_both(model, out))
+
+
+def test_bert_fusions_hold_on_a_right_padded_mask(small_exports, tmp_path, capsys):
+    # an encoder's batches pad at the right: onnxruntime's BERT attention fusion turns the mask
+    # into key counts, exact there (it would not be for left padding, which encoders never get)
+    model, out = small_exports["bert"], tmp_path / "bert_fused.onnx"
+    code, stdout, stderr = fix(capsys, model, "-o", out, "--select", "ML102,ML103", "--dim",
+                               "sequence_length=8", "--confirm", "--runs", "1", "--format", "json")
+    assert code == 0, stderr
+    data = json.loads(stdout)
+    assert data["confirm"]["feeds"] == ["all-ones mask", "right-padded mask"]
+    assert all(check["ok"] and check["error"] < 1e-3 for check in data["confirm"]["checks"])
+    assert "Attention" in {n.op_type for n in onnx.load(str(out)).graph.node}
 
 
 def test_int4_weight_only_cuts_the_decoder_weight_bytes_6x(small_exports, tmp_path, capsys):
@@ -223,6 +241,7 @@ def test_cancelling_transposes_are_removed_by_onnxruntime(tmp_path, capsys):
     assert "Transpose" not in {n.op_type for n in onnx.load(str(out)).graph.node}
     assert {e["code"] for e in data["comparison"]["fixed"]} == {"ML107"}
     assert data["confirm"]["checks"][0]["error"] == 0.0
+    assert data["confirm"]["feeds"] == ["synthetic inputs"]  # no mask input: one feed
 
 
 def test_external_data_stays_external(gpt2_split, capsys):
@@ -278,3 +297,135 @@ def test_weights_absent_refuses_a_fusion_that_merges_weights(small_exports, tmp_
     assert any(line.startswith("memlint: refused transformer-fusions: needs the weights (it "
                                "computes 'Attention_0_qkv_weight'") for line in lines)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no temp folder left
+
+
+def test_nan_in_the_same_place_agrees_and_nan_only_after_diverges():
+    from memlint.fix.verify import OutputCheck, compare
+
+    before = np.array([[np.nan, np.inf, 2.0], [1.0, -1.0, 4.0]], np.float32)
+    # NaN and inf in the same places agree; the finite positions: max |4.004 - 4| / max |4| = 1e-3
+    after = before.copy()
+    after[1, 2] = 4.004
+    same = compare(before, after)
+    assert same.error == pytest.approx(1e-3, rel=1e-3) and same.nonfinite == 0
+    assert compare(before, before).error == 0.0
+    # one NaN appears (where 1.0 was), one disappears (where NaN was): beyond any tolerance
+    after[1, 0], after[0, 0] = np.nan, 0.0
+    moved = compare(before, after)
+    assert moved.error == float("inf")
+    assert (moved.nonfinite_after, moved.nonfinite_before) == (1, 1)
+    check = OutputCheck("t", moved.error, "y", 1e9, "left-padded mask", 1, 1)
+    assert not check.ok
+    assert check.problem == ("is NaN or inf in 1 place(s) where the stage before is finite and "
+                             "is finite in 1 place(s) where the stage before is NaN or inf")
+
+
+def masked_softmax(guarded: bool, transposes: bool = False, decoder: bool = True):
+    """y = Softmax(x + bias) over the last axis, x float[2, 4, 4] (batch, query, key), where bias
+    is 0 where the key is both unpadded (attention_mask int64[2, 4]) and causal (key <= query),
+    else -inf; `guarded`: y = Where(IsNaN(y), 0, y), as transformers' SDPA export writes it.
+    (Where, not (1 - mask) * -inf: 0 * -inf is NaN.) `transposes`: x passes through two
+    cancelling Transposes first, which memlint flags (ML102), so `memlint fix` plans the
+    transformer fusions. `decoder`: x is also written as present.0.key, a KV-cache output, so
+    the padded feed pads at the left, as batched generation does (else at the right)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    causal = np.tril(np.ones((4, 4), np.bool_))
+    inits = [numpy_helper.from_array(causal, "causal"),
+             numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+             numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+             numpy_helper.from_array(np.array(-np.inf, np.float32), "neginf")]
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1]),
+             helper.make_node("Transpose", ["xt"], ["scores"], perm=[0, 2, 1])] if transposes \
+        else [helper.make_node("Identity", ["x"], ["scores"])]
+    nodes += [helper.make_node("Cast", ["attention_mask"], ["keep"], to=TensorProto.BOOL),
+              helper.make_node("Unsqueeze", ["keep", "axis1"], ["keys"]),
+              helper.make_node("And", ["keys", "causal"], ["seen"]),
+              helper.make_node("Where", ["seen", "zero", "neginf"], ["bias"]),
+              helper.make_node("Add", ["scores", "bias"], ["s"]),
+              helper.make_node("Softmax", ["s"], ["p" if guarded else "y"], axis=-1)]
+    if guarded:
+        nodes += [helper.make_node("IsNaN", ["p"], ["nan"]),
+                  helper.make_node("Where", ["nan", "zero", "p"], ["y"])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, 4])]
+    if decoder:
+        nodes.append(helper.make_node("Identity", ["x"], ["present.0.key"]))
+        outputs.append(helper.make_tensor_value_info("present.0.key", TensorProto.FLOAT,
+                                                     [2, 4, 4]))
+    graph = helper.make_graph(
+        nodes, "masked_softmax",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4, 4]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [2, 4])],
+        outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_a_stage_that_differs_only_on_masked_rows_diverges_on_the_padded_mask(tmp_path):
+    import memlint
+    from memlint.fix.verify import confirm_stages, feeds_for
+
+    guarded, bare = tmp_path / "guarded.onnx", tmp_path / "bare.onnx"
+    onnx.save(masked_softmax(guarded=True), str(guarded))
+    onnx.save(masked_softmax(guarded=False), str(bare))
+    feeds = feeds_for(memlint.lint(str(guarded), hw="a100").model)
+    assert [f.name for f in feeds] == ["all-ones mask", "left-padded mask"]
+    # a decoder: the last batch row's first half is padding, the first row stays all ones
+    assert feeds[1].values["attention_mask"].tolist() == [[1, 1, 1, 1], [0, 0, 1, 1]]
+    stages = [("", 0.0, guarded), ("drop-nan-guard", 1e-3, bare)]
+    # all-ones mask: every query sees at least its own key, no NaN: identical outputs
+    ones = confirm_stages(stages, feeds[:1], runs=1)
+    assert ones.checks[0].ok and ones.checks[0].error == 0.0
+    # left-padded: batch row 1, queries 0 and 1 see only keys 0 and 1 (causal), which are
+    # padding: 2 rows of 4 scores of -inf, Softmax gives 8 NaN; the guard makes them 0, the
+    # bare model keeps them
+    both = confirm_stages(stages, feeds, runs=1)
+    assert both.feeds == ("all-ones mask", "left-padded mask")
+    check = both.checks[0]
+    assert not check.ok and check.feed == "left-padded mask" and check.output == "y"
+    assert (check.nonfinite_after, check.nonfinite_before) == (8, 0)
+    # the input model's own NaN is agreement: the bare model against itself
+    assert confirm_stages([("", 0.0, bare), ("same", 0.0, bare)], feeds, runs=1).checks[0].ok
+
+
+def test_an_encoders_padded_feed_pads_at_the_right(tmp_path):
+    # no KV cache: batches of an encoder pad at the right, so every causal query row still
+    # sees key 0 and no row is fully masked: the guard changes nothing, both stages agree
+    import memlint
+    from memlint.fix.verify import confirm_stages, feeds_for
+
+    guarded, bare = tmp_path / "guarded.onnx", tmp_path / "bare.onnx"
+    onnx.save(masked_softmax(guarded=True, decoder=False), str(guarded))
+    onnx.save(masked_softmax(guarded=False, decoder=False), str(bare))
+    feeds = feeds_for(memlint.lint(str(guarded), hw="a100").model)
+    assert [f.name for f in feeds] == ["all-ones mask", "right-padded mask"]
+    assert feeds[1].values["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
+    stages = [("", 0.0, guarded), ("drop-nan-guard", 1e-3, bare)]
+    check = confirm_stages(stages, feeds, runs=1).checks[0]
+    assert check.ok and check.error == 0.0 and check.nonfinite == 0
+
+
+def test_fix_confirm_compares_the_padded_mask_and_names_the_transform(tmp_path, capsys,
+                                                                      monkeypatch):
+    from memlint.fix import transforms
+
+    model = tmp_path / "attn.onnx"
+    onnx.save(masked_softmax(guarded=True, transposes=True), str(model))
+    args = ("--min-share", "0", "--min-saving-s", "0", "--confirm", "--runs", "1")
+    code, stdout, stderr = fix(capsys, model, "-o", tmp_path / "ok.onnx", *args)
+    assert code == 0, stderr
+    assert "  outputs compared on 2 feeds: all-ones mask, left-padded mask\n" in stdout
+    assert "outputs after transformer-fusions: max error 0 of the largest value (y, all-ones " \
+           "mask)" in stdout  # no pattern matched: the graph as it was, exact on both feeds
+    # the same step, its library call replaced by one that drops the NaN guard
+    bare = masked_softmax(guarded=False)
+    broken = tuple(dataclasses.replace(t, run=lambda path, facts: (bare, "dropped the guard"))
+                   if t.name == "transformer-fusions" else t
+                   for t in transforms.TRANSFORMS)
+    monkeypatch.setattr(transforms, "TRANSFORMS", broken)
+    out = tmp_path / "bad.onnx"
+    code, _, stderr = fix(capsys, model, "-o", out, *args)
+    assert code == 2 and not out.exists()
+    assert stderr.splitlines()[-1] == (
+        "memlint: error: transformer-fusions: output 'y' is NaN or inf in 8 place(s) "
+        "where the stage before is finite, on the left-padded mask, beyond any tolerance; "
+        f"{out} was not written")

@@ -6,6 +6,9 @@ Inputs (seeded, so runs repeat):
   within the type vocab; `position_ids` count up from the bound past length (clipped to the
   table); any other integer input gets zeros;
 - inputs named like a mask (`attention_mask`, ...) and boolean inputs are all ones;
+  `padded` makes the same feeds with the last batch row of each mask half padding: at the
+  left for a model with a KV cache (batched generation pads prompts at the left), at the right
+  for any other (an encoder's batches pad at the right);
 - KV-cache inputs (as the frontend classified them) get small random values (normal, std 0.02)
   at the bound past length; other float inputs get standard normal values.
 
@@ -84,6 +87,33 @@ def synthesize_inputs(model: Model, names: tuple[str, ...] | None = None) -> dic
         else:
             feeds[name] = rng.standard_normal(shape, np.float32).astype(numpy_type)
     return feeds
+
+
+def padded(model: Model, feeds: Mapping[str, np.ndarray]) -> tuple[str, dict[str, np.ndarray]] | None:
+    """`feeds` with half of the last batch row of every mask input (named like a mask, integer
+    or boolean, at least 2 positions on its last axis) set to 0 / False: the first half for a
+    model with a KV cache (a decoder: batched generation pads prompts at the left, so in a
+    prefill the first query rows of a causal model see no key at all), the last half for any
+    other (an encoder: its batches pad at the right). The other rows stay all ones. ("left" or
+    "right", the feeds), or None when the model has no such mask input."""
+    left = any(v.kind is ValueKind.KV_CACHE for v in model.graph.values.values())
+    masked_feeds = dict(feeds)
+    for name, array in feeds.items():
+        value = model.graph.value(name)
+        if (value is None or value.dtype.is_float or not MASK_NAME.search(name)
+                or array.size == 0 or array.shape[-1] < 2):
+            continue
+        masked = array.copy()
+        row = masked[-1] if masked.ndim > 1 else masked
+        half = array.shape[-1] // 2
+        if left:
+            row[..., :half] = 0
+        else:
+            row[..., array.shape[-1] - half:] = 0
+        masked_feeds[name] = masked
+    if all(masked_feeds[k] is feeds[k] for k in feeds):
+        return None
+    return ("left" if left else "right"), masked_feeds
 
 
 def describe_feeds(feeds: Mapping[str, np.ndarray], model: Model) -> str:

@@ -31,7 +31,7 @@ from memlint.fix.transforms import (
     torch_advice,
     transforms_for,
 )
-from memlint.fix.verify import Confirmation, confirm_stages
+from memlint.fix.verify import Confirmation, confirm_stages, feeds_for
 from memlint.runner import LintRequest, is_torch_target, lint_model
 
 
@@ -149,16 +149,13 @@ def fix_model(model: Path, output: Path | None, request: LintRequest, *,
             return result
         confirmation = None
         if confirm:
-            from memlint.confirm.inputs import synthesize_inputs
-
             announce(f"running {len(stages)} model(s) in onnxruntime ({runs} timed runs each)")
-            confirmation = confirm_stages(stages, synthesize_inputs(before.model), runs)
+            confirmation = confirm_stages(stages, feeds_for(before.model), runs)
             if confirmation.diverged:
                 worst = confirmation.diverged[0]
-                raise FixDiverged(
-                    f"{worst.transform}: output {worst.output!r} moved by {worst.error:.3g} of its "
-                    f"largest value, over the transform's tolerance {worst.tolerance:g}; "
-                    f"{output} was not written")
+                on = f", on the {worst.feed}" if len(confirmation.feeds) > 1 else ""
+                raise FixDiverged(f"{worst.transform}: output {worst.output!r} {worst.problem}{on}, "
+                                  f"{worst.limit}; {output} was not written")
         modelio.publish(stages[-1][2], output)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -45,10 +45,16 @@ def _confirm_lines(result: FixResult) -> list[str]:
     lines = [(f"measured on onnxruntime {run.provider}, median of {run.runs} runs: "
               f"{units.by_unit(run.latency_before_s, 's')} -> "
               f"{units.by_unit(run.latency_after_s, 's')}")]
+    several = len(run.feeds) > 1
+    if several:
+        lines.append(f"  outputs compared on {len(run.feeds)} feeds: {', '.join(run.feeds)}")
     for check in run.checks:
         verdict = "ok" if check.ok else "DIVERGED"
-        lines.append(f"  outputs after {check.transform}: max error {check.error:.3g} of the largest "
-                     f"value ({check.output}), tolerance {check.tolerance:g}: {verdict}")
+        where = f"{check.output}, {check.feed}" if several else check.output
+        moved = (f"max error {check.error:.3g} of the largest value"
+                 if not check.nonfinite else check.problem)
+        lines.append(f"  outputs after {check.transform}: {moved} ({where}), "
+                     f"tolerance {check.tolerance:g}: {verdict}")
     return lines
 
 
@@ -112,8 +118,11 @@ def to_dict(result: FixResult) -> dict[str, Any]:
         "confirm": None if run is None else {
             "provider": run.provider, "runs": run.runs,
             "latency_before_s": run.latency_before_s, "latency_after_s": run.latency_after_s,
+            "feeds": list(run.feeds),
             "checks": [{"transform": c.transform, "error": c.error, "output": c.output,
-                        "tolerance": c.tolerance, "ok": c.ok} for c in run.checks],
+                        "feed": c.feed, "nonfinite_after": c.nonfinite_after,
+                        "nonfinite_before": c.nonfinite_before, "tolerance": c.tolerance,
+                        "ok": c.ok} for c in run.checks],
         },
         "notes": list(result.notes),
     }
