@@ -47,6 +47,9 @@ def test_a_tiny_budget_measures_the_figures_by_access_pattern():
     copies = spec.sources["copy_bandwidth"]
     assert "two Concats per layer (keys, values) of a [1,12,63,64] float32 past" in copies
     assert "in 12 layers" in copies and "(393216 B each)" in copies
+    # a strided copy's rate moves between sessions: the median of three fresh ones, each quoted
+    assert "over the median of 3 fresh sessions' lower-quartile kernel times" in copies
+    assert copies.count(", ", copies.index("GB/s per session:")) == 2
     assert "Transpose (perm 0,1,3,2)" in spec.sources["transpose_bandwidth"]
     # the overhead comes from the decode-like mix; the chain of Adds is quoted beside it
     overhead = spec.sources["kernel_overhead"]

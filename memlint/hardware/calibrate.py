@@ -25,8 +25,9 @@ CPU (onnxruntime, CPU provider, its default threads; numpy for comparison):
   decode step's present.N.key and .value), then the Transpose (perm 0, 1, 3, 2) of the keys'
   present that GPT-2's attention scores read; each moves read + written bytes over its kernel
   time: the Concats give copy_bandwidth, the Transposes transpose_bandwidth (strided reads:
-  several times slower than a Concat on a CPU, so one figure for both ranks them wrong).
-  The pasts of all the layers together (72 MiB) are larger than the last-level cache, so every
+  several times slower than a Concat on a CPU, so one figure for both ranks them wrong), the
+  median of COPY_SESSIONS fresh sessions (the Transpose's rate moves several-fold between
+  sessions). The pasts of all the layers together (72 MiB) are larger than the last-level cache, so every
   past is read from memory, as a decode step reads its cache;
 - per-kernel overhead: the wall-clock cost of the small nodes of a real graph, from a mix of
   the shape / index / element-wise nodes a decode step runs (memlint.hardware.ort.mix_model,
@@ -102,6 +103,10 @@ OVERHEAD_CHAIN = 257
 # at 33 blocks (396 nodes), 0.85-0.99 at 257, 1.0-1.13 at 513; the 33-block slope is quoted
 OVERHEAD_BLOCKS, OVERHEAD_BLOCKS_SMALL = 257, 33
 COPY_LAYERS = 12  # _copy_model's layers (GPT-2 small's): 24 pasts of 3 MiB at full size
+# Fresh onnxruntime sessions the copy figures take the median of: a strided Transpose's rate
+# moves several-fold from one session to the next on the development VM (6 to 41 GB/s; within a
+# session it holds), so one session's figure is luck.
+COPY_SESSIONS = 3
 SKINNY_ROWS_MEASURED = 8
 
 
@@ -365,26 +370,35 @@ def _copy_figures(
         for cache in ("key", "value"):
             feeds[f"past_{cache}{i}"] = np.full((1, 12, past, 64), 0.5, np.float32)
             feeds[f"new_{cache}{i}"] = np.full((1, 12, 1, 64), 0.25, np.float32)
-    trace = _ort_trace(ort, _copy_model(past, COPY_LAYERS), feeds, budget, threads,
-                       optimised=False)
     concats = tuple(f"{cache}{i}" for i in range(COPY_LAYERS) for cache in ("key", "value"))
-    concat = fast(_kernel_times(trace, concats))
-    transpose = fast(_kernel_times(trace, tuple(f"transpose{i}" for i in range(COPY_LAYERS))))
+    transposes = tuple(f"transpose{i}" for i in range(COPY_LAYERS))
+    model = _copy_model(past, COPY_LAYERS)
+    concat_s, transpose_s, runs = [], [], 0
+    for _ in range(COPY_SESSIONS):
+        trace = _ort_trace(ort, model, feeds, budget / COPY_SESSIONS, threads, optimised=False)
+        concat_s.append(fast(_kernel_times(trace, concats)))
+        transpose_s.append(fast(_kernel_times(trace, transposes)))
+        runs += len(trace.runs)
+    concat, transpose = statistics.median(concat_s), statistics.median(transpose_s)
     # as memlint counts them: each reads the present's elements and writes them once
     moved = 2 * 12 * (past + 1) * 64 * 4
     pasts = COPY_LAYERS * moved >> 20  # two pasts per layer, each half of `moved`
     setting = (f"{stamp}: {version} KV-cache copies of a decode step, graph optimisations off, "
                f"in {COPY_LAYERS} layers ({pasts} MiB of pasts): ")
-    timing = (f"read + written bytes ({moved} B each) over the {QUARTILE_TEXT} kernel times of "
-              f"{len(trace.runs)} runs")
+
+    def timing(times: list[float]) -> str:
+        rates = ", ".join(f"{moved / t / 1e9:.3g}" for t in times)
+        return (f"read + written bytes ({moved} B each) over the median of {COPY_SESSIONS} "
+                f"fresh sessions' {QUARTILE_TEXT} kernel times ({runs} runs in all; GB/s per "
+                f"session: {rates})")
     return (
         Figure("copy_bandwidth", moved / concat / 1e9, "GB/s",
                setting + f"two Concats per layer (keys, values) of a [1,12,{past},64] float32 "
                f"past and a [1,12,1,64] token into a present that is a graph output, "
-               f"{timing}"),
+               f"{timing(concat_s)}"),
         Figure("transpose_bandwidth", moved / transpose / 1e9, "GB/s",
                setting + "the Transpose (perm 0,1,3,2) of each layer's keys' present that the "
-               f"attention scores read, {timing}"),
+               f"attention scores read, {timing(transpose_s)}"),
     )
 
 
