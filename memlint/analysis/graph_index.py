@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from memlint.analysis.liveness import MemoryFootprint, footprint
 from memlint.costs.quantized import QuantizedView, view_of
 from memlint.costs.registry import op_info_of
-from memlint.ir import Graph, Model, Node, Value, ValueKind, per_graph
+from memlint.ir import Graph, Model, Node, Value, ValueKind
 from memlint.roofline import NodeResult
 
 T = TypeVar("T")
@@ -27,7 +27,7 @@ class GraphIndex:
                  tables: _Tables | None = None) -> None:
         self.model = model
         self.results = results
-        self._tables = tables or _tables_of(model.graph, results)
+        self._tables = tables or _Tables(model.graph, results)
 
     @property
     def graph(self) -> Graph:
@@ -95,22 +95,6 @@ class GraphIndex:
     def iter_nodes(self, op_types: Iterable[str]) -> Iterator[Node]:
         wanted = set(op_types)
         return (n for n in self.graph.nodes if n.qualified_op in wanted)
-
-
-def _tables_of(graph: Graph, results: tuple[NodeResult, ...]) -> _Tables:
-    """The tables of `graph` with these `results`: the summary's fused estimate and the rules
-    index the same graph and results, so the second index reuses the first's tables and memo."""
-    last = _last_tables(graph)
-    if last and last[0] is results:
-        return last[1]
-    tables = _Tables(graph, results)
-    last[:] = [results, tables]
-    return tables
-
-
-@per_graph
-def _last_tables(graph: Graph) -> list[Any]:
-    return []
 
 
 class _Tables:
