@@ -282,7 +282,7 @@ def _check_many(models: list[Path], request, fmt: str, output: Path | None,  # n
 @click.argument("old", type=click.Path(path_type=Path))
 @click.argument("new", type=click.Path(path_type=Path))
 @lint_options
-@click.option("--format", "fmt", type=click.Choice(("text", "json", "markdown")), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(("text", "json", "markdown", "html")), default="text", show_default=True, help="html: one self-contained page (the Markdown's content).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the diff here instead of stdout.")
 @click.option("--max-regression", "limits", multiple=True, metavar="METRIC=LIMIT", help="Fail (exit 1) when METRIC grows by more than LIMIT, e.g. latency=5% or bytes=0.1; repeatable. Metrics: latency, latency_fused, kernels, kernels_fused, flops, bytes, weights, activations, kv_cache, memory_bound, findings.")
 def diff_command(old: Path, new: Path, fmt: str, output: Path | None, limits: tuple[str, ...],
@@ -302,7 +302,7 @@ def diff_command(old: Path, new: Path, fmt: str, output: Path | None, limits: tu
                                                         isolated=request.isolated or config.path is None))
     result = diff(old_report, new_report, gates)
     render = {"text": diff_render.render_text, "json": diff_render.render_json,
-              "markdown": diff_render.render_markdown}[fmt]
+              "markdown": diff_render.render_markdown, "html": diff_render.render_html}[fmt]
     _emit(render(result), output)
     return EXIT_FINDINGS if result.regressions else EXIT_OK
 
@@ -314,7 +314,7 @@ def diff_command(old: Path, new: Path, fmt: str, output: Path | None, limits: tu
 @click.option("--dry-run", is_flag=True, help="List the transforms that would be applied and the predicted saving of each; write nothing.")
 @click.option("--confirm", "confirm_run", is_flag=True, help="Run the input and the output in onnxruntime (CPU) on synthetic inputs (and, for a model with a mask input, again with a padded mask): measured latency, and outputs compared after each transform at its tolerance (exit 2 naming the transform that diverges).")
 @click.option("--runs", default=10, show_default=True, type=click.IntRange(min=1), help="Timed runs per model for --confirm.")
-@click.option("--format", "fmt", type=click.Choice(("text", "json", "markdown")), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(("text", "json", "markdown", "html")), default="text", show_default=True, help="html: one self-contained page (memlint diff's, with the transforms and the measured check).")
 @click.option("--report", "report_file", type=click.Path(path_type=Path), help="Write the before/after report here instead of stdout.")
 @click.option("--example-inputs", default=None, metavar="PACKAGE.MODULE:ATTR", help="For a MODEL given as package.module:factory: a callable returning the example args, or (args, kwargs).")
 @lint_options_without_what_if_dtype

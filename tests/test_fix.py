@@ -429,3 +429,61 @@ def test_fix_confirm_compares_the_padded_mask_and_names_the_transform(tmp_path, 
         "memlint: error: transformer-fusions: output 'y' is NaN or inf in 8 place(s) "
         "where the stage before is finite, on the left-padded mask, beyond any tolerance; "
         f"{out} was not written")
+
+
+def test_fix_html_page_holds_the_transforms_and_the_measured_checks(tmp_path, capsys):
+    # the masked softmax behind two cancelling Transposes (ML102 -> the transformer fusions),
+    # a decoder with a mask: --confirm compares two feeds, the page prints what the text does
+    from test_diff import parse
+
+    model, report = tmp_path / "attn.onnx", tmp_path / "fix.html"
+    onnx.save(masked_softmax(guarded=True, transposes=True), str(model))
+    args = ("--min-share", "0", "--min-saving-s", "0", "--confirm", "--runs", "1")
+    code, text, stderr = fix(capsys, model, "-o", tmp_path / "text.onnx", *args)
+    assert code == 0, stderr
+    code, stdout, stderr = fix(capsys, model, "-o", tmp_path / "html.onnx", *args,
+                               "--format", "html", "--report", report)
+    assert code == 0 and stdout == "", stderr
+    html = report.read_text()
+    page = parse(html)
+    assert "script" not in page.tags
+    assert "<td class=\"name\">transformer-fusions</td>" in html and "ML102 x1" in html
+    call = next(line.strip() for line in text.splitlines() if "optimize_model(" in line)
+    assert call.replace('"', "&#34;") in html  # the library call, autoescaped
+    assert "outputs compared on 2 feeds: all-ones mask, left-padded mask" in html
+    assert ">ok</span> outputs after transformer-fusions: max error 0 of the largest value " \
+           "(y, all-ones mask), tolerance 0.001" in html
+    assert "measured on onnxruntime CPUExecutionProvider, median of 1 runs:" in html
+    # memlint diff's table, before / after, without its gate column (fix sets no gates)
+    assert page.cells[page.cells.index("metric"):][:5] == [
+        "metric", "before", "after", "change", "predicted latency"]
+    assert "fixed <code>ML102</code>" in html and "gates" not in html
+
+
+def test_fix_html_dry_run_and_a_diverged_check(tmp_path, capsys):
+    # a dry run: the transforms as "would apply", no table (nothing was written or linted)
+    from test_diff import parse
+
+    from memlint.fix import render
+    from memlint.fix.apply import FixResult
+    from memlint.fix.verify import Confirmation, OutputCheck
+
+    model = tmp_path / "t.onnx"
+    onnx.save(onnx.parser.parse_model(CANCELLING), str(model))
+    code, html, stderr = fix(capsys, model, "--dry-run", "--min-share", "0", "--min-saving-s", "0",
+                             "--format", "html")
+    assert code == 0, stderr
+    parse(html)
+    assert "would apply</span>" in html and "onnxruntime-graph-optimizations" in html
+    assert "dry run, nothing written" in html and "Before / after" not in html
+    # a check that diverged prints DIVERGED, as _confirm_lines does, on one feed (no feeds line)
+    run = Confirmation("CPUExecutionProvider", 1, 2e-6, 1e-6,
+                       (OutputCheck("fp16", 0.5, "y", 1e-3, "synthetic inputs"),))
+    result = FixResult("<m>.onnx", None, None, (), (), confirmation=run)
+    html = render.render_html(result)
+    parse(html)
+    assert ">DIVERGED</span> outputs after fp16: max error 0.5 of the largest value (y), " \
+           "tolerance 0.001" in html
+    assert "outputs compared on" not in html and "&lt;m&gt;.onnx" in html
+    assert "  outputs after fp16: max error 0.5 of the largest value (y), tolerance 0.001: " \
+           "DIVERGED" in render.render_text(result)

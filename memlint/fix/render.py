@@ -1,16 +1,20 @@
-"""`memlint fix` output in text, JSON and Markdown: the transforms (applied, refused, planned)
-with their library calls and predicted savings, then memlint diff's before/after table, the
-findings the fix left, and the measured check (--confirm)."""
+"""`memlint fix` output in text, JSON, Markdown and HTML (memlint diff's page, templates/diff.html.j2):
+the transforms (applied, refused, planned) with their library calls and predicted savings, then
+memlint diff's before/after table, the findings the fix left, and the measured check (--confirm)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from memlint import units
 from memlint.fix.apply import FixResult, Step
+from memlint.fix.verify import Confirmation, OutputCheck
 from memlint.report import diff_render
 from memlint.report.markdown import md
+
+NOTHING_TO_APPLY = "no selected finding has an automatic transform; nothing to apply"
 
 
 def _codes(step: Step) -> str:
@@ -24,37 +28,66 @@ def _saving(step: Step) -> str:
     return f"predicted saving {units.by_unit(step.saving_s, 's')}" if step.saving_s else ""
 
 
+def _status(step: Step) -> str:
+    return "would apply" if step.status == "planned" else step.status
+
+
+def _detail(step: Step) -> str:
+    return "; ".join(filter(None, [_saving(step), step.note]))
+
+
+def _no_transform(result: FixResult) -> str:
+    if not result.no_transform:
+        return ""
+    codes = sorted({f"{f.code} {f.name}" for f in result.no_transform})
+    return f"no automatic transform: {', '.join(codes)} (memlint -v shows their fixes)"
+
+
 def step_lines(result: FixResult) -> list[str]:
     lines = []
     for step in result.steps:
-        status = "would apply" if step.status == "planned" else step.status
-        head = f"{status:<11} {step.transform.name} ({_codes(step)})"
-        detail = "; ".join(filter(None, [_saving(step), step.note]))
+        head = f"{_status(step):<11} {step.transform.name} ({_codes(step)})"
+        detail = _detail(step)
         lines.append(f"{head}: {detail}" if detail else head)
         lines.append(f"            {step.call}")
     if result.no_transform:
-        codes = sorted({f"{f.code} {f.name}" for f in result.no_transform})
-        lines.append(f"no automatic transform: {', '.join(codes)} (memlint -v shows their fixes)")
+        lines.append(_no_transform(result))
     return lines
+
+
+def _measured(run: Confirmation) -> str:
+    return (f"measured on onnxruntime {run.provider}, median of {run.runs} runs: "
+            f"{units.by_unit(run.latency_before_s, 's')} -> "
+            f"{units.by_unit(run.latency_after_s, 's')}")
+
+
+def _feeds(run: Confirmation) -> str:
+    """The feeds line; empty for one feed (the checks then name no feed)."""
+    if len(run.feeds) < 2:
+        return ""
+    return f"outputs compared on {len(run.feeds)} feeds: {', '.join(run.feeds)}"
+
+
+def _check(check: OutputCheck, several: bool) -> tuple[str, str]:
+    """(what the outputs did after the transform, its verdict: ok or DIVERGED)."""
+    where = f"{check.output}, {check.feed}" if several else check.output
+    moved = (f"max error {check.error:.3g} of the largest value"
+             if not check.nonfinite else check.problem)
+    text = f"outputs after {check.transform}: {moved} ({where}), tolerance {check.tolerance:g}"
+    return text, "ok" if check.ok else "DIVERGED"
 
 
 def _confirm_lines(result: FixResult) -> list[str]:
     run = result.confirmation
     if run is None:
         return []
-    lines = [(f"measured on onnxruntime {run.provider}, median of {run.runs} runs: "
-              f"{units.by_unit(run.latency_before_s, 's')} -> "
-              f"{units.by_unit(run.latency_after_s, 's')}")]
-    several = len(run.feeds) > 1
-    if several:
-        lines.append(f"  outputs compared on {len(run.feeds)} feeds: {', '.join(run.feeds)}")
+    lines = [_measured(run)]
+    feeds = _feeds(run)
+    if feeds:
+        lines.append(f"  {feeds}")
     for check in run.checks:
-        verdict = "ok" if check.ok else "DIVERGED"
-        where = f"{check.output}, {check.feed}" if several else check.output
-        moved = (f"max error {check.error:.3g} of the largest value"
-                 if not check.nonfinite else check.problem)
-        lines.append(f"  outputs after {check.transform}: {moved} ({where}), "
-                     f"tolerance {check.tolerance:g}: {verdict}")
+        text, verdict = _check(check, bool(feeds))
+        lines.append(f"  {text}: {verdict}")
     return lines
 
 
@@ -79,21 +112,22 @@ def _table(result: FixResult) -> list[str]:
     return lines
 
 
+def _target(result: FixResult) -> str:
+    return result.output or ("nothing written" if result.advice or not result.steps
+                             else "dry run, nothing written")
+
+
 def render_text(result: FixResult) -> str:
-    target = result.output or ("nothing written" if result.advice or not result.steps
-                               else "dry run, nothing written")
-    lines = [f"memlint fix: {result.model} -> {target}", ""]
+    lines = [f"memlint fix: {result.model} -> {_target(result)}", ""]
     if result.advice:
         lines += ["a torch module is not rewritten; apply the fixes in code:", ""]
         lines += [*result.advice, ""]
     lines += step_lines(result) if not result.advice else []
     if not result.steps and not result.advice:
-        lines.append("no selected finding has an automatic transform; nothing to apply")
+        lines.append(NOTHING_TO_APPLY)
     if result.comparison is not None:
         lines += ["", *_table(result)]
-    for finding in result.unresolved:
-        lines.append(f"still there: {finding.code} {finding.name} on {finding.nodes[0]} "
-                     "(still flagged after the fix)")
+    lines += _still_there(result)
     lines += _confirm_lines(result)
     lines += [f"note: {note}" for note in result.notes]
     return "\n".join(lines) + "\n"
@@ -152,4 +186,78 @@ def render_markdown(result: FixResult) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-RENDER = {"text": render_text, "json": render_json, "markdown": render_markdown}
+def _still_there(result: FixResult) -> list[str]:
+    return [f"still there: {f.code} {f.name} on {f.nodes[0]} (still flagged after the fix)"
+            for f in result.unresolved]
+
+
+@dataclass(frozen=True)
+class StepView:
+    status: str  # as step_lines prints it: applied, refused, would apply
+    name: str
+    codes: str
+    detail: str  # predicted saving; note
+    call: str
+
+
+@dataclass(frozen=True)
+class CheckView:
+    text: str
+    verdict: str  # ok | DIVERGED
+
+
+@dataclass(frozen=True)
+class MeasuredView:
+    headline: str
+    feeds: str  # empty for one feed
+    checks: tuple[CheckView, ...]
+
+
+@dataclass(frozen=True)
+class FixView:
+    """What templates/diff.html.j2 prints around memlint diff's table: the text report's lines'
+    content (step_lines, _confirm_lines), computed by the same helpers."""
+
+    model: str
+    target: str
+    advice: tuple[str, ...]
+    steps: tuple[StepView, ...]
+    no_transform: str
+    nothing: str
+    unresolved: tuple[str, ...]
+    measured: MeasuredView | None
+    notes: tuple[str, ...]
+
+
+def _measured_view(run: Confirmation | None) -> MeasuredView | None:
+    if run is None:
+        return None
+    feeds = _feeds(run)
+    return MeasuredView(_measured(run), feeds,
+                        tuple(CheckView(*_check(c, bool(feeds))) for c in run.checks))
+
+
+def html_view(result: FixResult) -> FixView:
+    return FixView(
+        model=result.model,
+        target=_target(result),
+        advice=result.advice,
+        steps=tuple(StepView(_status(s), s.transform.name, _codes(s), _detail(s), s.call)
+                    for s in ([] if result.advice else result.steps)),
+        no_transform=_no_transform(result),
+        nothing=NOTHING_TO_APPLY if not result.steps and not result.advice else "",
+        unresolved=tuple(_still_there(result)),
+        measured=_measured_view(result.confirmation),
+        notes=result.notes,
+    )
+
+
+def render_html(result: FixResult) -> str:
+    comparison = None if result.comparison is None else diff_render.html_view(
+        result.comparison, ("metric", "before", "after", "change"))
+    return diff_render.render_page(f"{result.model} → {_target(result)}", comparison,
+                                   html_view(result))
+
+
+RENDER = {"text": render_text, "json": render_json, "markdown": render_markdown,
+          "html": render_html}
