@@ -206,3 +206,23 @@ def test_cli_on_the_export_folder(exports, name, tmp_path):
                            for n in assumed)
     assert doc["llm"]["serving"]["scenario"]["encoder_length"] == (
         1500 if name == "whisper" else 512)
+
+
+@pytest.mark.parametrize("name", ["whisper", "t5"])
+@pytest.mark.parametrize("model", ["encoder_model", *DECODERS])
+def test_both_estimates_hold_on_the_seq2seq_exports(exports, name, model):
+    # issue 24 on the encoder and the decoders of a sequence-to-sequence export (cross-attention
+    # reads the encoder's cache, the merged decoder's If is taken): on a GPU spec the as-written
+    # estimate pays at least a launch per kernel, and a fusing runtime runs fewer kernels in
+    # less time, moving no more bytes
+    summary = lint(exports[name] / f"{model}.onnx", hw="a100").summary
+    launch = 2.4e-6  # the NVIDIA specs' per-kernel launch cost
+    assert summary.predicted_latency_s >= summary.kernels * launch
+    assert summary.kernels_fused < summary.kernels
+    assert summary.predicted_latency_fused_s < summary.predicted_latency_s
+    assert summary.fused.bytes_moved <= summary.bytes_moved
+    assert summary.fused.groups["chain"] > 0  # the norms and activations fuse
+    # every attention block is one kernel: self-attention in each encoder layer; self- and
+    # cross-attention (over the encoder's cache) in each decoder layer
+    per_layer = 1 if model == "encoder_model" else 2
+    assert summary.fused.groups["attention"] == per_layer * LAYERS
