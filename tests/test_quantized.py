@@ -248,6 +248,28 @@ def test_qdq_nodes_run_no_kernel(reports):
     assert all(n.cost.status is not CostStatus.UNMODELLED for n in report.nodes)
 
 
+@pytest.mark.parametrize("form", ["fp32", "qdq-int8", "dynamic-int8", "int4-matmulnbits", "fp16"])
+def test_both_estimates_hold_on_the_quantized_forms(reports, form):
+    # issue 24 on what onnxruntime's quantizers and fp16 converter write: on a GPU spec the
+    # as-written estimate pays at least a launch per kernel, and a fusing runtime runs fewer
+    # kernels in less time, moving no more bytes (folded Q/DQ pairs are no kernel either way)
+    summary = reports[form].summary
+    assert summary.predicted_latency_s >= summary.kernels * 2.4e-6  # the a100's launch cost
+    assert summary.kernels_fused < summary.kernels
+    assert summary.predicted_latency_fused_s < summary.predicted_latency_s
+    assert summary.fused.bytes_moved <= summary.bytes_moved
+
+
+def test_dynamic_quantization_products_take_their_epilogues(reports):
+    # onnxruntime runs a MatMulInteger with the Cast, scale Mul and bias Add after it as one
+    # MatMulIntegerToFloat, and the Q/K/V products of one quantized activation as one: the
+    # fused plan forms the float graph's epilogue and projection groups on the dynamic form
+    fp32 = reports["fp32"].summary.fused.groups
+    dynamic = reports["dynamic-int8"].summary.fused.groups
+    assert dynamic["epilogue"] == fp32["epilogue"] > 0
+    assert dynamic["projections"] == fp32["projections"] > 0
+
+
 # --- onnxruntime's QOperator ops beyond the matrix products ------------------------------------
 
 

@@ -16,7 +16,8 @@ writing only what leaves it:
   the ML102 chains, reductions of a norm included) are one kernel each;
 - a matrix product or convolution whose result only one chain (or one element-wise op) reads
   runs it as its epilogue (bias, activation, residual: Gemm, FusedConv, BiasGelu, Inductor's
-  epilogues): its result is never written;
+  epilogues; a dynamically quantized MatMulInteger's Cast, scale and bias:
+  MatMulIntegerToFloat): its result is never written;
 - weight matrix products that read the same activation (Q, K and V projections; gate and up) are
   one kernel that reads the activation once;
 - nodes that compute only on tensor shapes (reshape targets from Shape -> Gather -> Concat)
@@ -57,10 +58,16 @@ SHAPES = "shapes"  # what computing on shapes costs as written (the fused estima
 # append, dtype): the fused kernel reads their source instead.
 _OPERAND_OPS = frozenset({"Transpose", "Expand", "Tile", "Concat", "Cast", "Reshape", "Squeeze",
                           "Unsqueeze", "Identity", "Flatten"})
+# Matrix products whose second input is the weight (the integer ones of dynamic quantization
+# too: onnxruntime runs MatMulInteger with its Cast, scale Mul and bias Add as one
+# MatMulIntegerToFloat).
 _PROJECTION_OPS = frozenset({"MatMul", "Gemm", "com.microsoft::MatMulNBits",
-                             "com.microsoft::FusedMatMul"})
+                             "com.microsoft::FusedMatMul", "MatMulInteger",
+                             "com.microsoft::MatMulIntegerToFloat",
+                             "com.microsoft::DynamicQuantizeMatMul"})
 # Products that run element-wise work on their result before writing it (an epilogue).
-_PRODUCTS = _PROJECTION_OPS | {"Conv", "ConvTranspose", "com.microsoft::FusedConv"}
+_PRODUCTS = _PROJECTION_OPS | {"Conv", "ConvTranspose", "com.microsoft::FusedConv",
+                               "ConvInteger"}
 _FOLDED_INTO_PRODUCT = frozenset({"BatchNormalization"})  # folded into the weights at load
 _WALK_LIMIT = 12  # operand ops walked up from a block
 
