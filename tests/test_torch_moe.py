@@ -92,6 +92,11 @@ def test_moe_decode_step_reads_the_experts_it_runs(name):
     # the parameter count does not hold
     lifted = 8 if name == "gpt_oss" else 0
     assert report.summary.bytes_read.weights == _expected_weight_bytes(model, tokens=1) + lifted
+    # a fusing runtime reads the same weights: the experts the step routes to, each once (a
+    # fused kernel over experts stacked in one tensor, gpt-oss's, reads only those it runs)
+    fused = report.summary.fused
+    assert fused.bytes_read.weights == report.summary.bytes_read.weights
+    assert fused.kernels < report.summary.kernels
 
 
 def test_moe_batch_64_runs_every_expert_as_the_formula_says():

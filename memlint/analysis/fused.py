@@ -396,6 +396,10 @@ def _group_cost(group: Group, nodes: list[NodeResult], nbytes: Callable[[str], i
     read, written = [0, 0, 0], [0, 0, 0]
     for name in group.reads:
         read[kind(name)] += nbytes(name) or 0
+    # A kernel reads at most the weight bytes its nodes read as written: a node that reads part
+    # of a weight (the experts a step routes to, of experts stacked in one tensor) keeps that
+    # part, where the tensor's size would count every expert.
+    read[0] = min(read[0], sum(r.cost.bytes_read.weights for r in nodes))
     for name in group.writes:
         size = nbytes(name) or 0
         past = group.appends.get(name)
