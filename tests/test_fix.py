@@ -255,6 +255,23 @@ def test_external_data_stays_external(gpt2_split, capsys):
     assert all(error < 1e-3 for _, error in run_both(whole, out))
 
 
+def test_a_model_over_the_proto_limit_is_written_with_external_data(small_exports, tmp_path,
+                                                                     capsys, monkeypatch):
+    # a proto over 2 GB cannot be serialised: such a stage is saved with its weights beside it.
+    # The limit lowered to 1 kB stands in for 2 GB: the embedded BERT comes out split.
+    from memlint.fix import modelio
+
+    monkeypatch.setattr(modelio, "PROTO_LIMIT", 1024)
+    model, out = small_exports["bert"], tmp_path / "bert16.onnx"
+    code, _, stderr = fix(capsys, model, "-o", out, "--select", "ML106")
+    assert code == 0, stderr
+    assert out.with_name("bert16.onnx.data").is_file()
+    assert not (model.parent / "model.onnx.data").exists()  # the input's folder is untouched
+    assert any(t.data_location == onnx.TensorProto.EXTERNAL
+               for t in onnx.load(str(out), load_external_data=False).graph.initializer)
+    assert all(error < 2e-2 for _, error in run_both(model, out))
+
+
 FACTORY = """
 import torch
 from torch_blocks import Block
