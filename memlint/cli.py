@@ -472,6 +472,8 @@ def hw_calibrate(output: Path | None, save: bool, seconds: float, device: str) -
     for figure in result.figures:  # what was measured, before where it was written
         click.echo(f"memlint:   {figure.field.removeprefix('peaks.'):<20} {figure.value:>9.4g} "
                    f"{figure.unit}", err=True)
+    for warning in result.warnings:
+        click.echo(f"memlint: warning: {warning}", err=True)
     if save:
         folder = user_spec_dir()
         folder.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import memlint.hardware.calibrate as calibrate_module
+from memlint.cli import main
 from memlint.confirm import ConfirmError
 from memlint.hardware import load_spec_file, resolve
 from memlint.hardware.calibrate import TINY_BUDGET_S, Figure, calibrate, to_toml
@@ -82,6 +83,35 @@ def test_the_peak_is_the_median_rate_of_the_sizes(monkeypatch):
     assert "MatMul 256x256 x 256x256 float32" in spec.sources["vector.float32"]
     assert "the median rate of n = 128, 256 (GFLOPS at 128: 419;" in spec.sources["vector.float32"]
     assert spec.peak_flops_per_s["vector.float64"] == pytest.approx(2 * 192**3 / 1e-4, rel=1e-3)
+
+
+def test_a_bandwidth_that_moves_during_the_calibration_is_a_warning(monkeypatch, capsys):
+    # The Add is measured first and again at the end; here its kernel takes 1 ms, then 2 ms
+    # (32 MiB arrays at the quick budget: 12 B x 2^23 / 1 ms = 101 GB/s, then 50.3 GB/s): -50%,
+    # past DRIFT_WARNING, so the spec's notes and the CLI say the machine changed under it.
+    real = calibrate_module._ort_kernel_times
+    adds = []
+
+    def times(ort, model, feeds, node, budget, threads):
+        if node != "add":
+            return real(ort, model, feeds, node, budget, threads)
+        adds.append(budget)
+        return [1e-3 * len(adds)] * 4
+
+    monkeypatch.setattr(calibrate_module, "_ort_kernel_times", times)
+    result = calibrate(seconds_budget=TINY_BUDGET_S, device="cpu")
+    assert len(adds) == 2
+    assert result.spec.memory_bandwidth_bytes_per_s == pytest.approx(12 * 2**23 / 1e-3, rel=1e-3)
+    assert result.spec.sources["memory_bandwidth"].endswith(
+        "; 50.3 GB/s measured again at the end of the calibration (-50%)")
+    (warning,) = result.warnings
+    assert warning.startswith("Unstable: the memory bandwidth moved -50% during this calibration "
+                              "(101 -> 50.3 GB/s)")
+    assert warning in result.spec.notes
+    # the CLI prints it
+    adds.clear()
+    assert main(["hw", "calibrate", "--seconds", str(TINY_BUDGET_S), "--device", "cpu"]) == 0
+    assert f"memlint: warning: {warning}" in capsys.readouterr().err
 
 
 def test_the_overhead_mix_has_the_kernels_memlint_counts(tmp_path):
