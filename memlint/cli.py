@@ -470,7 +470,7 @@ def hw_calibrate(output: Path | None, save: bool, seconds: float, device: str) -
     result = calibrate(seconds_budget=seconds, date=today, device=device, name="local",
                        progress=lambda what: click.echo(f"memlint: measuring {what}", err=True))
     for figure in result.figures:  # what was measured, before where it was written
-        click.echo(f"memlint:   {figure.field.removeprefix('peaks.'):<20} {figure.value:>9.4g} "
+        click.echo(f"memlint:   {figure.field.removeprefix('peaks.'):<26} {figure.value:>9.4g} "
                    f"{figure.unit}", err=True)
     for warning in result.warnings:
         click.echo(f"memlint: warning: {warning}", err=True)
