@@ -1,6 +1,7 @@
-"""`memlint fix` output in text, JSON, Markdown and HTML (memlint diff's page, templates/diff.html.j2):
-the transforms (applied, refused, planned) with their library calls and predicted savings, then
-memlint diff's before/after table, the findings the fix left, and the measured check (--confirm)."""
+"""`memlint fix` output in text, JSON, Markdown and HTML (memlint diff's page,
+templates/diff.html.j2): the transforms (applied, refused, planned) with their library calls and
+predicted savings, then memlint diff's before/after table, the findings the fix left, and the
+measured check (--confirm)."""
 
 from __future__ import annotations
 

@@ -29,8 +29,8 @@ CPU (onnxruntime, CPU provider, its default threads; numpy for comparison):
   time: the Concats give copy_bandwidth, the Transposes transpose_bandwidth (strided reads:
   several times slower than a Concat on a CPU, so one figure for both ranks them wrong), the
   median of COPY_SESSIONS fresh sessions (the Transpose's rate moves several-fold between
-  sessions). The pasts of all the layers together (72 MiB) are larger than the last-level cache, so every
-  past is read from memory, as a decode step reads its cache;
+  sessions). The pasts of all the layers together (72 MiB) are larger than the last-level
+  cache, so every past is read from memory, as a decode step reads its cache;
 - per-kernel overhead: the wall-clock cost of the small nodes of a real graph, from a mix of
   the shape / index / element-wise nodes a decode step runs (memlint.hardware.ort.mix_model,
   graph optimisations off as --confirm's unoptimised run has them, profiler off):
