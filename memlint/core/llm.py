@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from memlint.core.whatif import WhatIf
+from memlint.core.whatif import ByteTotals, WhatIf
 from memlint.costs.model import ByteCounts
 from memlint.errors import LlmError
 from memlint.ir import DType
@@ -262,7 +262,7 @@ class PrecisionGain:
 
 
 @dataclass(frozen=True)
-class StepTotals:
+class StepTotals(ByteTotals):
     """Summed cost of one or more forward passes."""
 
     steps: int
@@ -272,14 +272,6 @@ class StepTotals:
     latency_s: float
     memory_bound_latency_s: float
     launch_s: float = 0.0  # kernels x the spec's launch cost, in latency_s
-
-    @property
-    def bytes_moved(self) -> int:
-        return self.bytes_read.total + self.bytes_written.total
-
-    @property
-    def intensity(self) -> float | None:
-        return self.flops / self.bytes_moved if self.bytes_moved else None
 
     @property
     def memory_bound_fraction(self) -> float:

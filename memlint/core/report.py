@@ -12,7 +12,14 @@ from memlint.baseline import Entry
 from memlint.config import Suppression
 from memlint.core.document import CONVENTIONS, SCHEMA_VERSION, document
 from memlint.core.llm import LlmSections
-from memlint.core.whatif import EMPTY_BLOCKS, AsWritten, BlockTotals, WhatIf, block_totals
+from memlint.core.whatif import (
+    EMPTY_BLOCKS,
+    AsWritten,
+    BlockTotals,
+    ByteTotals,
+    WhatIf,
+    block_totals,
+)
 from memlint.costs import ByteCounts, CostStatus, cost_of
 from memlint.costs.registry import cost_keys
 from memlint.errors import MemlintError
@@ -52,7 +59,7 @@ class Coverage:
 
 
 @dataclass(frozen=True)
-class Summary:
+class Summary(ByteTotals):
     flops: int
     bytes_read: ByteCounts
     bytes_written: ByteCounts
@@ -78,18 +85,6 @@ class Summary:
     @property
     def predicted_latency_fused_s(self) -> float | None:
         return None if self.fused is None else self.fused.latency_s
-
-    @property
-    def bytes_by_kind(self) -> ByteCounts:
-        return self.bytes_read + self.bytes_written
-
-    @property
-    def bytes_moved(self) -> int:
-        return self.bytes_by_kind.total
-
-    @property
-    def intensity(self) -> float | None:
-        return self.flops / self.bytes_moved if self.bytes_moved else None
 
     @property
     def work_latency_s(self) -> float:

@@ -14,15 +14,15 @@ from memlint.ir import Graph
 from memlint.roofline import NodeResult
 
 
-@dataclass(frozen=True)
-class BlockTotals:
-    """The nodes of one block role, totalled (memlint.analysis.blocks)."""
+class ByteTotals:
+    """What every total of FLOPs and bytes read and written derives: the bytes by kind (read +
+    written), the bytes moved and the arithmetic intensity. A base of the frozen dataclasses
+    that hold `flops`, `bytes_read` and `bytes_written` (it adds no field)."""
 
-    nodes: int
+    __slots__ = ()
     flops: int
     bytes_read: ByteCounts
     bytes_written: ByteCounts
-    predicted_latency_s: float
 
     @property
     def bytes_by_kind(self) -> ByteCounts:
@@ -35,6 +35,17 @@ class BlockTotals:
     @property
     def intensity(self) -> float | None:
         return self.flops / self.bytes_moved if self.bytes_moved else None
+
+
+@dataclass(frozen=True)
+class BlockTotals(ByteTotals):
+    """The nodes of one block role, totalled (memlint.analysis.blocks)."""
+
+    nodes: int
+    flops: int
+    bytes_read: ByteCounts
+    bytes_written: ByteCounts
+    predicted_latency_s: float
 
 
 def block_totals(nodes: Iterable[NodeResult], graph: Graph) -> Mapping[str, BlockTotals]:
@@ -98,7 +109,7 @@ class WhatIf:
 
 
 @dataclass(frozen=True)
-class AsWritten:
+class AsWritten(ByteTotals):
     """The graph's own totals, beside a what-if's."""
 
     flops: int
@@ -106,15 +117,7 @@ class AsWritten:
     bytes_written: ByteCounts
     predicted_latency_s: float
 
-    @property
-    def bytes_moved(self) -> int:
-        return self.bytes_read.total + self.bytes_written.total
-
-    @property
-    def intensity(self) -> float | None:
-        return self.flops / self.bytes_moved if self.bytes_moved else None
-
 
 EMPTY_BLOCKS: Mapping[str, BlockTotals] = MappingProxyType({})
 
-__all__ = ["EMPTY_BLOCKS", "AsWritten", "BlockTotals", "WhatIf", "block_totals"]
+__all__ = ["EMPTY_BLOCKS", "AsWritten", "BlockTotals", "ByteTotals", "WhatIf", "block_totals"]
