@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from memlint.analysis.graph_index import GraphIndex
 from memlint.costs import CostStatus
 from memlint.costs.registry import op_info_of
-from memlint.ir import Node, Value
+from memlint.ir import Graph, Node, Value, per_graph
 
 MS = "com.microsoft"
 # Element-wise, but quantized I/O feeds quantized kernels rather than a fused float chain.
@@ -165,7 +166,35 @@ def _direct_readers(ctx: GraphIndex, views: set[str], name: str,
 def find_chains(ctx: GraphIndex, *, glue: bool = False) -> list[Chain]:
     """Every group of two or more fusible nodes that one kernel could run (see module doc).
     glue=True also starts chains at ops on scalars and shape vectors (the fused estimate: its
-    groups must not depend on the sizes of one point, memlint.analysis.fused)."""
+    groups must not depend on the sizes of one point, memlint.analysis.fused).
+
+    Found once per graph and results for both callers (rule ML102 asks without glue, the fused
+    estimate with it): the search without glue runs first, and when it left out no candidate
+    (every fusible op touched data or followed a fusible one) the search with glue would make
+    every decision the same, so its chains are those."""
+    found = _searches(ctx.graph)
+    if found.get("results") is not ctx.results:  # another analysis of the graph
+        found.clear()
+        found["results"] = ctx.results
+    built: dict[tuple[str, ...], Chain] = found.setdefault("built", {})
+    if False not in found:
+        found[False], found["complete"] = _search(ctx, False, built)
+    if glue and True not in found:
+        found[True] = found[False] if found["complete"] else _search(ctx, True, built)[0]
+    return list(found[glue])
+
+
+@per_graph
+def _searches(graph: Graph) -> dict[Any, Any]:
+    """find_chains' results for the graph and the node results of its latest analysis: the
+    summary's fused estimate and the rules index the same graph and results."""
+    return {}
+
+
+def _search(ctx: GraphIndex, glue: bool,
+            built: dict[tuple[str, ...], Chain]) -> tuple[list[Chain], bool]:
+    """find_chains' search, and whether it took every candidate (always so with glue).
+    `built` keeps each chain by its nodes' names, so a chain both searches find is made once."""
     depth: dict[str, int] = {}
     after: dict[str, int] = {}  # depth seen by the node's consumers
     fusible: set[str] = set()
@@ -176,6 +205,7 @@ def find_chains(ctx: GraphIndex, *, glue: bool = False) -> list[Chain]:
     fusible_op: dict[tuple[str, str], bool] = {}
     modelled, metadata, folded = CostStatus.MODELLED, CostStatus.METADATA, CostStatus.FOLDED
     big: dict[str, bool] = {}  # tensor name -> more than TINY_ELEMENTS elements
+    complete = True
 
     def root(name: str) -> str:
         while parent[name] != name:
@@ -213,6 +243,8 @@ def find_chains(ctx: GraphIndex, *, glue: bool = False) -> list[Chain]:
             for p in producers:
                 if p.name in fusible and depth[p.name] == level:
                     parent[root(p.name)] = root(name)
+        elif candidate:
+            complete = False
         kernel = name not in fusible and result is not None and result.cost.status not in (
             metadata, folded
         )
@@ -222,7 +254,15 @@ def find_chains(ctx: GraphIndex, *, glue: bool = False) -> list[Chain]:
     for node in ctx.graph.nodes:
         if node.name in fusible:
             groups.setdefault(root(node.name), []).append(node)
-    return [_chain(ctx, nodes) for nodes in groups.values() if len(nodes) > 1]
+    chains = []
+    for nodes in groups.values():
+        if len(nodes) > 1:
+            key = tuple(n.name for n in nodes)
+            chain = built.get(key)
+            if chain is None:
+                chain = built[key] = _chain(ctx, nodes)
+            chains.append(chain)
+    return chains, complete
 
 
 def _touches_data(ctx: GraphIndex, node: Node, big: dict[str, bool] | None = None) -> bool:
