@@ -420,7 +420,9 @@ def layer_groups(nodes: Iterable[NodeResult]) -> list[LayerGroup]:
         groups.setdefault(key, []).append(n)
     found = []
     for key, members in groups.items():
-        members.sort(key=lambda n: natural_key(n.name))
+        # one pattern: the names differ in their numbers alone, so natural_key's order is
+        # the order of those numbers (found faster)
+        members.sort(key=lambda n: tuple(map(int, _NUMBER.findall(n.name))))
         label = members[0].name if len(members) == 1 else f"x{len(members)} {key[0]}"
         found.append(LayerGroup(label, key[0], tuple(members)))
     found.sort(key=lambda g: (-g.latency_s, natural_key(g.label)))
