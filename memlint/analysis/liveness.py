@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import accumulate
 
 from memlint.analysis.kv_copies import cache_outputs, copies
 from memlint.costs import quantized
@@ -117,47 +118,34 @@ def _footprint(graph: Graph, plan: _Plan,
     n = len(graph.nodes)
     steps = max(n, 1)
     copy_delta, act_delta = [0] * (steps + 1), [0] * (steps + 1)
-    copied = copies(graph)
-    values, end = graph.values, plan.end
-    kv_cache = ValueKind.KV_CACHE
-    for root, start in plan.start.items():
-        value = values.get(root) if root else None
-        if value is None:
-            continue
-        nbytes = value.nbytes if size is None else size(root)
-        if not nbytes:
-            continue
-        # the cache is counted whole below; its copies apart (the copy row here)
-        if value.kind is kv_cache:
-            continue
-        delta = copy_delta if root in copied else act_delta
-        delta[start] += nbytes
-        delta[max(end.get(root, start), start) + 1] -= nbytes
-    copy = act = 0
-    best = (-1, 0, 0)  # (activations, step, copies live then)
-    best_act = -1
-    max_copy = 0
-    for step in range(steps):
-        copy += copy_delta[step]
-        act += act_delta[step]
-        max_copy = max(max_copy, copy)
-        if act > best_act:
-            best_act = act
-            best = (act, step, copy)
+    values = graph.values
+    roots, starts, stops, copied = plan.buffers(graph)
+    sizes = [values[root].nbytes for root in roots] if size is None else list(map(size, roots))
+    for nbytes, start, stop, copy in zip(sizes, starts, stops, copied):
+        if nbytes:
+            delta = copy_delta if copy else act_delta
+            delta[start] += nbytes
+            delta[stop] -= nbytes
+    # the live bytes after each step; the peak is the first step that reaches the largest
+    act_live = list(accumulate(act_delta[:steps]))
+    copy_live = list(accumulate(copy_delta[:steps]))
+    peak = max(act_live)
+    step = act_live.index(peak)
+    max_copy = max(0, max(copy_live))
     if size is None:
         weights = sum(v.nbytes or 0 for v in plan.resident)
         unresolved = plan.unresolved
     else:
-        weights = sum(size(v.name) or 0 for v in plan.resident)
-        unresolved = sum(1 for name in (*plan.start, *plan.needed)
-                         if name not in values or size(name) is None)
+        weights = sum(filter(None, map(size, plan.resident_names)))
+        known, missing = plan.named(graph)
+        unresolved = missing + list(map(size, known)).count(None)
     cache = _cache_bytes(graph, size)
     return MemoryFootprint(
         weight_bytes=weights,
         kv_cache_bytes=cache,
-        peak_activation_bytes=max(best[0], 0),
-        peak_total_bytes=weights + cache + max(best[0], 0),
-        peak_node=graph.nodes[best[1]].name if n else "",
+        peak_activation_bytes=max(peak, 0),
+        peak_total_bytes=weights + cache + max(peak, 0),
+        peak_node=graph.nodes[step].name if n else "",
         max_kv_cache_bytes=cache,
         unresolved_tensors=unresolved,
         kv_copy_bytes=max_copy,
@@ -187,6 +175,8 @@ class _Plan:
         needed: set[str] = set()  # resident roots read by something that runs
         self.start: dict[str, int] = {}
         self.end: dict[str, int] = {}
+        self._buffers: tuple[list[str], list[int], list[int], list[bool]] | None = None
+        self._named: tuple[list[str], int] | None = None
         start, end = self.start, self.end
         last = max(len(graph.nodes) - 1, 0)
         # One pass over tens of thousands of nodes: names tested against a set, not Values.
@@ -251,11 +241,38 @@ class _Plan:
             v for name in sorted(needed) if (v := graph.value(name)) is not None
         )
         self.needed = needed
+        self.resident_names = [v.name for v in self.resident]
         values = graph.values
         self.unresolved = sum(
             1 for name in (*start, *needed)
             if (v := values.get(name) if name else None) is None or v.nbytes is None
         )
+
+
+    def buffers(self, graph: Graph) -> tuple[list[str], list[int], list[int], list[bool]]:
+        """Of each buffer whose bytes the activations or the copies count (known tensors, the
+        KV cache left out: it is counted whole): its root, first step, the step after its last,
+        and whether it is a copy of the KV cache. Found once per plan."""
+        if self._buffers is None:
+            values, copied = graph.values, copies(graph)
+            kv_cache, end = ValueKind.KV_CACHE, self.end
+            rows = [
+                (root, start, max(end.get(root, start), start) + 1, root in copied)
+                for root, start in self.start.items()
+                if root and (value := values.get(root)) is not None and value.kind is not kv_cache
+            ]
+            self._buffers = tuple(map(list, zip(*rows))) if rows else ([], [], [], [])
+        return self._buffers
+
+    def named(self, graph: Graph) -> tuple[list[str], int]:
+        """The buffers and needed weights that `graph` has a tensor of, and how many it has
+        none of (unresolved at any size). Found once per plan."""
+        if self._named is None:
+            values = graph.values
+            names = (*self.start, *self.needed)
+            known = [name for name in names if name in values]
+            self._named = (known, len(names) - len(known))
+        return self._named
 
 
 def _reads(node: Node) -> Iterator[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -166,6 +167,10 @@ class Report:
         return document(self)
 
 
+_COST, _TIMING = attrgetter("cost"), attrgetter("timing")
+_BOUND, _LATENCY = attrgetter("bound"), attrgetter("predicted_latency_s")
+
+
 def summarize(
     nodes: tuple[NodeResult, ...], spec: HardwareSpec, tf32: bool, *, model: Model | None = None,
     exclude: Collection[str] = frozenset(),
@@ -181,39 +186,40 @@ def summarize(
         fused = estimate(GraphIndex(model, nodes), spec, tf32=tf32, exclude=exclude)
     if exclude:
         nodes = tuple(n for n in nodes if n.name not in exclude)
+    # Integer totals are summed once per distinct cost (nodes of identical layers share one
+    # cost and timing); times are summed node by node, in order, as floats add.
+    costs, timings = list(map(_COST, nodes)), list(map(_TIMING, nodes))
+    cost_of_id = dict(zip(map(id, costs), costs))
+    timing_of_id = dict(zip(map(id, timings), timings))
     flops_by_peak: Counter[str] = Counter()
-    for node in nodes:
-        if node.cost.flops:
-            flops_by_peak[node.timing.peak_key] += node.cost.flops
+    for (cost, timing), count in Counter(zip(map(id, costs), map(id, timings))).items():
+        if cost_of_id[cost].flops:
+            flops_by_peak[timing_of_id[timing].peak_key] += cost_of_id[cost].flops * count
     if flops_by_peak:
         key, _ = max(flops_by_peak.items(), key=lambda item: (item[1], item[0]))
         ridge = spec.peak_flops_per_s[key] / spec.memory_bandwidth_bytes_per_s
     else:
         peak = spec.peak_for(None, ComputeUnit.VECTOR, tf32=tf32)
         key, ridge = peak.key, peak.flops_per_s / spec.memory_bandwidth_bytes_per_s
-    # Integer totals are summed once per distinct cost (nodes of identical layers share one);
-    # times are summed node by node, in order, as floats add.
-    counts: Counter[int] = Counter(id(n.cost) for n in nodes)
-    costs = {id(n.cost): n.cost for n in nodes}
     read, written = [0, 0, 0], [0, 0, 0]
     flops = 0
-    for ident, count in counts.items():
-        cost = costs[ident]
+    for ident, count in Counter(map(id, costs)).items():
+        cost = cost_of_id[ident]
         flops += cost.flops * count
         for total, part in ((read, cost.bytes_read), (written, cost.bytes_written)):
             total[0] += part.weights * count
             total[1] += part.activations * count
             total[2] += part.kv_cache * count
     memory = Bound.MEMORY
-    kernels = sum(1 for n in nodes if n.timing.bound is not Bound.NONE)
+    kernels = len(timings) - list(map(_BOUND, timings)).count(Bound.NONE)
     launch = kernels * (spec.kernel_overhead_s or 0.0)
     return Summary(
         flops=flops,
         bytes_read=ByteCounts(*read),
         bytes_written=ByteCounts(*written),
-        predicted_latency_s=sum(n.timing.predicted_latency_s for n in nodes) + launch,
+        predicted_latency_s=sum(map(_LATENCY, timings)) + launch,
         memory_bound_latency_s=sum(
-            n.timing.predicted_latency_s for n in nodes if n.timing.bound is memory
+            t.predicted_latency_s for t in timings if t.bound is memory
         ),
         ridge_point=ridge,
         ridge_peak_key=key,

@@ -96,10 +96,10 @@ def folded_figures(parsed: ParsedOnnx, base: Report, dims: dict[str, int]) -> St
             return None
     spec, tf32 = base.hardware, base.tf32
     kept = analyse(folded.model, spec, tf32=tf32, detail=False).nodes
-    nodes = tuple(kept[i] for i in folded.positions)  # the whole graph's order
+    nodes = tuple(map(kept.__getitem__, folded.positions))  # the whole graph's order
     here = {name: value.nbytes for name, value in values.items()}
-    sizes = {name: here.get(names.get(name, name)) for name in whole.values}
-    size = sizes.get
+    keys, places = _places(whole, names)
+    size = dict(zip(keys, map(here.get, places))).get
 
     return StepFigures(
         summary=summarize(nodes, spec, tf32),
@@ -116,6 +116,21 @@ def _costs_are_local(graph: Graph) -> bool:
         return False
     return all(not node.subgraphs and origin_of(node.domain, node.op_type) in (BUILTIN, None)
                for node in graph.nodes)
+
+
+def _places(whole: Graph, names: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """Every tensor of `whole`, and the tensor at its place in the kept graph (`names`: a
+    tensor of a left-out block -> the first block's); found once per graph and `names`."""
+    last = _last_places(whole)
+    if not last or last[0] != names:
+        keys = list(whole.values)
+        last[:] = [dict(names), keys, [names.get(name, name) for name in keys]]
+    return last[1], last[2]
+
+
+@per_graph
+def _last_places(whole: Graph) -> list:
+    return []
 
 
 @per_graph
