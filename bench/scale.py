@@ -879,10 +879,32 @@ def compile_memlint() -> str:
     return out.stdout.strip() or out.stderr.strip()[-300:]
 
 
+IMPORT_CODE = """
+import time
+start = time.perf_counter()
+import numpy
+numpy_s = time.perf_counter() - start
+import ml_dtypes
+ml_dtypes_s = time.perf_counter() - start - numpy_s
+import onnx
+print(f"onnx {onnx.__version__}, ml_dtypes {ml_dtypes.__version__}: import onnx "
+      f"{time.perf_counter() - start:.3f} s, of which numpy {numpy_s:.3f} s and ml_dtypes "
+      f"{ml_dtypes_s:.3f} s")
+"""
+
+
+def import_costs() -> str:
+    """What every bare load imports, timed in a fresh process: the floor under each ratio."""
+    out = subprocess.run([sys.executable, "-c", IMPORT_CODE], capture_output=True, text=True,
+                         check=False, cwd=tempfile.gettempdir())
+    return out.stdout.strip() or out.stderr.strip()[-300:]
+
+
 def report(work: Path, layers: int, repeat: int, parts: list[str], scale_repeat: int = 1) -> int:
     print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}, bench parent RSS "
           f"{self_rss_mb():.0f} MB (the floor of every child's peak RSS figure)")
+    print(f"bare load's imports: {import_costs()}")
     print(f"memlint bytecode written for {compile_memlint()} (PYTHONDONTWRITEBYTECODE="
           f"{os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r})")
     start = time.perf_counter()
