@@ -43,7 +43,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from memlint.analysis.attention import attention_block
-from memlint.analysis.fusion import _chain, find_chains, is_fusible, is_view, readers, source
+from memlint.analysis.fusion import chain_of, find_chains, is_fusible, is_view, readers, source
 from memlint.analysis.graph_index import GraphIndex
 from memlint.analysis.kv_copies import copies
 from memlint.costs import ByteCounts, CostStatus, OpCost
@@ -178,11 +178,13 @@ def _shape_math(graph: Graph) -> frozenset[int]:
     derived: set[str] = set()
     found = []
     for i, node in enumerate(graph.nodes):
-        inputs = [name for name in node.inputs if name]
         if node.op_type in _SHAPE_SOURCES and not node.domain:
             derived.update(node.outputs)
             continue
-        if node.subgraphs or not inputs or not any(name in derived for name in inputs):
+        if derived.isdisjoint(node.inputs) or node.subgraphs:
+            continue
+        inputs = [name for name in node.inputs if name]
+        if not inputs or not any(name in derived for name in inputs):
             continue
         if all(name in derived or _constant(graph, name) for name in inputs):
             derived.update(o for o in node.outputs if o)
@@ -278,7 +280,7 @@ def _group(ctx: GraphIndex, kind: str, members: dict[str, Node],
             return None
     place = _places(ctx.graph)
     order = sorted(members.values(), key=lambda n: place[n.name])
-    chain = _chain(ctx, order)
+    chain = chain_of(ctx, order)
     writes = tuple(v.name for v in chain.outputs)
     reads = tuple(v.name for v in chain.inputs)
     appends = {}

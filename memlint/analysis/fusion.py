@@ -265,6 +265,17 @@ def _search(ctx: GraphIndex, glue: bool,
     return chains, complete
 
 
+def chain_of(ctx: GraphIndex, nodes: list[Node]) -> Chain:
+    """The Chain of `nodes` (in graph order): the one find_chains made of the same nodes, else
+    built now."""
+    found = _searches(ctx.graph)
+    if found.get("results") is ctx.results:
+        chain = found.get("built", {}).get(tuple(n.name for n in nodes))
+        if chain is not None:
+            return chain
+    return _chain(ctx, nodes)
+
+
 def _touches_data(ctx: GraphIndex, node: Node, big: dict[str, bool] | None = None) -> bool:
     for name in (*node.inputs, *node.outputs):
         found = big.get(name) if big is not None else None
