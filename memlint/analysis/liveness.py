@@ -118,9 +118,8 @@ def _footprint(graph: Graph, plan: _Plan,
     n = len(graph.nodes)
     steps = max(n, 1)
     copy_delta, act_delta = [0] * (steps + 1), [0] * (steps + 1)
-    values = graph.values
-    roots, starts, stops, copied = plan.buffers(graph)
-    sizes = [values[root].nbytes for root in roots] if size is None else list(map(size, roots))
+    roots, own, starts, stops, copied = plan.buffers(graph)
+    sizes = own if size is None else list(map(size, roots))
     for nbytes, start, stop, copy in zip(sizes, starts, stops, copied):
         if nbytes:
             delta = copy_delta if copy else act_delta
@@ -175,7 +174,8 @@ class _Plan:
         needed: set[str] = set()  # resident roots read by something that runs
         self.start: dict[str, int] = {}
         self.end: dict[str, int] = {}
-        self._buffers: tuple[list[str], list[int], list[int], list[bool]] | None = None
+        self._buffers: tuple[list[str], list[int | None], list[int], list[int],
+                             list[bool]] | None = None
         self._named: tuple[list[str], int] | None = None
         start, end = self.start, self.end
         last = max(len(graph.nodes) - 1, 0)
@@ -249,19 +249,29 @@ class _Plan:
         )
 
 
-    def buffers(self, graph: Graph) -> tuple[list[str], list[int], list[int], list[bool]]:
+    def buffers(self, graph: Graph) -> tuple[list[str], list[int | None], list[int], list[int],
+                                             list[bool]]:
         """Of each buffer whose bytes the activations or the copies count (known tensors, the
-        KV cache left out: it is counted whole): its root, first step, the step after its last,
-        and whether it is a copy of the KV cache. Found once per plan."""
+        KV cache left out: it is counted whole): its root, its bytes in `graph`, its first
+        step, the step after its last, and whether it is a copy of the KV cache. Found once per
+        plan."""
         if self._buffers is None:
             values, copied = graph.values, copies(graph)
             kv_cache, end = ValueKind.KV_CACHE, self.end
-            rows = [
-                (root, start, max(end.get(root, start), start) + 1, root in copied)
-                for root, start in self.start.items()
-                if root and (value := values.get(root)) is not None and value.kind is not kv_cache
-            ]
-            self._buffers = tuple(map(list, zip(*rows))) if rows else ([], [], [], [])
+            roots: list[str] = []
+            sizes: list[int | None] = []
+            starts: list[int] = []
+            stops: list[int] = []
+            copy: list[bool] = []
+            for root, start in self.start.items():
+                value = values.get(root) if root else None
+                if value is not None and value.kind is not kv_cache:
+                    roots.append(root)
+                    sizes.append(value.nbytes)
+                    starts.append(start)
+                    stops.append(max(end.get(root, start), start) + 1)
+                    copy.append(root in copied)
+            self._buffers = (roots, sizes, starts, stops, copy)
         return self._buffers
 
     def named(self, graph: Graph) -> tuple[list[str], int]:
