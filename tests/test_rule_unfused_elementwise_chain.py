@@ -220,36 +220,45 @@ def _index(text: str):
 
 def test_one_search_serves_the_rule_and_the_fused_estimate(monkeypatch):
     # Every candidate of BIAS_GELU touches data, so the search with glue (the fused estimate)
-    # would decide as the one without (ML102): one search, the same chains for both.
+    # decides as the one without (ML102): one pass finds both, the same Chain objects.
     from memlint.analysis import fusion
 
     calls = []
     search = fusion._search
-    monkeypatch.setattr(fusion, "_search", lambda *a: calls.append(a[1]) or search(*a))
-    report, ctx = _index(BIAS_GELU)  # analyse priced the fused estimate: one search
-    assert calls == [False]
+    monkeypatch.setattr(fusion, "_search", lambda *a: calls.append(1) or search(*a))
+    report, ctx = _index(BIAS_GELU)  # analyse priced the fused estimate: the one pass
+    assert calls == [1]
     plain, glue = fusion.find_chains(ctx), fusion.find_chains(ctx, glue=True)
     assert [c.nodes for c in plain] == [c.nodes for c in glue] and len(plain) == 1
     assert all(a is b for a, b in zip(plain, glue))
     check(report, Config(select=("ML102",)))  # the rule reads the same search
-    assert calls == [False]
+    assert calls == [1]
 
 
-def test_glue_search_runs_when_the_plain_one_left_a_candidate_out(monkeypatch):
+def test_glue_joins_what_the_plain_search_leaves_out():
     # Sqrt on a 1-element tensor is a candidate the plain search leaves out (the test above
-    # it: no ML102 finding), so the fused estimate's search with glue runs on its own and
-    # fuses Sqrt into the Mul.
+    # it: no ML102 finding); the search with glue fuses it into the Mul.
     from memlint.analysis import fusion
 
     text = """g (float[2048,1024] x, float[1] scale) => (float[2048,1024] y) {
       s = Sqrt(scale)  y = Mul(x, s)
     }"""
-    calls = []
-    search = fusion._search
-    monkeypatch.setattr(fusion, "_search", lambda *a: calls.append(a[1]) or search(*a))
     _, ctx = _index(text)
-    assert calls == [False, True]
     assert fusion.find_chains(ctx) == []
     (chain,) = fusion.find_chains(ctx, glue=True)
     assert [n.op_type for n in chain.nodes] == ["Sqrt", "Mul"]
-    assert calls == [False, True]
+
+
+def test_both_searches_in_one_pass_keep_their_own_chains():
+    # Without glue the Sqrt on a 1-element tensor is a kernel of its own, outside the chain
+    # of the Add and the Mul; with glue it joins them. One pass finds both.
+    from memlint.analysis import fusion
+
+    text = """g (float[2048,1024] x, float[1] scale) => (float[2048,1024] y) {
+      k = Sqrt(scale)  a = Add(x, k)  y = Mul(a, x)
+    }"""
+    _, ctx = _index(text)
+    (plain,) = fusion.find_chains(ctx)
+    (glue,) = fusion.find_chains(ctx, glue=True)
+    assert [n.op_type for n in plain.nodes] == ["Add", "Mul"]
+    assert [n.op_type for n in glue.nodes] == ["Sqrt", "Add", "Mul"]

@@ -168,19 +168,14 @@ def find_chains(ctx: GraphIndex, *, glue: bool = False) -> list[Chain]:
     glue=True also starts chains at ops on scalars and shape vectors (the fused estimate: its
     groups must not depend on the sizes of one point, memlint.analysis.fused).
 
-    Found once per graph and results for both callers (rule ML102 asks without glue, the fused
-    estimate with it): the search without glue runs first, and when it left out no candidate
-    (every fusible op touched data or followed a fusible one) the search with glue would make
-    every decision the same, so its chains are those."""
+    Both searches (rule ML102 asks without glue, the fused estimate with it) run in one pass
+    over the graph, once per graph and node results."""
     found = _searches(ctx.graph)
     if found.get("results") is not ctx.results:  # another analysis of the graph
         found.clear()
         found["results"] = ctx.results
-    built: dict[tuple[str, ...], Chain] = found.setdefault("built", {})
-    if False not in found:
-        found[False], found["complete"] = _search(ctx, False, built)
-    if glue and True not in found:
-        found[True] = found[False] if found["complete"] else _search(ctx, True, built)[0]
+        found["built"] = {}
+        found[False], found[True] = _search(ctx, found["built"])
     return list(found[glue])
 
 
@@ -191,28 +186,74 @@ def _searches(graph: Graph) -> dict[Any, Any]:
     return {}
 
 
-def _search(ctx: GraphIndex, glue: bool,
-            built: dict[tuple[str, ...], Chain]) -> tuple[list[Chain], bool]:
-    """find_chains' search, and whether it took every candidate (always so with glue).
-    `built` keeps each chain by its nodes' names, so a chain both searches find is made once."""
-    depth: dict[str, int] = {}
-    after: dict[str, int] = {}  # depth seen by the node's consumers
-    fusible: set[str] = set()
-    parent: dict[str, str] = {}
+class _Search:
+    """The state of one search (module docstring): each node's depth, the depth its
+    consumers see, the fusible nodes and their union-find parents."""
+
+    __slots__ = ("after", "depth", "fusible", "parent")
+
+    def __init__(self) -> None:
+        self.depth: dict[str, int] = {}
+        self.after: dict[str, int] = {}  # depth seen by the node's consumers
+        self.fusible: set[str] = set()
+        self.parent: dict[str, str] = {}
+
+    def root(self, name: str) -> str:
+        parent = self.parent
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    def visit(self, name: str, producers: list[Node], fusible: bool, runs: bool) -> None:
+        """Place node `name` (read from `producers`), fused into a chain when `fusible`;
+        `runs`: it is a kernel of its own when it is not fused."""
+        after = self.after
+        level = 0  # a producer not seen yet (a cycle in a malformed graph) counts as depth 0
+        for p in producers:
+            level = max(level, after.get(p.name, 0))
+        self.depth[name] = level
+        if fusible:
+            self.fusible.add(name)
+            self.parent[name] = name
+            depth, joined = self.depth, self.fusible
+            for p in producers:
+                if p.name in joined and depth[p.name] == level:
+                    self.parent[self.root(p.name)] = self.root(name)
+            after[name] = level
+        else:
+            after[name] = level + (1 if runs else 0)
+
+    def chains(self, ctx: GraphIndex, built: dict[tuple[str, ...], Chain]) -> list[Chain]:
+        groups: dict[str, list[Node]] = {}
+        fusible = self.fusible
+        for node in ctx.graph.nodes:
+            if node.name in fusible:
+                groups.setdefault(self.root(node.name), []).append(node)
+        chains = []
+        for nodes in groups.values():
+            if len(nodes) > 1:
+                key = tuple(n.name for n in nodes)
+                chain = built.get(key)
+                if chain is None:
+                    chain = built[key] = _chain(ctx, nodes)
+                chains.append(chain)
+        return chains
+
+
+def _search(ctx: GraphIndex,
+            built: dict[tuple[str, ...], Chain]) -> tuple[list[Chain], list[Chain]]:
+    """find_chains' searches without glue and with it, in one pass (each node's producers
+    found once for both). `built` keeps each chain by its nodes' names, so a chain both
+    searches find is made once."""
+    plain, glue = _Search(), _Search()
     facts = _facts(ctx)
     views, sources = facts.views, facts.sources
     producer_of, results = ctx.producers.get, ctx.results_by_name
     fusible_op: dict[tuple[str, str], bool] = {}
     modelled, metadata, folded = CostStatus.MODELLED, CostStatus.METADATA, CostStatus.FOLDED
     big: dict[str, bool] = {}  # tensor name -> more than TINY_ELEMENTS elements
-    complete = True
-
-    def root(name: str) -> str:
-        while parent[name] != name:
-            parent[name] = parent[parent[name]]
-            name = parent[name]
-        return name
-
+    taken = plain.fusible
     for node in ctx.graph.nodes:
         name = node.name
         producers = []
@@ -225,44 +266,18 @@ def _search(ctx: GraphIndex, glue: bool,
             producer = producer_of(found)
             if producer is not None:
                 producers.append(producer)
-        # a producer not seen yet (a cycle in a malformed graph) counts as depth 0
-        level = 0
-        for p in producers:
-            level = max(level, after.get(p.name, 0))
-        depth[name] = level
         result = results.get(name)
         op = (node.domain, node.op_type)
         candidate = fusible_op.get(op)
         if candidate is None:
             candidate = fusible_op[op] = is_fusible(node)
         candidate = candidate and result is not None and result.cost.status is modelled
-        if candidate and (glue or any(p.name in fusible for p in producers)
-                          or _touches_data(ctx, node, big)):
-            fusible.add(name)
-            parent[name] = name
-            for p in producers:
-                if p.name in fusible and depth[p.name] == level:
-                    parent[root(p.name)] = root(name)
-        elif candidate:
-            complete = False
-        kernel = name not in fusible and result is not None and result.cost.status not in (
-            metadata, folded
-        )
-        after[name] = level + (1 if kernel else 0)
-
-    groups: dict[str, list[Node]] = {}
-    for node in ctx.graph.nodes:
-        if node.name in fusible:
-            groups.setdefault(root(node.name), []).append(node)
-    chains = []
-    for nodes in groups.values():
-        if len(nodes) > 1:
-            key = tuple(n.name for n in nodes)
-            chain = built.get(key)
-            if chain is None:
-                chain = built[key] = _chain(ctx, nodes)
-            chains.append(chain)
-    return chains, complete
+        runs = result is not None and result.cost.status not in (metadata, folded)
+        glue.visit(name, producers, candidate, runs)
+        plain.visit(name, producers, candidate and (
+            any(p.name in taken for p in producers) or _touches_data(ctx, node, big)
+        ), runs)
+    return plain.chains(ctx, built), glue.chains(ctx, built)
 
 
 def chain_of(ctx: GraphIndex, nodes: list[Node]) -> Chain:

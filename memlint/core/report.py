@@ -149,11 +149,12 @@ class Report:
         whole = 0.0
         for finding in self.findings:
             spent = sum(time.get(node, 0.0) for node in finding.nodes)
+            saving = finding.saving_s
             if not spent:  # about the graph as a whole, or nodes that take no time
-                whole += finding.saving_s
+                whole += saving
                 continue
             for node in finding.nodes:  # the saving falls on each node by its time
-                share = finding.saving_s * time.get(node, 0.0) / spent
+                share = saving * time.get(node, 0.0) / spent
                 best[node] = max(best.get(node, 0.0), share)
         return min(sum(best.values()) + whole, self.summary.predicted_latency_s)
 
