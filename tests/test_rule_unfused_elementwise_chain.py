@@ -262,3 +262,20 @@ def test_both_searches_in_one_pass_keep_their_own_chains():
     (glue,) = fusion.find_chains(ctx, glue=True)
     assert [n.op_type for n in plain.nodes] == ["Add", "Mul"]
     assert [n.op_type for n in glue.nodes] == ["Sqrt", "Add", "Mul"]
+
+
+def test_the_searches_part_at_the_first_left_out_candidate():
+    # Add and Mul join in both searches; the searches part at the Sqrt on a 1-element tensor.
+    # Without glue it is a kernel, so the last Add sits one kernel deeper than the Mul and
+    # starts no chain with it: [Add, Mul]. With glue, the Sqrt joins and so does the last Add:
+    # one chain of all four, carried on from the state both searches shared.
+    from memlint.analysis import fusion
+
+    text = """g (float[2048,1024] x, float[1] scale) => (float[2048,1024] y) <float[1024] b> {
+      a = Add(x, b)  m = Mul(a, a)  k = Sqrt(scale)  y = Add(m, k)
+    }"""
+    _, ctx = _index(text)
+    (plain,) = fusion.find_chains(ctx)
+    (glue,) = fusion.find_chains(ctx, glue=True)
+    assert [n.op_type for n in plain.nodes] == ["Add", "Mul"]
+    assert [n.op_type for n in glue.nodes] == ["Add", "Mul", "Sqrt", "Add"]

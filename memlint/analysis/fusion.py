@@ -198,6 +198,12 @@ class _Search:
         self.fusible: set[str] = set()
         self.parent: dict[str, str] = {}
 
+    def copy(self) -> _Search:
+        twin = _Search()
+        twin.depth, twin.after = dict(self.depth), dict(self.after)
+        twin.fusible, twin.parent = set(self.fusible), dict(self.parent)
+        return twin
+
     def root(self, name: str) -> str:
         parent = self.parent
         while parent[name] != name:
@@ -205,24 +211,26 @@ class _Search:
             name = parent[name]
         return name
 
-    def visit(self, name: str, producers: list[Node], fusible: bool, runs: bool) -> None:
-        """Place node `name` (read from `producers`), fused into a chain when `fusible`;
-        `runs`: it is a kernel of its own when it is not fused."""
+    def visit(self, name: str, producers: list[str], fusible: bool, runs: bool) -> None:
+        """Place node `name` (reading what the nodes named `producers` write), fused into a
+        chain when `fusible`; `runs`: it is a kernel of its own when it is not fused."""
         after = self.after
         level = 0  # a producer not seen yet (a cycle in a malformed graph) counts as depth 0
         for p in producers:
-            level = max(level, after.get(p.name, 0))
+            seen = after.get(p, 0)
+            if seen > level:
+                level = seen
         self.depth[name] = level
         if fusible:
-            self.fusible.add(name)
-            self.parent[name] = name
-            depth, joined = self.depth, self.fusible
+            joined, parent, depth = self.fusible, self.parent, self.depth
+            joined.add(name)
+            parent[name] = name
             for p in producers:
-                if p.name in joined and depth[p.name] == level:
-                    self.parent[self.root(p.name)] = self.root(name)
+                if p in joined and depth[p] == level:
+                    parent[self.root(p)] = self.root(name)
             after[name] = level
         else:
-            after[name] = level + (1 if runs else 0)
+            after[name] = level + 1 if runs else level
 
     def chains(self, ctx: GraphIndex, built: dict[tuple[str, ...], Chain]) -> list[Chain]:
         groups: dict[str, list[Node]] = {}
@@ -243,17 +251,17 @@ class _Search:
 
 def _search(ctx: GraphIndex,
             built: dict[tuple[str, ...], Chain]) -> tuple[list[Chain], list[Chain]]:
-    """find_chains' searches without glue and with it, in one pass (each node's producers
-    found once for both). `built` keeps each chain by its nodes' names, so a chain both
-    searches find is made once."""
-    plain, glue = _Search(), _Search()
+    """find_chains' searches without glue and with it, in one pass: they make the same
+    decisions up to the first candidate the search without glue leaves out, and part there
+    (the search with glue goes on from a copy). `built` keeps each chain by its nodes' names,
+    so a chain both searches find is made once."""
+    plain, glue = _Search(), None  # glue None: the same as plain so far
     facts = _facts(ctx)
     views, sources = facts.views, facts.sources
     producer_of, results = ctx.producers.get, ctx.results_by_name
     fusible_op: dict[tuple[str, str], bool] = {}
     modelled, metadata, folded = CostStatus.MODELLED, CostStatus.METADATA, CostStatus.FOLDED
     big: dict[str, bool] = {}  # tensor name -> more than TINY_ELEMENTS elements
-    taken = plain.fusible
     for node in ctx.graph.nodes:
         name = node.name
         producers = []
@@ -265,7 +273,7 @@ def _search(ctx: GraphIndex,
                 found = sources[tensor] = _source(ctx, views, tensor)
             producer = producer_of(found)
             if producer is not None:
-                producers.append(producer)
+                producers.append(producer.name)
         result = results.get(name)
         op = (node.domain, node.op_type)
         candidate = fusible_op.get(op)
@@ -273,11 +281,16 @@ def _search(ctx: GraphIndex,
             candidate = fusible_op[op] = is_fusible(node)
         candidate = candidate and result is not None and result.cost.status is modelled
         runs = result is not None and result.cost.status not in (metadata, folded)
-        glue.visit(name, producers, candidate, runs)
-        plain.visit(name, producers, candidate and (
-            any(p.name in taken for p in producers) or _touches_data(ctx, node, big)
-        ), runs)
-    return plain.chains(ctx, built), glue.chains(ctx, built)
+        joins = candidate and (
+            not plain.fusible.isdisjoint(producers) or _touches_data(ctx, node, big)
+        )
+        if glue is None and candidate and not joins:
+            glue = plain.copy()
+        if glue is not None:
+            glue.visit(name, producers, candidate, runs)
+        plain.visit(name, producers, joins, runs)
+    chains = plain.chains(ctx, built)
+    return chains, chains if glue is None else glue.chains(ctx, built)
 
 
 def chain_of(ctx: GraphIndex, nodes: list[Node]) -> Chain:
