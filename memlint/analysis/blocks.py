@@ -95,11 +95,6 @@ def node_blocks(graph: Graph) -> Mapping[str, str]:
     """{node name: block role} for every node of `graph` (see the module docstring)."""
     weightish = _weight_like(graph)
     producer = {out: n for n in graph.nodes for out in n.outputs if out}
-    consumers: dict[str, list[Node]] = defaultdict(list)
-    for n in graph.nodes:
-        for name in n.inputs:
-            if name:
-                consumers[name].append(n)
 
     def operands(node: Node) -> tuple[str, ...]:
         return tuple(node.inputs[i] for i in _MATMULS[node.op_type] if i < len(node.inputs))
@@ -126,11 +121,17 @@ def node_blocks(graph: Graph) -> Mapping[str, str]:
                 role[node.name] = ATTENTION_SCORES
     _embedding_sums(graph, role, producer, weightish)
     cache = {name for name, v in graph.values.items() if v.kind is ValueKind.KV_CACHE}
-    for node in graph.nodes:  # the cache's own reads and writes (past Concat, KV copies)
+    for node in graph.nodes if cache else ():  # the cache's own reads and writes (past
+        # Concat, KV copies)
         if node.name not in role and node.op_type not in _MATMULS \
                 and node.op_type not in ("Shape", "Size") \
-                and any(name in cache for name in (*node.inputs, *node.outputs)):
+                and not (cache.isdisjoint(node.inputs) and cache.isdisjoint(node.outputs)):
             role[node.name] = ATTENTION_SCORES
+    consumers: dict[str, list[Node]] = defaultdict(list)
+    for n in graph.nodes if weight_products else ():  # the walks below go forward
+        for name in n.inputs:
+            if name:
+                consumers[name].append(n)
 
     def reaches(start: Node, forward: bool, goal: frozenset[str] | None) -> bool:
         """Whether a walk from `start` (through no weight product and no wall) meets a node
@@ -184,8 +185,8 @@ def _weight_like(graph: Graph) -> frozenset[str]:
     known = {name for name, v in graph.values.items() if v.kind is ValueKind.WEIGHT}
     known |= set(graph.constants)
     for node in graph.nodes:
-        used = [name for name in node.inputs if name]
-        if used and all(name in known for name in used) and not node.subgraphs:
+        used = [name for name in node.inputs if name] if "" in node.inputs else node.inputs
+        if used and known.issuperset(used) and not node.subgraphs:
             known.update(out for out in node.outputs if out)
     return frozenset(known)
 
