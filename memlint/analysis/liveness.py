@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from itertools import accumulate
+from typing import Any
 
 from memlint.analysis.kv_copies import cache_outputs, copies
 from memlint.costs import quantized
@@ -115,22 +115,21 @@ _memo = per_graph(_Memo)
 
 def _footprint(graph: Graph, plan: _Plan,
                size: Callable[[str], int | None] | None = None) -> MemoryFootprint:
+    import numpy as np  # imported by every frontend already; not by `memlint --help`
+
     n = len(graph.nodes)
     steps = max(n, 1)
-    copy_delta, act_delta = [0] * (steps + 1), [0] * (steps + 1)
     roots, own, starts, stops, copied = plan.buffers(graph)
-    sizes = own if size is None else list(map(size, roots))
-    for nbytes, start, stop, copy in zip(sizes, starts, stops, copied):
-        if nbytes:
-            delta = copy_delta if copy else act_delta
-            delta[start] += nbytes
-            delta[stop] -= nbytes
-    # the live bytes after each step; the peak is the first step that reaches the largest
-    act_live = list(accumulate(act_delta[:steps]))
-    copy_live = list(accumulate(copy_delta[:steps]))
-    peak = max(act_live)
-    step = act_live.index(peak)
-    max_copy = max(0, max(copy_live))
+    sizes = np.array([b or 0 for b in (own if size is None else map(size, roots))], np.int64)
+    live = []  # the bytes live after each step: activations, then copies of the KV cache
+    for part in (~copied, copied):
+        delta = np.zeros(steps + 1, np.int64)
+        np.add.at(delta, starts[part], sizes[part])
+        np.subtract.at(delta, stops[part], sizes[part])
+        live.append(np.cumsum(delta[:steps]))
+    step = int(live[0].argmax())  # the first step that reaches the peak
+    peak = int(live[0][step])
+    max_copy = max(0, int(live[1].max()))
     if size is None:
         weights = sum(v.nbytes or 0 for v in plan.resident)
         unresolved = plan.unresolved
@@ -174,8 +173,7 @@ class _Plan:
         needed: set[str] = set()  # resident roots read by something that runs
         self.start: dict[str, int] = {}
         self.end: dict[str, int] = {}
-        self._buffers: tuple[list[str], list[int | None], list[int], list[int],
-                             list[bool]] | None = None
+        self._buffers: tuple[list[str], list[int | None], Any, Any, Any] | None = None
         self._named: tuple[list[str], int] | None = None
         start, end = self.start, self.end
         last = max(len(graph.nodes) - 1, 0)
@@ -249,13 +247,14 @@ class _Plan:
         )
 
 
-    def buffers(self, graph: Graph) -> tuple[list[str], list[int | None], list[int], list[int],
-                                             list[bool]]:
+    def buffers(self, graph: Graph) -> tuple[list[str], list[int | None], Any, Any, Any]:
         """Of each buffer whose bytes the activations or the copies count (known tensors, the
         KV cache left out: it is counted whole): its root, its bytes in `graph`, its first
         step, the step after its last, and whether it is a copy of the KV cache. Found once per
         plan."""
         if self._buffers is None:
+            import numpy as np
+
             values, copied = graph.values, copies(graph)
             kv_cache, end = ValueKind.KV_CACHE, self.end
             roots: list[str] = []
@@ -271,7 +270,8 @@ class _Plan:
                     starts.append(start)
                     stops.append(max(end.get(root, start), start) + 1)
                     copy.append(root in copied)
-            self._buffers = (roots, sizes, starts, stops, copy)
+            self._buffers = (roots, sizes, np.array(starts, np.intp), np.array(stops, np.intp),
+                             np.array(copy, bool))
         return self._buffers
 
     def named(self, graph: Graph) -> tuple[list[str], int]:

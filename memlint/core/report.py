@@ -193,7 +193,9 @@ def summarize(
     cost_of_id = dict(zip(map(id, costs), costs))
     timing_of_id = dict(zip(map(id, timings), timings))
     flops_by_peak: Counter[str] = Counter()
+    cost_counts: Counter[int] = Counter()
     for (cost, timing), count in Counter(zip(map(id, costs), map(id, timings))).items():
+        cost_counts[cost] += count
         if cost_of_id[cost].flops:
             flops_by_peak[timing_of_id[timing].peak_key] += cost_of_id[cost].flops * count
     if flops_by_peak:
@@ -204,7 +206,7 @@ def summarize(
         key, ridge = peak.key, peak.flops_per_s / spec.memory_bandwidth_bytes_per_s
     read, written = [0, 0, 0], [0, 0, 0]
     flops = 0
-    for ident, count in Counter(map(id, costs)).items():
+    for ident, count in cost_counts.items():
         cost = cost_of_id[ident]
         flops += cost.flops * count
         for total, part in ((read, cost.bytes_read), (written, cost.bytes_written)):
