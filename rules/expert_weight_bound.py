@@ -76,9 +76,12 @@ class ExpertWeightBoundDecode(Rule):
         graph = ctx.graph
         nodes: list[str] = []
         bits = 0
-        for node in graph.nodes:
-            weights = [v for name in node.inputs if name and _EXPERT.search(name)
-                       and (v := graph.value(name)) is not None and v.kind is ValueKind.WEIGHT]
+        experts = {name for name, v in graph.values.items()
+                   if v.kind is ValueKind.WEIGHT and name and _EXPERT.search(name)}
+        for node in graph.nodes if experts else ():
+            if experts.isdisjoint(node.inputs):
+                continue
+            weights = [graph.values[name] for name in node.inputs if name in experts]
             if weights:
                 nodes.append(node.name)
                 bits = max(bits, *(v.dtype.bits for v in weights))
