@@ -121,8 +121,8 @@ def node_blocks(graph: Graph) -> Mapping[str, str]:
                 role[node.name] = ATTENTION_SCORES
     _embedding_sums(graph, role, producer, weightish)
     cache = {name for name, v in graph.values.items() if v.kind is ValueKind.KV_CACHE}
-    for node in graph.nodes if cache else ():  # the cache's own reads and writes (past
-        # Concat, KV copies)
+    # the cache's own reads and writes (past Concat, KV copies)
+    for node in graph.nodes if cache else ():
         if node.name not in role and node.op_type not in _MATMULS \
                 and node.op_type not in ("Shape", "Size") \
                 and not (cache.isdisjoint(node.inputs) and cache.isdisjoint(node.outputs)):

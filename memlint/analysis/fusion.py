@@ -217,9 +217,7 @@ class _Search:
         after = self.after
         level = 0  # a producer not seen yet (a cycle in a malformed graph) counts as depth 0
         for p in producers:
-            seen = after.get(p, 0)
-            if seen > level:
-                level = seen
+            level = max(level, after.get(p, 0))
         self.depth[name] = level
         if fusible:
             joined, parent, depth = self.fusible, self.parent, self.depth

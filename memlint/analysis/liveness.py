@@ -246,7 +246,6 @@ class _Plan:
             if (v := values.get(name) if name else None) is None or v.nbytes is None
         )
 
-
     def buffers(self, graph: Graph) -> tuple[list[str], list[int | None], Any, Any, Any]:
         """Of each buffer whose bytes the activations or the copies count (known tensors, the
         KV cache left out: it is counted whole): its root, its bytes in `graph`, its first
