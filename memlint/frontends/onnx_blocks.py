@@ -183,7 +183,10 @@ def _wired(
             and initializers.get(name) == initializers.get(name0)
 
     get = producer.get
-    for k in range(1, count):
+    # From the last block back: a phase that does not hold usually breaks at the end of the run
+    # (its last block writes the graph's outputs), found there in one block, not after all of
+    # them. The outcome is the same in any order: each block is checked against block 0.
+    for k in range(count - 1, 0, -1):
         offset = start + k * length
         previous = offset - length
         for j in range(length):
