@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from memlint.analysis.liveness import MemoryFootprint, footprint
 from memlint.costs.quantized import QuantizedView, view_of
 from memlint.costs.registry import op_info_of
-from memlint.ir import Graph, Model, Node, Value, ValueKind
+from memlint.ir import Graph, Model, Node, Value, ValueKind, per_graph
 from memlint.roofline import NodeResult
 
 T = TypeVar("T")
@@ -97,10 +97,14 @@ class GraphIndex:
         return (n for n in self.graph.nodes if n.qualified_op in wanted)
 
 
-class _Tables:
-    def __init__(self, graph: Graph, results: tuple[NodeResult, ...]) -> None:
+class _Structure:
+    """The tables of a graph that no node results change: found once per graph object, shared
+    by the summary's index and the rules' (they hold nodes and names, not the graph)."""
+
+    __slots__ = ("consumers", "nodes", "outputs", "producers")
+
+    def __init__(self, graph: Graph) -> None:
         self.nodes = {n.name: n for n in graph.nodes}
-        self.results = {r.name: r for r in results}
         self.outputs = frozenset(graph.outputs)
         producers: dict[str, Node] = {}
         consumers: dict[str, list[Node]] = {}
@@ -113,6 +117,17 @@ class _Tables:
                     consumers.setdefault(name, []).append(node)
         self.producers = producers
         self.consumers = {k: tuple(v) for k, v in consumers.items()}
+
+
+_structure = per_graph(_Structure)
+
+
+class _Tables:
+    def __init__(self, graph: Graph, results: tuple[NodeResult, ...]) -> None:
+        structure = _structure(graph)
+        self.nodes, self.outputs = structure.nodes, structure.outputs
+        self.producers, self.consumers = structure.producers, structure.consumers
+        self.results = {r.name: r for r in results}
         self._graph = graph
         self.memo: dict[str, Any] = {}
 
