@@ -30,10 +30,11 @@ the If/Loop node that holds them.
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
+from memlint.analysis.graph_index import structure_of
 from memlint.ir import Graph, Node, ValueKind, per_graph
 
 EMBEDDING = "embedding"
@@ -94,7 +95,8 @@ def unknown_blocks(names: Iterable[str]) -> list[str]:
 def node_blocks(graph: Graph) -> Mapping[str, str]:
     """{node name: block role} for every node of `graph` (see the module docstring)."""
     weightish = _weight_like(graph)
-    producer = {out: n for n in graph.nodes for out in n.outputs if out}
+    structure = structure_of(graph)
+    producer = structure.producers
 
     def operands(node: Node) -> tuple[str, ...]:
         return tuple(node.inputs[i] for i in _MATMULS[node.op_type] if i < len(node.inputs))
@@ -127,11 +129,7 @@ def node_blocks(graph: Graph) -> Mapping[str, str]:
                 and node.op_type not in ("Shape", "Size") \
                 and not (cache.isdisjoint(node.inputs) and cache.isdisjoint(node.outputs)):
             role[node.name] = ATTENTION_SCORES
-    consumers: dict[str, list[Node]] = defaultdict(list)
-    for n in graph.nodes if weight_products else ():  # the walks below go forward
-        for name in n.inputs:
-            if name:
-                consumers[name].append(n)
+    consumers = structure.consumers
 
     def reaches(start: Node, forward: bool, goal: frozenset[str] | None) -> bool:
         """Whether a walk from `start` (through no weight product and no wall) meets a node

@@ -119,12 +119,12 @@ class _Structure:
         self.consumers = {k: tuple(v) for k, v in consumers.items()}
 
 
-_structure = per_graph(_Structure)
+structure_of = per_graph(_Structure)  # node results aside, what an index has of a graph
 
 
 class _Tables:
     def __init__(self, graph: Graph, results: tuple[NodeResult, ...]) -> None:
-        structure = _structure(graph)
+        structure = structure_of(graph)
         self.nodes, self.outputs = structure.nodes, structure.outputs
         self.producers, self.consumers = structure.producers, structure.consumers
         self.results = {r.name: r for r in results}

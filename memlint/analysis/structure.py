@@ -35,6 +35,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from memlint.analysis.graph_index import structure_of
 from memlint.analysis.hfconfig import HfConfig, config_file, read_config
 from memlint.analysis.kv_copies import cache_outputs, is_cache_or_copy
 from memlint.costs.registry import op_info_of
@@ -597,7 +598,7 @@ def _table_gathers(graph: Graph) -> Iterator[tuple[Node, Value, dict[str, Node]]
 def _gathers(graph: Graph) -> tuple[tuple[tuple[Node, Value], ...], dict[str, Node]]:
     """_table_gathers' Gathers and producer map, found once per graph (every detect of the
     same graph, with and without config, reads them)."""
-    producers = {out: node for node in graph.nodes for out in node.outputs if out}
+    producers = structure_of(graph).producers
     found = []
     for node in graph.nodes:
         if node.op_type != "Gather" or node.domain or len(node.inputs) < 2:
