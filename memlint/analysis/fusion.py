@@ -85,7 +85,27 @@ class _Facts:
 
 
 def _facts(ctx: GraphIndex) -> _Facts:
-    return ctx.shared("analysis.fusion", lambda: _Facts(ctx))
+    memo = _memo(ctx)
+    facts = memo.get("facts")
+    if facts is None:
+        facts = memo["facts"] = _Facts(ctx)
+    return facts
+
+
+def _memo(ctx: GraphIndex) -> dict[Any, Any]:
+    """What this module finds of a graph with these node results (its views, sources and
+    readers, its chains): the summary's fused estimate and the rules index the same graph and
+    results, and share it. Kept for the graph's latest results."""
+    found = _searches(ctx.graph)
+    if found.get("results") is not ctx.results:  # another analysis of the graph
+        found.clear()
+        found["results"] = ctx.results
+    return found
+
+
+@per_graph
+def _searches(graph: Graph) -> dict[Any, Any]:
+    return {}
 
 
 def is_view(ctx: GraphIndex, node: Node) -> bool:
@@ -169,21 +189,12 @@ def find_chains(ctx: GraphIndex, *, glue: bool = False) -> list[Chain]:
     groups must not depend on the sizes of one point, memlint.analysis.fused).
 
     Both searches (rule ML102 asks without glue, the fused estimate with it) run in one pass
-    over the graph, once per graph and node results."""
-    found = _searches(ctx.graph)
-    if found.get("results") is not ctx.results:  # another analysis of the graph
-        found.clear()
-        found["results"] = ctx.results
+    over the graph, once per graph and node results (_memo)."""
+    found = _memo(ctx)
+    if False not in found:
         found["built"] = {}
         found[False], found[True] = _search(ctx, found["built"])
     return list(found[glue])
-
-
-@per_graph
-def _searches(graph: Graph) -> dict[Any, Any]:
-    """find_chains' results for the graph and the node results of its latest analysis: the
-    summary's fused estimate and the rules index the same graph and results."""
-    return {}
 
 
 class _Search:
@@ -294,12 +305,8 @@ def _search(ctx: GraphIndex,
 def chain_of(ctx: GraphIndex, nodes: list[Node]) -> Chain:
     """The Chain of `nodes` (in graph order): the one find_chains made of the same nodes, else
     built now."""
-    found = _searches(ctx.graph)
-    if found.get("results") is ctx.results:
-        chain = found.get("built", {}).get(tuple(n.name for n in nodes))
-        if chain is not None:
-            return chain
-    return _chain(ctx, nodes)
+    chain = _memo(ctx).get("built", {}).get(tuple(n.name for n in nodes))
+    return _chain(ctx, nodes) if chain is None else chain
 
 
 def _touches_data(ctx: GraphIndex, node: Node, big: dict[str, bool] | None = None) -> bool:
