@@ -172,6 +172,34 @@ def test_exports_run_fewer_kernels_fused(small_exports, name):
     assert 0.999 * summary.flops <= fused.flops <= summary.flops
 
 
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_one_fusion_search_serves_the_estimate_and_ml102_on_an_export(small_exports, name,
+                                                                    monkeypatch):
+    # An Optimum export has shape glue (scalar ops on shape vectors): the searches without
+    # and with glue part there, and one pass over the graph finds both for the summary's fused
+    # estimate and rule ML102; every ML102 finding is chains without glue (one per layer when
+    # grouped).
+    from memlint.analysis import fusion
+    from memlint.analysis.graph_index import GraphIndex
+
+    calls = []
+    search = fusion._search
+    monkeypatch.setattr(fusion, "_search", lambda *a: calls.append(1) or search(*a))
+    report = memlint.lint(small_exports[name], hw=A100, dims=DECODE,
+                          config=Config(select=("ML102",), min_share=0.0, min_saving_s=0.0))
+    assert calls == [1]
+    ctx = GraphIndex(report.model, report.nodes)
+    plain, glue = fusion.find_chains(ctx), fusion.find_chains(ctx, glue=True)
+    assert calls == [1]
+    assert [c.nodes for c in plain] != [c.nodes for c in glue]
+    chains = [{n.name for n in c.nodes} for c in plain]
+    findings = [f for f in report.findings if f.code == "ML102"]
+    assert findings
+    for finding in findings:  # one chain, or the same chain of each layer (grouped)
+        named = set(finding.nodes)
+        assert set().union(*(c for c in chains if c & named)) == named
+
+
 def test_the_fused_estimate_of_an_export_runs_no_more_kernels_than_the_optimizer_leaves(
         small_exports):
     # onnxruntime's transformer optimizer fuses LayerNorm, GELU and bias Adds of the Optimum

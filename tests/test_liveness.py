@@ -188,3 +188,21 @@ def test_sample_models_without_kv(name):
     mem = footprint(load(SAMPLES / name, dims={"batch_size": 1}).graph)
     assert mem.kv_cache_bytes == mem.max_kv_cache_bytes == 0
     assert mem.peak_total_bytes == mem.weight_bytes + mem.peak_activation_bytes > 0
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_a_resized_footprint_is_the_footprint_of_the_export_loaded_there(small_exports, name):
+    # Optimum decode-step exports loaded at two points: the first load's plan with every
+    # tensor's size at the second point gives the second load's own footprint (what a sweep
+    # point reads), and with its own sizes its own footprint.
+    from memlint.analysis.liveness import footprint_resized
+    from memlint.api import parse
+
+    parsed = parse(small_exports[name])
+    here = load(parsed, {"batch_size": 1, "sequence_length": 1, "past_sequence_length": 63}).graph
+    there = load(parsed, {"batch_size": 4, "sequence_length": 1, "past_sequence_length": 20}).graph
+    assert footprint(there) != footprint(here)  # the point moves the peak and the cache
+    sizes = {name: value.nbytes for name, value in there.values.items()}
+    assert footprint_resized(here, sizes.get) == footprint(there)
+    own = {name: value.nbytes for name, value in here.values.items()}
+    assert footprint_resized(here, own.get) == footprint(here)
