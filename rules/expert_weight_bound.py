@@ -81,10 +81,9 @@ class ExpertWeightBoundDecode(Rule):
         for node in graph.nodes if experts else ():
             if experts.isdisjoint(node.inputs):
                 continue
-            weights = [graph.values[name] for name in node.inputs if name in experts]
-            if weights:
-                nodes.append(node.name)
-                bits = max(bits, *(v.dtype.bits for v in weights))
+            nodes.append(node.name)
+            bits = max(bits, *(graph.values[name].dtype.bits for name in node.inputs
+                               if name in experts))
         if not nodes:
             return
         results = [r for name in nodes if (r := ctx.result(name)) is not None]

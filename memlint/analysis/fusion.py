@@ -105,6 +105,7 @@ def _memo(ctx: GraphIndex) -> dict[Any, Any]:
 
 @per_graph
 def _searches(graph: Graph) -> dict[Any, Any]:
+    """_memo's store, one per graph object (forgotten with the graph)."""
     return {}
 
 

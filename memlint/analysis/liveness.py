@@ -240,11 +240,9 @@ class _Plan:
         )
         self.needed = needed
         self.resident_names = [v.name for v in self.resident]
+        known, missing = self.named(graph)
         values = graph.values
-        self.unresolved = sum(
-            1 for name in (*start, *needed)
-            if (v := values.get(name) if name else None) is None or v.nbytes is None
-        )
+        self.unresolved = missing + sum(1 for name in known if values[name].nbytes is None)
 
     def buffers(self, graph: Graph) -> tuple[list[str], list[int | None], Any, Any, Any]:
         """Of each buffer whose bytes the activations or the copies count (known tensors, the
