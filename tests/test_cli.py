@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -354,6 +355,17 @@ def test_version_with_click_runner():
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0
     assert __version__ in result.output
+
+
+def test_python_dash_m_memlint_is_the_command():
+    result = subprocess.run([sys.executable, "-m", "memlint", "small_cnn.onnx", "--hw", "a100"],
+                            cwd=SAMPLES, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "small_cnn.onnx" in result.stdout
+    bad = subprocess.run([sys.executable, "-m", "memlint", "--hw", "nope", "small_cnn.onnx"],
+                         cwd=SAMPLES, capture_output=True, text=True, check=False)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("memlint: ") and "Traceback" not in bad.stderr
 
 
 # --- terminal output ----------------------------------------------------------------------------
