@@ -16,6 +16,10 @@ the same file, whole processes measured in the same interleaved rounds (min of -
            200,000 nodes (time per node within 15% of the 100,000's), the 70B run with
            --sweep batch=1,2,4,8,16,32,64 against the same run without (<= 1.3x), and
            `memlint --version` (<= 0.15 s; what --version and --help import is listed).
+           Beside them, per case, the floor any Python lint pays (Python, import onnx, the
+           load, every node's fields read once), what the target leaves for memlint beyond it
+           (in all and per node), what memlint spends there now, and how much of that its
+           imports take (the floor importing the modules memlint's lint of the file imports).
   scaling  the same builder at 10-160 layers and chains of 10k-200k nodes: memlint and the
            bare load of each, and memlint's time per 1,000 nodes beyond the load.
 
@@ -606,6 +610,57 @@ print(" ".join(m for m in ("onnx", "numpy", "rich", "jinja2", "memlint.api") if 
 """
 
 
+MODULES_CODE = """
+import contextlib, io, json, sys
+before = set(sys.modules)
+from memlint.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    code = main(sys.argv[2:])
+json.dump([m for m in sys.modules if m not in before], open(sys.argv[1], "w"))
+sys.exit(code)
+"""
+
+# The least any Python lint of the file does: start Python, import onnx, load the file and read
+# every node's fields once into one tuple per node; with argv[2], first import the modules a
+# memlint lint of the file imports, in the order it imports them.
+FLOOR_CODE = """
+import importlib, json, sys
+for name in json.load(open(sys.argv[2])) if len(sys.argv) > 2 else ():
+    importlib.import_module(name)
+import onnx
+graph = onnx.load(sys.argv[1], load_external_data=False).graph
+nodes = [(n.name, n.op_type, n.domain, tuple(n.input), tuple(n.output)) for n in graph.node]
+"""
+
+
+def floor_commands(work: Path, tag: str, lint_argv: list[str]) -> dict[str, list[str]]:
+    """The two floor processes of one case (FLOOR_CODE): without memlint's modules, and with
+    those its lint imports, recorded by one untimed in-process run of that lint."""
+    names = work / f"modules_{tag}.json"
+    args = lint_argv[len(memlint_command()):]
+    subprocess.run([sys.executable, "-c", MODULES_CODE, str(names), *args], check=True,
+                   capture_output=True, cwd=tempfile.gettempdir())
+    floor = [sys.executable, "-c", FLOOR_CODE, args[0]]
+    return {f"floor:{tag}": floor, f"imports:{tag}": [*floor, str(names)]}
+
+
+def floor_lines(rounds: Rounds, cases: list[tuple[str, str, int, float]]) -> None:
+    """Per case: what its target leaves for memlint (its imports and its work) beyond the floor
+    any Python lint pays, against what memlint spends there now."""
+    print("\n  what each target leaves for memlint beyond the floor of any Python lint (Python, "
+          "import onnx, the load, every node's fields read once), in the same rounds; memlint's "
+          "imports: the same floor importing the modules its lint imports")
+    print(f"  {'':<34} {'floor':>13} | {'target':>6} | {'left for memlint':>16} | "
+          f"{'memlint spends':>14} | {'of which imports':>16} | per node: left / spent")
+    for label, tag, nodes, target in cases:
+        load, floor = rounds.seconds(f"load:{tag}"), rounds.seconds(f"floor:{tag}")
+        lint, imports = rounds.seconds(f"lint:{tag}"), rounds.seconds(f"imports:{tag}")
+        left, spent = target * load - floor, lint - floor
+        print(f"  {label:<34} {floor:5.2f}s {floor / load:5.2f}x | {target * load:5.2f}s | "
+              f"{left:15.3f}s | {spent:13.3f}s | {imports - floor:15.3f}s | "
+              f"{left / nodes * 1e6:.1f} / {spent / nodes * 1e6:.1f} us")
+
+
 def part_done(work: Path, rounds: Rounds, repeat: int, layers: int) -> bool:
     """Every figure of issue 20's "done when", as ratios measured in one run."""
     built = build_cached(work, layers)
@@ -628,6 +683,8 @@ def part_done(work: Path, rounds: Rounds, repeat: int, layers: int) -> bool:
     for n, info in chains.items():
         commands[f"load:chain{n}"] = load_command(info["path"])
         commands[f"lint:chain{n}"] = lint_command(info["path"])
+    for tag in ("70b", "gpt2", "llama", "chain100000"):
+        commands.update(floor_commands(work, tag, commands[f"lint:{tag}"]))
     reads: list[str] = []
 
     def watch(key: str, run):  # noqa: ANN001, ANN202 - the data file's atime around 70B runs
@@ -691,7 +748,22 @@ def part_done(work: Path, rounds: Rounds, repeat: int, layers: int) -> bool:
           f" (a probe read {'does' if atime_check_works(model.parent) else 'does NOT'} advance "
           f"atime here); strace: {traced or 'model.onnx_data never opened'}")
     ok &= never and (not traced or traced.startswith("skipped"))
+    floor_lines(rounds, [
+        ("70B-shaped", "70b", built["nodes"], DONE_70B_RATIO),
+        ("Optimum GPT-2 decode step", "gpt2", nodes_of(optimum["gpt2"]), DONE_SMALL_RATIO),
+        ("Optimum Llama-GQA, 2 layers", "llama", nodes_of(optimum["llama"]), DONE_SMALL_RATIO),
+        ("element-wise chain, 100,000 nodes", "chain100000", 100_000, DONE_CHAIN_RATIO),
+    ])
     return ok
+
+
+def nodes_of(path: Path | str) -> int:
+    """The node count of an ONNX file's top graph (read in a child: the parent never imports
+    onnx)."""
+    code = "import sys, onnx; print(len(onnx.load(sys.argv[1], load_external_data=False).graph.node))"
+    out = subprocess.run([sys.executable, "-c", code, str(path)], check=True,
+                         capture_output=True, text=True)
+    return int(out.stdout)
 
 
 def part_scaling(work: Path, rounds: Rounds, repeat: int) -> None:
