@@ -2,6 +2,7 @@
 
     python bench/ab.py --tree before=/tmp/old-checkout --tree now=
     python bench/ab.py --tree old-mld07=/tmp/old:/tmp/mld07 --tree old=/tmp/old --tree now= --calls
+    python bench/ab.py --tree before=/tmp/old --tree now= --case gpt-2 --case llama --rounds 15
 
 Each --tree is NAME=PYTHONPATH: the memlint a child process imports with that PYTHONPATH (empty:
 the installed one, this working tree in the dev venv); a PYTHONPATH may name other packages too
@@ -10,10 +11,10 @@ as pip does.
 
 Cases (built as bench/scale.py builds them, kept in --work): the 70B-shaped decode step at its
 dims, the same with --sweep batch=1,2,4,8,16,32,64, the Optimum GPT-2 and Llama-GQA exports at
-their default decode step, and the 100,000-node element-wise chain. Every run is a fresh CLI
-process; the trees run in interleaved rounds (every case and tree once per round), so a slow
-spell of this machine hits all of them alike. Printed: each tree's minimum wall time per case,
-and its ratio to the first tree's, measured in this run.
+their default decode step, and the 100,000-node element-wise chain (--case picks some of them
+by name). Every run is a fresh CLI process; the trees run in interleaved rounds (every case and
+tree once per round), so a slow spell of this machine hits all of them alike. Printed: each
+tree's minimum wall time per case, and its ratio to the first tree's, measured in this run.
 
 --calls also counts the Python function calls of one `memlint.lint` of each case under cProfile
 (the second lint in a child process): the work done, which does not move with the machine's
@@ -90,6 +91,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", action="store_true", help="also count function calls")
     parser.add_argument("--work", type=Path, help="build into (and keep) this folder")
+    parser.add_argument("--case", action="append", metavar="TEXT",
+                        help="only the cases whose name holds TEXT (repeatable; any case)")
     args = parser.parse_args()
     if not all("=" in t for t in args.tree):
         parser.error("--tree takes NAME=PYTHONPATH (an empty PYTHONPATH: the installed memlint)")
@@ -97,7 +100,10 @@ def main() -> int:
     if len(trees) < 2 or not all(trees):
         parser.error("give two or more --tree NAME=PYTHONPATH with distinct names")
     work = args.work or Path(tempfile.mkdtemp(prefix="memlint-ab-"))
-    found = cases(work)
+    found = {case: how for case, how in cases(work).items()
+             if not args.case or any(t.lower() in case.lower() for t in args.case)}
+    if not found:
+        parser.error(f"no case's name holds {' or '.join(args.case)}")
     for name, path in trees.items():
         compiled = subprocess.run(child(path, [sys.executable, "-c", scale.COMPILE_CODE]),
                                   capture_output=True, text=True, check=False,

@@ -520,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _inert(text: str) -> str:
     """An error message may quote a model's names: their control characters print escaped."""
-    from memlint.report.view import inert
+    from memlint.report.lines import inert
 
     return inert(text)
 

@@ -17,7 +17,7 @@ from memlint import units
 from memlint.core.report import Report
 from memlint.findings import Finding, Severity
 from memlint.report.sarif import finding_text, location_of, report_path
-from memlint.report.view import inert
+from memlint.report.lines import inert
 
 COMMANDS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 _DATA_ESCAPES = (("%", "%25"), ("\r", "%0D"), ("\n", "%0A"))

@@ -27,7 +27,7 @@ from memlint import units
 from memlint._version import __version__
 from memlint.core.report import Report
 from memlint.findings import Finding, Severity, Suppressed
-from memlint.report.view import inert
+from memlint.report.lines import inert
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_VERSION = "2.1.0"

@@ -26,7 +26,7 @@ from memlint import units
 from memlint._version import __version__
 from memlint.core.report import Report
 from memlint.report.blocks_view import SHORT_HEADERS, block_rows, short_cells, what_if_line
-from memlint.report.view import (
+from memlint.report.lines import (
     as_written_text,
     best_fix,
     combined_saving,
