@@ -3,6 +3,7 @@ default decode step, and every LLM section rendered to strings and to JSON-ready
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -72,6 +73,15 @@ def test_rows_are_strings_and_dicts_are_json(parts):
         "LLM serving", "LLM sweep over batch", "LLM sweep over context", "Generation",
         "Precision what-if", "Tensor parallel",
     ]
+
+
+def test_model_line_says_one_layer_head_and_kv_head_in_the_singular(parts):
+    _, p = parts  # a multi-query model of one layer and one query head: Falcon-style MQA
+    one = dataclasses.replace(p.structure, layers=1, heads=1, kv_heads=1)
+    assert view.structure_line(one).startswith("1 layer, 1 head (")
+    assert ", 1 KV head of 32, hidden 128" in view.structure_line(one)
+    mqa = dataclasses.replace(p.structure, kv_heads=1)
+    assert view.structure_line(mqa).startswith("2 layers, 4 heads (multi-query), 1 KV head of 32")
 
 
 def test_generation_prompt_fits_the_positions(parts):

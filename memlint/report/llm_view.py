@@ -32,6 +32,7 @@ from memlint.core.llm import (
     Sweep,
     TensorParallel,
 )
+from memlint.report.families import plural
 
 Rows = tuple[tuple[str, str], ...]
 
@@ -85,13 +86,13 @@ def structure_line(structure: LlmStructure) -> str:
     """'2 layers, 4 heads (multi-head), 4 KV heads of 16, hidden 64, vocab 500, 128 positions'."""
     parts = []
     if structure.layers:
-        parts.append(f"{structure.layers} layers")
+        parts.append(plural(structure.layers, "layer"))
     if structure.heads:
         kind = f" ({structure.attention_kind})" if structure.attention_kind else ""
-        parts.append(f"{structure.heads} heads{kind}")
+        parts.append(plural(structure.heads, "head") + kind)
     if structure.kv_heads:
         size = f" of {structure.head_dim}" if structure.head_dim else ""
-        parts.append(f"{structure.kv_heads} KV heads{size}")
+        parts.append(plural(structure.kv_heads, "KV head") + size)
     for label, value in (("hidden", structure.hidden_size), ("vocab", structure.vocab_size)):
         if value:
             parts.append(f"{label} {value}")
