@@ -27,14 +27,14 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("optimum.exporters.onnx")
 
+from exportcheck import assert_fully_modelled, matrix_product_flops, torch_flops
+
 from memlint.analysis.structure import detect
 from memlint.api import lint, load
-from memlint.costs import CostStatus
 
 LAYERS, HIDDEN, HEADS, HEAD_DIM, VOCAB, FFN = 2, 64, 4, 16, 500, 128
 PAST = 20  # cached tokens of the decode step
 FP32 = 4  # bytes
-MATMUL_FAMILY = frozenset({"MatMul", "Gemm", "Einsum"})
 
 # name -> (model class, config class, config keys, KV heads)
 ARCHITECTURES = {
@@ -126,52 +126,26 @@ def steps(exports):
 @pytest.mark.parametrize("name", ARCHITECTURES)
 def test_every_node_modelled_and_every_shape_resolved(exports, steps, name):
     export_of(exports, name)
-    coverage, nodes = steps[name].coverage, steps[name].nodes
-    assert coverage.nodes_modelled == coverage.nodes_total == len(nodes)
-    assert coverage.tensors_resolved == coverage.tensors_total
-    assert not coverage.unmodelled_ops and coverage.unresolved_nodes == 0
-    gaps = [n.name for n in nodes
-            if n.cost.status in (CostStatus.UNMODELLED, CostStatus.UNRESOLVED)]
-    assert gaps == []
-
-
-def matmul_flops(report) -> int:
-    """FLOPs of the matrix products, without the 1 per output element memlint counts for a
-    Gemm's bias input (torch's counter counts 2*M*N*K only)."""
-    graph, total = report.model.graph, 0
-    for node in report.nodes:
-        if node.domain or node.op_type not in MATMUL_FAMILY:
-            continue
-        total += node.cost.flops
-    for node in graph.nodes:
-        if node.op_type == "Gemm" and not node.domain and len(node.inputs) > 2 \
-                and node.inputs[2]:
-            total -= graph.value(node.outputs[0]).numel
-    return total
+    assert_fully_modelled(steps[name], name)
 
 
 def torch_decode_flops(folder, name: str) -> int:
     """FlopCounterMode's count of the Hugging Face model's forward on one new token with a
     cache of PAST tokens (the cache made by a forward on PAST tokens, not counted)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    hf = folder.parent / f"{name}-hf"
     model = transformers.AutoModelForCausalLM.from_pretrained(
-        hf, local_files_only=True, attn_implementation="eager").eval()
+        folder.parent / f"{name}-hf", local_files_only=True, attn_implementation="eager").eval()
     torch.manual_seed(1)
     with torch.no_grad():
         past = model(torch.randint(0, VOCAB, (1, PAST)), use_cache=True).past_key_values
-        counter = FlopCounterMode(display=False)
-        with counter:
-            model(torch.randint(0, VOCAB, (1, 1)), past_key_values=past, use_cache=True,
-                  attention_mask=torch.ones(1, PAST + 1, dtype=torch.long))
-    return counter.get_total_flops()
+    flops, _ = torch_flops(model, torch.randint(0, VOCAB, (1, 1)), past_key_values=past,
+                           use_cache=True, attention_mask=torch.ones(1, PAST + 1, dtype=torch.long))
+    return flops
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
 def test_decode_step_matmul_flops_match_torchs_counter(exports, steps, name):
     folder = export_of(exports, name)
-    assert matmul_flops(steps[name]) == torch_decode_flops(folder, name)
+    assert matrix_product_flops(steps[name]) == torch_decode_flops(folder, name)
 
 
 def test_falcon_multi_query_decode_flops_by_hand(exports, steps):
@@ -183,4 +157,4 @@ def test_falcon_multi_query_decode_flops_by_hand(exports, steps):
     #   scores and context, 4 heads:             2 x 2 x 4 x 21 x 16 =  5,376
     #   = 91,392; 2 layers = 182,784; lm_head 2 x 64 x 500 = 64,000; the rotary table's
     #   inv_freq (8) x position (1) product 2 x 8 = 16. Total 246,800.
-    assert matmul_flops(steps["falcon"]) == 246_800
+    assert matrix_product_flops(steps["falcon"]) == 246_800
