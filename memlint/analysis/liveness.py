@@ -130,13 +130,11 @@ def _footprint(graph: Graph, plan: _Plan,
     step = int(live[0].argmax())  # the first step that reaches the peak
     peak = int(live[0][step])
     max_copy = max(0, int(live[1].max()))
-    if size is None:
-        weights = sum(v.nbytes or 0 for v in plan.resident)
-        unresolved = plan.unresolved
-    else:
-        weights = sum(filter(None, map(size, plan.resident_names)))
-        known, missing = plan.named(graph)
-        unresolved = missing + list(map(size, known)).count(None)
+    values = graph.values
+    size_of = size or (lambda name: values[name].nbytes)  # every name below is in `values`
+    weights = sum(filter(None, map(size_of, plan.resident_names)))
+    known, missing = plan.named(graph)
+    unresolved = missing + list(map(size_of, known)).count(None)
     cache = _cache_bytes(graph, size)
     return MemoryFootprint(
         weight_bytes=weights,
@@ -240,9 +238,6 @@ class _Plan:
         )
         self.needed = needed
         self.resident_names = [v.name for v in self.resident]
-        known, missing = self.named(graph)
-        values = graph.values
-        self.unresolved = missing + sum(1 for name in known if values[name].nbytes is None)
 
     def buffers(self, graph: Graph) -> tuple[list[str], list[int | None], Any, Any, Any]:
         """Of each buffer whose bytes the activations or the copies count (known tensors, the
