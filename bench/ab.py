@@ -16,6 +16,10 @@ by name). Every run is a fresh CLI process; the trees run in interleaved rounds 
 tree once per round), so a slow spell of this machine hits all of them alike. Printed: each
 tree's minimum wall time per case, and its ratio to the first tree's, measured in this run.
 
+--imports N also times, per tree, the imports of a text lint (`import memlint.cli,
+memlint.runner, memlint.report.text, memlint.report.sarif` after `import onnx, numpy`) in N
+interleaved fresh processes: the minimum and median, and the minimum's ratio to the first tree.
+
 --calls also counts the Python function calls of one `memlint.lint` of each case under cProfile
 (the second lint in a child process): the work done, which does not move with the machine's
 speed.
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,6 +52,14 @@ profile.enable()
 lint(**args)
 profile.disable()
 print(pstats.Stats(profile, stream=io.StringIO()).total_calls)
+"""
+
+IMPORTS_CHILD = """
+import time
+import onnx, numpy
+start = time.perf_counter()
+import memlint.cli, memlint.runner, memlint.report.text, memlint.report.sarif
+print(time.perf_counter() - start)
 """
 
 WHERE_CHILD = """
@@ -91,6 +104,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", action="store_true", help="also count function calls")
     parser.add_argument("--work", type=Path, help="build into (and keep) this folder")
+    parser.add_argument("--imports", type=int, default=0, metavar="N",
+                        help="also time a text lint's imports in N interleaved rounds")
     parser.add_argument("--case", action="append", metavar="TEXT",
                         help="only the cases whose name holds TEXT (repeatable; any case)")
     args = parser.parse_args()
@@ -128,6 +143,20 @@ def main() -> int:
         cells = [f"{rounds.seconds(f'{case}|{n}'):6.2f} s = {rounds.seconds(f'{case}|{n}') / base:5.2f}x"
                  for n in trees]
         print(f"  {case:<36}" + "".join(f" {c:>22}" for c in cells))
+    if args.imports:
+        times: dict[str, list[float]] = {name: [] for name in trees}
+        for _ in range(args.imports):
+            for name, path in trees.items():
+                out = subprocess.run(child(path, [sys.executable, "-c", IMPORTS_CHILD]),
+                                     capture_output=True, text=True, check=True,
+                                     cwd=tempfile.gettempdir())
+                times[name].append(float(out.stdout))
+        base = min(times[first])
+        print(f"\na text lint's imports, {args.imports} interleaved fresh processes "
+              f"(min / median; ratio of the mins to {first})")
+        for name, seconds in times.items():
+            print(f"  {name:<22} {min(seconds) * 1e3:6.1f} / {statistics.median(seconds) * 1e3:6.1f}"
+                  f" ms = {min(seconds) / base:4.2f}x")
     if args.calls:
         print("\nPython function calls of one memlint.lint (cProfile, the second lint in a child)")
         print(f"  {'':<36}" + "".join(f" {name:>22}" for name in trees))

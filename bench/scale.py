@@ -20,6 +20,9 @@ the same file, whole processes measured in the same interleaved rounds (min of -
            load, every node's fields read once), what the target leaves for memlint beyond it
            (in all and per node), what memlint spends there now, and how much of that its
            imports take (the floor importing the modules memlint's lint of the file imports).
+           Then two fixed costs timed in a fresh process: one IR Node made against a tuple of
+           its fields, and memlint's imports for a text lint, with the time Python spends
+           creating dataclasses in them.
   scaling  the same builder at 10-160 layers and chains of 10k-200k nodes: memlint and the
            bare load of each, and memlint's time per 1,000 nodes beyond the load.
 
@@ -644,6 +647,45 @@ def floor_commands(work: Path, tag: str, lint_argv: list[str]) -> dict[str, list
     return {f"floor:{tag}": floor, f"imports:{tag}": [*floor, str(names)]}
 
 
+# Two fixed costs under every lint, timed in a fresh process: creating one IR Node (a frozen
+# dataclass) against a tuple of the same fields, and memlint's imports for a text lint with the
+# part of them that is Python creating dataclasses.
+UNIT_COSTS_CODE = """
+import dataclasses, time
+import onnx, numpy
+made = []
+real = dataclasses._process_class
+def timed(*args, **kwargs):
+    start = time.perf_counter()
+    try:
+        return real(*args, **kwargs)
+    finally:
+        made.append(time.perf_counter() - start)
+dataclasses._process_class = timed
+start = time.perf_counter()
+import memlint.cli, memlint.runner, memlint.report.text, memlint.llm.session, memlint.engine
+imports = time.perf_counter() - start
+from memlint.ir import Node
+empty = {}
+best = [float("inf")] * 2
+for _ in range(5):
+    for i, make in enumerate((Node, lambda *a: a)):
+        start = time.perf_counter()
+        for _ in range(100_000):
+            make("n", "Add", "", ("a", "b"), ("c",), empty, empty, None)
+        best[i] = min(best[i], (time.perf_counter() - start) / 100_000)
+print(f"one IR Node {best[0] * 1e6:.2f} us (the same 8 fields as a tuple {best[1] * 1e6:.2f} "
+      f"us; 100,000 made, best of 5); memlint's imports for a text lint {imports * 1e3:.0f} ms, "
+      f"{sum(made) * 1e3:.0f} ms of it creating {len(made)} dataclasses")
+"""
+
+
+def unit_costs() -> str:
+    out = subprocess.run([sys.executable, "-c", UNIT_COSTS_CODE], capture_output=True, text=True,
+                         check=False, cwd=tempfile.gettempdir())
+    return out.stdout.strip() or out.stderr.strip()[-300:]
+
+
 def floor_lines(rounds: Rounds, cases: list[tuple[str, str, int, float]]) -> None:
     """Per case: what its target leaves for memlint (its imports and its work) beyond the floor
     any Python lint pays, against what memlint spends there now."""
@@ -754,6 +796,7 @@ def part_done(work: Path, rounds: Rounds, repeat: int, layers: int) -> bool:
         ("Optimum Llama-GQA, 2 layers", "llama", nodes_of(optimum["llama"]), DONE_SMALL_RATIO),
         ("element-wise chain, 100,000 nodes", "chain100000", 100_000, DONE_CHAIN_RATIO),
     ])
+    print(f"  fixed costs, in a fresh process: {unit_costs()}")
     return ok
 
 
