@@ -31,6 +31,7 @@ from exportcheck import assert_fully_modelled, matrix_product_flops, torch_flops
 
 from memlint.analysis.structure import detect
 from memlint.api import lint, load
+from memlint.report.llm_view import structure_line
 
 LAYERS, HIDDEN, HEADS, HEAD_DIM, VOCAB, FFN = 2, 64, 4, 16, 500, 128
 PAST = 20  # cached tokens of the decode step
@@ -113,6 +114,10 @@ def test_structure_and_kv_cache_per_token(exports, name):
     assert s.kv_bytes_per_token() == 2 * LAYERS * kv_heads * HEAD_DIM * FP32
     assert s.attention_kind == {1: "multi-query", 2: "grouped-query (2 query heads per KV head)",
                                 4: "multi-head"}[kv_heads]
+    # the report's model line: "1 KV head of 16" in the singular (Falcon, Gemma)
+    heads = "1 KV head" if kv_heads == 1 else f"{kv_heads} KV heads"
+    assert f"2 layers, 4 heads ({s.attention_kind}), {heads} of 16, hidden 64" in \
+        structure_line(s)
 
 
 @pytest.fixture(scope="module")
